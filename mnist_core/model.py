@@ -1,0 +1,235 @@
+"""The tutorial's network (Flux's 8-layer ``Chain``) in PyTorch, and its layer-shape inspection.
+
+    Conv((5,5), 1=>8,   pad=2, stride=2, relu)   # 28x28 => 14x14
+    Conv((3,3), 8=>16,  pad=1, stride=2, relu)   # 14x14 => 7x7
+    Conv((3,3), 16=>32, pad=1, stride=2, relu)   # 7x7   => 4x4
+    Conv((3,3), 32=>32, pad=1, stride=2, relu)   # 4x4   => 2x2
+    GlobalMeanPool(); flatten; Dense(32, 10); softmax
+
+15,594 parameters. The model returns probabilities like the tutorial's; training uses
+``logits`` with ``cross_entropy``, the numerically stable form of crossentropy(softmax(x)).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+INIT_STYLES = ("flux", "pytorch")
+
+
+class ConvReLU(nn.Module):
+    """Flux's ``Conv(..., relu)``: a convolution with its activation, one layer of the chain."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, pad: int, stride: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=pad)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.conv(x))
+
+    def flux_name(self) -> str:
+        c = self.conv
+        k, p, s = c.kernel_size[0], c.padding[0], c.stride[0]
+        return f"Conv(({k},{k}), {c.in_channels}=>{c.out_channels}, pad={p}, stride={s}, relu)"
+
+    def torch_name(self) -> str:
+        c = self.conv
+        return (
+            f"Conv2d({c.in_channels}, {c.out_channels}, kernel_size={c.kernel_size[0]}, "
+            f"stride={c.stride[0]}, padding={c.padding[0]}) + ReLU"
+        )
+
+
+class GlobalMeanPool(nn.Module):
+    """Mean of each feature map, keeping the singleton dims as Flux does: (N, C, H, W) -> (N, C, 1, 1)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3), keepdim=True)
+
+
+class Softmax(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(x, dim=1)
+
+
+class TutorialCNN(nn.Module):
+    """The tutorial's chain. ``forward`` gives probabilities (N, 10); ``logits`` the scores before softmax."""
+
+    def __init__(self, init: str = "flux") -> None:
+        super().__init__()
+        if init not in INIT_STYLES:
+            raise ValueError(f"init must be one of {INIT_STYLES}, not {init!r}")
+        self.layers = nn.Sequential(
+            ConvReLU(1, 8, kernel=5, pad=2, stride=2),  # (N, 8, 14, 14)
+            ConvReLU(8, 16, kernel=3, pad=1, stride=2),  # (N, 16, 7, 7)
+            ConvReLU(16, 32, kernel=3, pad=1, stride=2),  # (N, 32, 4, 4)
+            ConvReLU(32, 32, kernel=3, pad=1, stride=2),  # (N, 32, 2, 2)
+            GlobalMeanPool(),  # (N, 32, 1, 1)
+            nn.Flatten(),  # (N, 32)
+            nn.Linear(32, 10),  # (N, 10)
+            Softmax(),  # (N, 10), rows sum to 1
+        )
+        if init == "flux":
+            self.reset_flux()
+
+    def reset_flux(self) -> None:
+        """Flux's defaults: Glorot-uniform weights, zero biases (PyTorch's Kaiming-uniform differs)."""
+        for module in self.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 1, 28, 28) floats in [0, 1] -> (N, 10) unnormalised scores."""
+        return self.layers[:-1](x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.logits(x), dim=1)
+
+    def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The output of each of the four conv layers for ``x``: [(N, 8, 14, 14), ..., (N, 32, 2, 2)]."""
+        maps = []
+        for layer in self.layers:
+            if not isinstance(layer, ConvReLU):
+                break
+            x = layer(x)
+            maps.append(x)
+        return maps
+
+    def first_filters(self) -> torch.Tensor:
+        """The first layer's 8 learned 5x5 filters, (8, 5, 5)."""
+        return self.layers[0].conv.weight.detach()[:, 0]
+
+
+def build_model(init: str = "flux", seed: int | None = None) -> TutorialCNN:
+    """A fresh model; with ``seed`` its initial weights are reproducible."""
+    if seed is None:
+        return TutorialCNN(init)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return TutorialCNN(init)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+# --------------------------------------------------------------------------- inspection
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One layer of the chain as the shape table shows it."""
+
+    index: int
+    flux: str  # the layer in the tutorial's Flux words
+    pytorch: str  # the same layer in PyTorch's words
+    shape_nchw: tuple[int, ...]  # output shape, PyTorch order, batch first
+    shape_whcn: tuple[int, ...]  # output shape, Flux order, batch last
+    spatial: str  # e.g. "28x28 => 14x14"
+    params: int
+    macs: int  # multiply-adds per image
+
+
+def _flux_name(layer: nn.Module) -> str:
+    if isinstance(layer, ConvReLU):
+        return layer.flux_name()
+    if isinstance(layer, GlobalMeanPool):
+        return "GlobalMeanPool()"
+    if isinstance(layer, nn.Flatten):
+        return "flatten"
+    if isinstance(layer, nn.Linear):
+        return f"Dense({layer.in_features}, {layer.out_features})"
+    return "softmax"
+
+
+def _torch_name(layer: nn.Module) -> str:
+    if isinstance(layer, ConvReLU):
+        return layer.torch_name()
+    if isinstance(layer, GlobalMeanPool):
+        return "x.mean(dim=(2, 3), keepdim=True)"
+    if isinstance(layer, nn.Flatten):
+        return "nn.Flatten()"
+    if isinstance(layer, nn.Linear):
+        return f"nn.Linear({layer.in_features}, {layer.out_features})"
+    return "torch.softmax(x, dim=1)"
+
+
+def _whcn(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """NCHW -> WHCN (Flux is column-major: width first, batch last); (N, F) -> (F, N)."""
+    if len(shape) == 4:
+        n, c, h, w = shape
+        return (w, h, c, n)
+    return tuple(reversed(shape))
+
+
+def _spatial(before: tuple[int, ...], after: tuple[int, ...]) -> str:
+    def fmt(shape: tuple[int, ...]) -> str:
+        return f"{shape[2]}x{shape[3]}" if len(shape) == 4 else f"{shape[1]}"
+
+    a, b = fmt(before), fmt(after)
+    return a if a == b and len(before) == len(after) else f"{a} => {b}"
+
+
+def _macs(layer: nn.Module, out_shape: tuple[int, ...]) -> int:
+    if isinstance(layer, ConvReLU):
+        c = layer.conv
+        per_output = c.in_channels * c.kernel_size[0] * c.kernel_size[1]
+        return per_output * out_shape[1] * out_shape[2] * out_shape[3]
+    if isinstance(layer, nn.Linear):
+        return layer.in_features * layer.out_features
+    return 0
+
+
+def layer_table(model: TutorialCNN | None = None, batch: int = 1) -> list[LayerRow]:
+    """Shapes, parameters and multiply-adds of each layer, read off a real forward pass."""
+    model = model if model is not None else TutorialCNN()
+    device = next(model.parameters()).device
+    x = torch.zeros(batch, 1, 28, 28, device=device)
+    rows = []
+    with torch.inference_mode():
+        for i, layer in enumerate(model.layers):
+            y = layer(x)
+            before, after = tuple(x.shape), tuple(y.shape)
+            rows.append(
+                LayerRow(
+                    index=i + 1,
+                    flux=_flux_name(layer),
+                    pytorch=_torch_name(layer),
+                    shape_nchw=after,
+                    shape_whcn=_whcn(after),
+                    spatial=_spatial(before, after),
+                    params=count_parameters(layer),
+                    macs=_macs(layer, after),
+                )
+            )
+            x = y
+    return rows
+
+
+def format_layer_table(rows: list[LayerRow]) -> str:
+    """The layer table as fixed-width text for the command line."""
+    header = f"{'#':>2}  {'Flux layer':<44} {'NCHW':<16} {'WHCN':<16} {'spatial':<16} {'params':>7} {'MACs':>8}"
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        lines.append(
+            f"{r.index:>2}  {r.flux:<44} {str(r.shape_nchw):<16} {str(r.shape_whcn):<16} "
+            f"{r.spatial:<16} {r.params:>7,} {r.macs:>8,}"
+        )
+    lines.append(
+        f"{'':>2}  {'total':<44} {'':<16} {'':<16} {'':<16} "
+        f"{sum(r.params for r in rows):>7,} {sum(r.macs for r in rows):>8,}"
+    )
+    return "\n".join(lines)
+
+
+def first_prediction(model: TutorialCNN, images: torch.Tensor) -> tuple[int, torch.Tensor]:
+    """The tutorial's first check: ``onecold(model(x))`` for the first image; (class, probabilities)."""
+    device = next(model.parameters()).device
+    x = images[:1].to(device).float().div(255).unsqueeze(1)  # (1, 1, 28, 28), the added channel dim
+    with torch.inference_mode():
+        probs = model(x)[0].cpu()
+    return int(probs.argmax()), probs

@@ -1,0 +1,199 @@
+"""Saving and loading runs: one folder per run under ``runs/``.
+
+A run folder holds ``run.json`` (config, status, timings, data set), ``batches.csv`` (loss of
+every batch), ``epochs.csv`` (per-epoch metrics), ``report.json`` and ``weights.safetensors``.
+Weights are read with safetensors, never unpickled, and checked against the model's shapes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .model import TutorialCNN
+from .report import Report
+from .train import EpochMetrics, History, TrainConfig, Trainer, device_label
+
+RUN_FILES = ("run.json", "batches.csv", "epochs.csv", "report.json", "weights.safetensors")
+FORMAT_VERSION = 1
+
+
+class RunError(Exception):
+    """A run folder is missing or damaged; the message names the file and the problem."""
+
+
+def runs_root(path: Path | str | None = None) -> Path:
+    """The folder that holds the runs: argument, ``MNIST_RUNS_DIR`` or ``./runs``."""
+    return Path(path or os.environ.get("MNIST_RUNS_DIR") or "runs")
+
+
+def new_run_id(config: TrainConfig) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{config.dataset}-{config.optimiser.lower()}-lr{config.lr:g}-{secrets.token_hex(2)}"
+
+
+@dataclass
+class Run:
+    """A saved run as read back: everything needed to report on it or to rebuild its model."""
+
+    path: Path
+    config: TrainConfig
+    meta: dict  # status, message, device, data set, timings
+    history: History
+    report: Report | None
+    model: TutorialCNN | None = field(default=None, repr=False)
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+
+def save_run(
+    trainer: Trainer, report: Report | None = None, root: Path | str | None = None, run_id: str | None = None
+) -> Path:
+    """Write ``trainer``'s run (finished, stopped or diverged) to its folder and return the folder."""
+    h = trainer.history
+    folder = runs_root(root) / (run_id or new_run_id(trainer.config))
+    tmp = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    meta = {
+        "format": FORMAT_VERSION,
+        "config": trainer.config.to_dict(),
+        "status": h.status,
+        "message": h.message,
+        "device": device_label(trainer.device),
+        "dataset_title": trainer.dataset.title,
+        "dataset_source": trainer.dataset.source,
+        "n_train": trainer.dataset.n_train,
+        "n_test": trainer.dataset.n_test,
+        "steps": h.step,
+        "total_steps": h.total_steps,
+        "steps_per_epoch": h.steps_per_epoch,
+        "train_seconds": h.train_seconds,
+        "images_per_sec": h.images_per_sec,
+        "images_done": h.images_done,
+        "started_at": h.started_at,
+        "saved_at": time.time(),
+        "test_acc": report.test_acc if report else (h.epochs[-1].test_acc if h.epochs else None),
+    }
+    (tmp / "run.json").write_text(json.dumps(meta, indent=2))
+    pd.DataFrame({"step": range(1, len(h.batch_losses) + 1), "loss": list(h.batch_losses)}).to_csv(
+        tmp / "batches.csv", index=False
+    )
+    pd.DataFrame([asdict(e) for e in h.epochs], columns=list(EpochMetrics.__dataclass_fields__)).to_csv(
+        tmp / "epochs.csv", index=False
+    )
+    if h.full_losses:
+        pd.DataFrame(h.full_losses, columns=["step", "loss"]).to_csv(tmp / "full_losses.csv", index=False)
+    if report is not None:
+        (tmp / "report.json").write_text(json.dumps(report.to_dict()))
+    state = {k: v.detach().cpu().contiguous() for k, v in trainer.model.state_dict().items()}
+    save_file(state, str(tmp / "weights.safetensors"))
+    if folder.exists():
+        shutil.rmtree(folder)
+    tmp.rename(folder)  # the folder appears whole or not at all
+    return folder
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise RunError(f"{path}: missing; this is not a complete run folder.") from exc
+    except (OSError, ValueError) as exc:
+        raise RunError(f"{path}: cannot be read as JSON ({exc}).") from exc
+
+
+def load_weights(path: Path, model: TutorialCNN | None = None) -> TutorialCNN:
+    """Load safetensors weights into a fresh model, checking every name and shape first."""
+    model = model or TutorialCNN()
+    try:
+        state = load_file(str(path))
+    except FileNotFoundError as exc:
+        raise RunError(f"{path}: missing; the run has no weights.") from exc
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise RunError(f"{path}: not a valid safetensors file ({exc}).") from exc
+    expected = model.state_dict()
+    if set(state) != set(expected):
+        missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+        raise RunError(f"{path}: weights do not fit the tutorial's model (missing {missing}, unexpected {extra}).")
+    for name, tensor in state.items():
+        if tensor.shape != expected[name].shape or not tensor.is_floating_point():
+            raise RunError(
+                f"{path}: {name} has shape {tuple(tensor.shape)} {tensor.dtype}, "
+                f"expected {tuple(expected[name].shape)} floats."
+            )
+    model.load_state_dict({k: v.float() for k, v in state.items()})
+    return model
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
+    except FileNotFoundError as exc:
+        raise RunError(f"{path}: missing; this is not a complete run folder.") from exc
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise RunError(f"{path}: cannot be read as CSV ({exc}).") from exc
+
+
+def load_run(path: Path | str, with_model: bool = True) -> Run:
+    """Read a run folder back; ``with_model`` also rebuilds the model from its weights (on the CPU)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise RunError(f"{path}: no such run folder.")
+    meta = _read_json(path / "run.json")
+    try:
+        config = TrainConfig.from_dict(meta["config"])
+        config.validate()
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RunError(f"{path / 'run.json'}: the config is damaged ({exc}).") from exc
+    batches = _read_csv(path / "batches.csv")
+    epochs = _read_csv(path / "epochs.csv")
+    try:
+        history = History(
+            total_steps=int(meta.get("total_steps", 0)),
+            steps_per_epoch=int(meta.get("steps_per_epoch", 0)),
+            step=int(meta.get("steps", len(batches))),
+            epoch=len(epochs),
+            batch_losses=[float(v) for v in batches["loss"]],
+            epochs=[
+                EpochMetrics(**{k: row[k] for k in EpochMetrics.__dataclass_fields__}) for _, row in epochs.iterrows()
+            ],
+            status=str(meta.get("status", "finished")),
+            message=str(meta.get("message", "")),
+            train_seconds=float(meta.get("train_seconds", 0.0)),
+            started_at=float(meta.get("started_at", 0.0)),
+            images_done=int(meta.get("images_done", 0)),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RunError(f"{path}: the metrics files are damaged ({exc}).") from exc
+    full = path / "full_losses.csv"
+    if full.exists():
+        history.full_losses = [(int(s), float(v)) for s, v in _read_csv(full)[["step", "loss"]].itertuples(index=False)]
+    report = None
+    if (path / "report.json").exists():
+        try:
+            report = Report.from_dict(_read_json(path / "report.json"))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RunError(f"{path / 'report.json'}: damaged ({exc}).") from exc
+    model = load_weights(path / "weights.safetensors") if with_model else None
+    return Run(path=path, config=config, meta=meta, history=history, report=report, model=model)
+
+
+def list_runs(root: Path | str | None = None) -> list[Path]:
+    """Run folders under ``root``, newest first (folders being written are skipped)."""
+    root = runs_root(root)
+    if not root.is_dir():
+        return []
+    runs = [p for p in root.iterdir() if p.is_dir() and (p / "run.json").is_file() and not p.name.endswith(".partial")]
+    return sorted(runs, key=lambda p: p.name, reverse=True)

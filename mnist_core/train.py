@@ -1,0 +1,401 @@
+"""The training engine: config, the tutorial's three loop styles, callbacks, stop and devices.
+
+The whole data set lives on the training device as floats in [0, 1], shaped (N, 1, 28, 28);
+a batch is a slice of a seeded permutation, so there is no per-sample Dataset or DataLoader on
+the hot path. The loop knows nothing of any UI: progress, live charts and the tutorial's loss
+recorder plug in as callbacks. A ``Trainer`` holds no global state and can run in a thread
+while another thread reads its ``history``.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import asdict, dataclass, field, fields
+
+import torch
+import torch.nn.functional as F
+
+from .data import DATASETS, Dataset
+from .model import INIT_STYLES, TutorialCNN, build_model
+
+OPTIMISERS = ("Descent", "Momentum", "ADAM")  # as the tutorial names them
+LOOP_STYLES = {
+    "train!": "High level: Flux.train!(loss, ps, data, opt)",
+    "gradient": "Hand-written loop: gradient(), then update!(opt, ps, gs)",
+    "manual": "Update by hand: p .-= lr .* gs[p] (Descent only)",
+}
+DEVICES = ("auto", "cpu", "cuda", "mps")
+STATUSES = ("pending", "queued", "running", "finished", "stopped", "diverged", "failed")
+
+
+@dataclass
+class TrainConfig:
+    """Every knob the tutorial turns, with the tutorial's defaults."""
+
+    dataset: str = "mnist"  # "mnist" or "fashion-mnist"
+    lr: float = 0.1  # learning rate, the tutorial's Descent(0.1)
+    epochs: int = 10  # the tutorial's @epochs 10
+    batch_size: int = 128  # the tutorial's DataLoader batchsize
+    optimiser: str = "Descent"  # Descent (plain SGD), Momentum (rho 0.9) or ADAM
+    loop: str = "train!"  # one of LOOP_STYLES
+    seed: int = 0  # initial weights and batch order
+    device: str = "auto"  # auto picks CUDA, then MPS, then CPU
+    init: str = "flux"  # "flux" (Glorot-uniform, zero bias) or "pytorch" (its defaults)
+    record_every: int = 0  # the tutorial's callback: loss over the whole train set every N batches; 0 = off
+
+    def validate(self) -> None:
+        """Raise ValueError with a message a user can act on."""
+        problems = []
+        if self.dataset not in DATASETS:
+            problems.append(f"dataset must be one of {', '.join(DATASETS)}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            problems.append("learning rate must be a positive number")
+        if not 1 <= self.epochs <= 1000:
+            problems.append("epochs must be between 1 and 1000")
+        if not 1 <= self.batch_size <= 65536:
+            problems.append("batch size must be between 1 and 65536")
+        if self.optimiser not in OPTIMISERS:
+            problems.append(f"optimiser must be one of {', '.join(OPTIMISERS)}")
+        if self.loop not in LOOP_STYLES:
+            problems.append(f"loop style must be one of {', '.join(LOOP_STYLES)}")
+        if self.loop == "manual" and self.optimiser != "Descent":
+            problems.append("the update by hand (p .-= lr .* grad) is plain Descent; choose Descent or another loop")
+        if self.device not in DEVICES:
+            problems.append(f"device must be one of {', '.join(DEVICES)}")
+        if self.init not in INIT_STYLES:
+            problems.append(f"init must be one of {', '.join(INIT_STYLES)}")
+        if self.record_every < 0:
+            problems.append("record_every must be 0 (off) or a positive number of batches")
+        if problems:
+            raise ValueError("; ".join(problems) + ".")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        """Build from a dict, ignoring unknown keys (older or newer run folders)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA, then Apple MPS, then CPU; a named device that is missing is an error."""
+    cuda = torch.cuda.is_available()
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if name == "auto":
+        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
+    if name == "cuda" and not cuda:
+        raise ValueError("device 'cuda' was asked for, but no CUDA GPU is available; use auto or cpu.")
+    if name == "mps" and not mps:
+        raise ValueError("device 'mps' was asked for, but Apple MPS is not available; use auto or cpu.")
+    return torch.device(name)
+
+
+def device_label(device: torch.device) -> str:
+    """'CPU', or the GPU's name."""
+    if device.type == "cuda":
+        return f"CUDA GPU: {torch.cuda.get_device_name(device)}"
+    if device.type == "mps":
+        return "Apple GPU (MPS)"
+    return f"CPU ({torch.get_num_threads()} threads)"
+
+
+def to_device_images(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 (N, 28, 28) -> float (N, 1, 28, 28) in [0, 1] on ``device``: the tutorial's unsqueeze."""
+    x = images.to(device).unsqueeze(1).float().div_(255)
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def evaluate(model: TutorialCNN, x: torch.Tensor, y: torch.Tensor, chunk: int = 10_000) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` on device tensors x (N, 1, 28, 28), y (N,)."""
+    total_loss = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device, dtype=torch.long)
+    with torch.inference_mode():
+        for start in range(0, len(x), chunk):
+            logits = model.logits(x[start : start + chunk])
+            yb = y[start : start + chunk]
+            total_loss += F.cross_entropy(logits, yb, reduction="sum")
+            correct += (logits.argmax(1) == yb).sum()
+    n = max(len(x), 1)
+    return total_loss.item() / n, correct.item() / n
+
+
+@dataclass
+class EpochMetrics:
+    """Measured after each epoch. Train figures are running means over the epoch's batches."""
+
+    epoch: int
+    step: int
+    train_loss: float
+    train_acc: float
+    test_loss: float
+    test_acc: float
+    seconds: float  # training time of this epoch, evaluation excluded
+
+
+@dataclass
+class History:
+    """What a run has done so far; written by the training thread, safe to read from another."""
+
+    total_steps: int = 0
+    steps_per_epoch: int = 0
+    step: int = 0
+    epoch: int = 0
+    batch_losses: list[float] = field(default_factory=list)  # one per batch, in order
+    epochs: list[EpochMetrics] = field(default_factory=list)
+    full_losses: list[tuple[int, float]] = field(default_factory=list)  # (step, loss) from the recorder
+    status: str = "pending"
+    message: str = ""
+    train_seconds: float = 0.0  # time spent in training steps
+    started_at: float = 0.0  # time.time() at start
+
+    images_done: int = 0  # training images processed so far
+
+    @property
+    def images_per_sec(self) -> float:
+        return self.images_done / self.train_seconds if self.train_seconds > 0 else 0.0
+
+    @property
+    def seconds_left(self) -> float | None:
+        """Estimated seconds to the end, from the pace so far; None before the first batch."""
+        if self.step == 0 or self.status != "running":
+            return None
+        elapsed = time.time() - self.started_at
+        return elapsed / self.step * (self.total_steps - self.step)
+
+    @property
+    def done(self) -> bool:
+        return self.status in ("finished", "stopped", "diverged", "failed")
+
+
+class Callback:
+    """Hooks into a run; override what you need. Called in the training thread, in order."""
+
+    def on_train_start(self, trainer: Trainer) -> None: ...
+
+    def on_batch_end(self, trainer: Trainer, step: int, epoch: int, loss: float) -> None: ...
+
+    def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> None: ...
+
+    def on_train_end(self, trainer: Trainer) -> None: ...
+
+
+class LossRecorder(Callback):
+    """The tutorial's ``cb = () -> push!(loss_vector, loss(x_train, y_train))``, every ``every`` batches.
+
+    As in the article it evaluates the whole training set each time, which is expensive:
+    ``every`` keeps it affordable. On a GPU it runs when the batch losses are delivered, a few
+    dozen steps after the step it is filed under.
+    """
+
+    def __init__(self, every: int) -> None:
+        self.every = every
+
+    def on_batch_end(self, trainer: Trainer, step: int, epoch: int, loss: float) -> None:
+        if step % self.every == 0:
+            trainer.history.full_losses.append((step, trainer.train_set_loss()))
+
+
+class Trainer:
+    """One training run. ``run()`` trains in the calling thread; ``start()`` in a new one."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        dataset: Dataset,
+        callbacks: list[Callback] | tuple[Callback, ...] = (),
+        stop_event: threading.Event | None = None,
+    ) -> None:
+        config.validate()
+        self.config = config
+        self.dataset = dataset
+        self.device = resolve_device(config.device)
+        self.callbacks = list(callbacks)
+        if config.record_every:
+            self.callbacks.append(LossRecorder(config.record_every))
+        self.stop_event = stop_event or threading.Event()
+        # channels_last lets oneDNN (CPU) and cuDNN pick their fastest kernels for these small convs.
+        self.model = build_model(config.init, seed=config.seed).to(self.device, memory_format=torch.channels_last)
+        steps_per_epoch = math.ceil(dataset.n_train / config.batch_size)
+        self.history = History(total_steps=steps_per_epoch * config.epochs, steps_per_epoch=steps_per_epoch)
+        # On a GPU, reading a loss forces a sync: deliver them in chunks instead of every step.
+        self.flush_every = 1 if self.device.type == "cpu" else 32
+        self._x_train = self._y_train = self._x_test = self._y_test = None
+        self.thread: threading.Thread | None = None
+
+    # ----------------------------------------------------------------- control
+
+    def stop(self) -> None:
+        """Ask the run to stop; it does so before its next batch and keeps what it learned."""
+        self.stop_event.set()
+
+    def start(self) -> threading.Thread:
+        """Run in a daemon thread and return it; read ``history`` meanwhile."""
+        self.thread = threading.Thread(target=self.run, name="mnist-train", daemon=True)
+        self.thread.start()
+        return self.thread
+
+    # ----------------------------------------------------------------- data on device
+
+    def _load_to_device(self) -> None:
+        ds = self.dataset
+        self._x_train = to_device_images(ds.train_images, self.device)  # (N, 1, 28, 28)
+        self._y_train = ds.train_labels.to(self.device)
+        self._x_test = to_device_images(ds.test_images, self.device)
+        self._y_test = ds.test_labels.to(self.device)
+
+    def train_set_loss(self) -> float:
+        return evaluate(self.model, self._x_train, self._y_train)[0]
+
+    # ----------------------------------------------------------------- the loop
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        params = self.model.parameters()
+        lr = self.config.lr
+        if self.config.optimiser == "Momentum":
+            return torch.optim.SGD(params, lr=lr, momentum=0.9, foreach=True)
+        if self.config.optimiser == "ADAM":
+            return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), eps=1e-8, foreach=True)
+        return torch.optim.SGD(params, lr=lr, foreach=True)
+
+    def _update_step(self, loss: torch.Tensor, params: list[torch.Tensor], opt: torch.optim.Optimizer) -> None:
+        """One update, in the loop style of the config; all three agree for Descent."""
+        style = self.config.loop
+        if style == "train!":
+            # What Flux.train! hides: zero the gradients, backpropagate, let the optimiser step.
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        elif style == "gradient":
+            # gs = gradient(() -> loss(x, y), ps); update!(opt, ps, gs)
+            grads = torch.autograd.grad(loss, params)
+            for p, g in zip(params, grads):
+                p.grad = g
+            opt.step()
+        else:
+            # for p in ps; p .-= lr .* gs[p]; end  -- all that Descent does.
+            grads = torch.autograd.grad(loss, params)
+            with torch.no_grad():
+                for p, g in zip(params, grads):
+                    p.sub_(self.config.lr * g)
+
+    def run(self) -> History:
+        """Train to the end, a stop, or a non-finite loss; return the history (also ``self.history``)."""
+        h = self.history
+        h.status, h.started_at = "running", time.time()
+        try:
+            self._run()
+        except Exception as exc:  # a failed run is recorded, never lost
+            h.status, h.message = "failed", f"Training failed: {type(exc).__name__}: {exc}"
+        finally:
+            for cb in self.callbacks:
+                try:
+                    cb.on_train_end(self)
+                except Exception as exc:  # a broken callback must not hide the run's own outcome
+                    h.message = (h.message + f" (callback error: {exc})").strip()
+        return h
+
+    def _run(self) -> None:
+        cfg, h, model = self.config, self.history, self.model
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        self._load_to_device()
+        for cb in self.callbacks:
+            cb.on_train_start(self)
+        params = list(model.parameters())
+        opt = self._make_optimizer()
+        gen = torch.Generator().manual_seed(cfg.seed)
+        n, bs = self.dataset.n_train, cfg.batch_size
+        pending: list[torch.Tensor] = []  # losses not yet delivered (GPU: up to flush_every)
+        for epoch in range(1, cfg.epochs + 1):
+            h.epoch = epoch
+            perm = torch.randperm(n, generator=gen).to(self.device)
+            loss_sum = torch.zeros((), device=self.device)
+            correct = torch.zeros((), device=self.device, dtype=torch.long)
+            trained_before = h.train_seconds
+            t0 = time.perf_counter()
+            seen = 0
+            for start in range(0, n, bs):
+                if self.stop_event.is_set():
+                    break
+                idx = perm[start : start + bs]
+                xb, yb = self._x_train[idx], self._y_train[idx]  # (B, 1, 28, 28), (B,)
+                logits = model.logits(xb)
+                loss = F.cross_entropy(logits, yb)
+                self._update_step(loss, params, opt)
+                loss = loss.detach()
+                loss_sum += loss * len(yb)
+                correct += (logits.detach().argmax(1) == yb).sum()
+                seen += len(yb)
+                pending.append(loss)
+                h.step += 1
+                h.images_done += len(yb)
+                h.train_seconds = trained_before + (time.perf_counter() - t0)
+                if len(pending) >= self.flush_every and not self._deliver(pending, epoch):
+                    break
+            self._deliver(pending, epoch)
+            seconds = time.perf_counter() - t0
+            h.train_seconds = trained_before + seconds
+            if h.status == "diverged":
+                break
+            if seen:
+                test_loss, test_acc = evaluate(model, self._x_test, self._y_test)
+                metrics = EpochMetrics(
+                    epoch=epoch,
+                    step=h.step,
+                    train_loss=loss_sum.item() / seen,
+                    train_acc=correct.item() / seen,
+                    test_loss=test_loss,
+                    test_acc=test_acc,
+                    seconds=seconds,
+                )
+                if seen == n:  # a partial epoch (a stop) is not an epoch
+                    h.epochs.append(metrics)
+                    for cb in self.callbacks:
+                        cb.on_epoch_end(self, metrics)
+            if self.stop_event.is_set():
+                h.status = "stopped"
+                h.message = f"Stopped by the user at step {h.step} of {h.total_steps} (epoch {epoch})."
+                return
+        if h.status == "running":
+            h.status = "finished"
+            h.message = f"Finished {cfg.epochs} epochs ({h.step} steps)."
+
+    def _deliver(self, pending: list[torch.Tensor], epoch: int) -> bool:
+        """Hand the pending losses to the history and callbacks, in order; False if one is not finite."""
+        if not pending:
+            return True
+        h = self.history
+        values = torch.stack(pending).tolist()  # the only sync point of the loop
+        pending.clear()
+        first_step = h.step - len(values) + 1
+        for i, value in enumerate(values):
+            step = first_step + i
+            if not math.isfinite(value):
+                h.status = "diverged"
+                h.step = step - 1
+                h.message = (
+                    f"The loss became {value} at step {step} (epoch {epoch}) and training stopped. "
+                    f"The learning rate {self.config.lr:g} is too high for {self.config.optimiser}: "
+                    "try a lower one (for example 10x lower)."
+                )
+                return False
+            h.batch_losses.append(value)
+            for cb in self.callbacks:
+                cb.on_batch_end(self, step, epoch, value)
+        return True
+
+
+def train(
+    config: TrainConfig,
+    dataset: Dataset,
+    callbacks: list[Callback] | tuple[Callback, ...] = (),
+    stop_event: threading.Event | None = None,
+) -> Trainer:
+    """Train in this thread and return the finished ``Trainer`` (model, history, config)."""
+    trainer = Trainer(config, dataset, callbacks, stop_event)
+    trainer.run()
+    return trainer

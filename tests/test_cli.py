@@ -1,0 +1,46 @@
+"""Command-line smoke runs, in a subprocess as a user would type them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args: str, env_runs: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mnist_core", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_inspect_prints_layer_table():
+    out = cli("inspect")
+    assert out.returncode == 0
+    assert "Conv((5,5), 1=>8, pad=2, stride=2, relu)" in out.stdout
+    assert "15,594" in out.stdout and "206,560" in out.stdout
+
+
+def test_train_then_evaluate(tmp_path):
+    out = cli(
+        "train", "--epochs", "1", "--optimiser", "ADAM", "--lr", "0.003", "--offline", "--runs-dir", str(tmp_path)
+    )
+    assert out.returncode == 0, out.stderr
+    assert "MNIST sample (5,000 digits)" in out.stdout
+    assert "Prediction of first image" in out.stdout
+    assert "test accuracy" in out.stdout
+    assert "epoch   1:" in out.stderr  # the progress bar's epoch line
+    runs = list(tmp_path.iterdir())
+    assert len(runs) == 1 and f"run saved to {runs[0]}" in out.stdout
+    ev = cli("evaluate", str(runs[0]), "--offline")
+    assert ev.returncode == 0, ev.stderr
+    assert "test accuracy" in ev.stdout and "finished" in ev.stdout
+
+
+def test_bad_arguments_give_clear_errors(tmp_path):
+    out = cli("train", "--lr", "-1", "--offline", "--runs-dir", str(tmp_path))
+    assert out.returncode == 2 and "learning rate must be a positive number" in out.stderr
+    out = cli("evaluate", str(tmp_path / "missing"))
+    assert out.returncode == 2 and "no such run folder" in out.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,70 @@
+"""The tutorial's network: parameter count, layer table, initialisation, probabilities."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from mnist_core.model import TutorialCNN, build_model, count_parameters, first_prediction, layer_table
+
+
+def test_parameter_count_matches_tutorial():
+    assert count_parameters(TutorialCNN()) == 15_594
+
+
+def test_layer_table_matches_tutorial():
+    rows = layer_table(batch=3)
+    assert len(rows) == 8
+    assert [r.params for r in rows] == [208, 1_168, 4_640, 9_248, 0, 0, 330, 0]
+    assert sum(r.macs for r in rows) == 206_560
+    assert [r.shape_nchw for r in rows[:4]] == [(3, 8, 14, 14), (3, 16, 7, 7), (3, 32, 4, 4), (3, 32, 2, 2)]
+    assert rows[0].shape_whcn == (14, 14, 8, 3)
+    assert rows[5].shape_nchw == (3, 32) and rows[5].shape_whcn == (32, 3)
+    assert [r.spatial for r in rows[:4]] == ["28x28 => 14x14", "14x14 => 7x7", "7x7 => 4x4", "4x4 => 2x2"]
+    assert rows[0].flux == "Conv((5,5), 1=>8, pad=2, stride=2, relu)"
+    assert rows[4].flux == "GlobalMeanPool()" and rows[7].flux == "softmax"
+    assert rows[6].pytorch == "nn.Linear(32, 10)"
+
+
+def test_flux_init_is_glorot_uniform_with_zero_bias():
+    model = build_model("flux", seed=1)
+    conv = model.layers[1].conv
+    fan_in, fan_out = 8 * 9, 16 * 9
+    limit = math.sqrt(6 / (fan_in + fan_out))
+    assert conv.weight.abs().max() <= limit
+    assert conv.weight.abs().max() > 0.9 * limit  # uniform over the whole range
+    assert all(float(m.bias.detach().abs().sum()) == 0 for m in (model.layers[0].conv, model.layers[6]))
+    assert float(build_model("pytorch", seed=1).layers[6].bias.detach().abs().sum()) > 0
+
+
+def test_seeded_models_are_equal_and_leave_global_rng_alone():
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    a, b = build_model(seed=5), build_model(seed=5)
+    assert torch.equal(torch.rand(1), before)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+def test_outputs_are_probabilities():
+    model = build_model(seed=0)
+    x = torch.rand(5, 1, 28, 28)
+    probs = model(x)
+    assert probs.shape == (5, 10)
+    assert torch.allclose(probs.sum(1), torch.ones(5), atol=1e-6)
+    assert torch.allclose(probs, torch.softmax(model.logits(x), 1))
+
+
+def test_feature_maps_and_filters():
+    model = build_model(seed=0)
+    maps = model.feature_maps(torch.rand(2, 1, 28, 28))
+    assert [tuple(m.shape) for m in maps] == [(2, 8, 14, 14), (2, 16, 7, 7), (2, 32, 4, 4), (2, 32, 2, 2)]
+    assert all(float(m.detach().min()) >= 0 for m in maps)  # after ReLU
+    assert model.first_filters().shape == (8, 5, 5)
+
+
+def test_first_prediction_is_a_class():
+    images = torch.randint(0, 256, (3, 28, 28), dtype=torch.uint8)
+    guess, probs = first_prediction(build_model(seed=0), images)
+    assert 0 <= guess <= 9 and guess == int(probs.argmax())

@@ -1,0 +1,167 @@
+"""The training engine: loop styles agree, stop, NaN guard, callbacks, threads, a real run."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import torch
+
+from mnist_core.train import Callback, TrainConfig, Trainer, resolve_device, train
+
+
+class Recorder(Callback):
+    def __init__(self):
+        self.batches, self.epochs, self.events = [], [], []
+
+    def on_train_start(self, trainer):
+        self.events.append("start")
+
+    def on_batch_end(self, trainer, step, epoch, loss):
+        self.batches.append((step, epoch, loss))
+
+    def on_epoch_end(self, trainer, metrics):
+        self.epochs.append(metrics)
+
+    def on_train_end(self, trainer):
+        self.events.append("end")
+
+
+def _weights(trainer):
+    return [p.detach().clone() for p in trainer.model.parameters()]
+
+
+def test_three_loop_styles_agree_for_descent(blobs):
+    results = [
+        train(TrainConfig(epochs=2, batch_size=32, loop=loop, seed=3), blobs)
+        for loop in ("train!", "gradient", "manual")
+    ]
+    ref = _weights(results[0])
+    for other in results[1:]:
+        for a, b in zip(ref, _weights(other)):
+            assert torch.allclose(a, b, atol=1e-6, rtol=1e-5)
+        assert other.history.batch_losses == pytest.approx(results[0].history.batch_losses, rel=1e-5)
+    # and training changed the weights
+    fresh = Trainer(TrainConfig(seed=3), blobs)
+    assert not torch.allclose(ref[0], next(fresh.model.parameters()))
+
+
+def test_same_seed_same_run_different_seed_different(blobs):
+    a = train(TrainConfig(epochs=1, batch_size=64, seed=1), blobs).history.batch_losses
+    b = train(TrainConfig(epochs=1, batch_size=64, seed=1), blobs).history.batch_losses
+    c = train(TrainConfig(epochs=1, batch_size=64, seed=2), blobs).history.batch_losses
+    assert a == b and a != c
+
+
+def test_callbacks_get_every_batch_in_order_and_epochs(blobs):
+    rec = Recorder()
+    trainer = train(TrainConfig(epochs=3, batch_size=50), blobs, callbacks=[rec])
+    steps_per_epoch = 6  # ceil(256 / 50): the last partial batch is kept
+    assert [s for s, _, _ in rec.batches] == list(range(1, 3 * steps_per_epoch + 1))
+    assert [e for _, e, _ in rec.batches] == [1] * 6 + [2] * 6 + [3] * 6
+    assert [m.epoch for m in rec.epochs] == [1, 2, 3]
+    assert rec.events == ["start", "end"]
+    h = trainer.history
+    assert h.status == "finished" and h.step == h.total_steps == 18
+    assert [loss for _, _, loss in rec.batches] == h.batch_losses
+    assert h.images_done == 3 * 256 and h.images_per_sec > 0
+    assert 0 <= h.epochs[-1].test_acc <= 1
+
+
+def test_chunked_delivery_keeps_order(blobs):
+    """On a GPU losses are delivered every few dozen steps; the result must be the same."""
+    base = train(TrainConfig(epochs=2, batch_size=32), blobs).history.batch_losses
+    trainer = Trainer(TrainConfig(epochs=2, batch_size=32), blobs, callbacks=[rec := Recorder()])
+    trainer.flush_every = 5
+    trainer.run()
+    assert trainer.history.batch_losses == base
+    assert [s for s, _, _ in rec.batches] == list(range(1, 17))
+
+
+def test_stop_within_one_batch_keeps_partial_run(blobs):
+    class StopAt(Callback):
+        def on_batch_end(self, trainer, step, epoch, loss):
+            if step == 3:
+                trainer.stop()
+
+    trainer = train(TrainConfig(epochs=5, batch_size=16), blobs, callbacks=[StopAt()])
+    h = trainer.history
+    assert h.status == "stopped"
+    assert h.step == 3 and len(h.batch_losses) == 3
+    assert "step 3" in h.message
+    assert h.epochs == []  # a partial epoch is not reported as an epoch
+    assert not torch.allclose(_weights(trainer)[0], _weights(Trainer(TrainConfig(), blobs))[0])
+
+
+def test_nan_loss_stops_with_message(blobs):
+    trainer = train(TrainConfig(epochs=3, batch_size=16, lr=1e9), blobs)
+    h = trainer.history
+    assert h.status == "diverged"
+    assert "lower" in h.message and f"step {h.step + 1}" in h.message
+    assert all(torch.isfinite(torch.tensor(h.batch_losses)))
+    assert h.step < h.total_steps
+
+
+def test_loss_recorder_every_n_batches(blobs):
+    trainer = train(TrainConfig(epochs=2, batch_size=32, record_every=4), blobs)
+    steps = [s for s, _ in trainer.history.full_losses]
+    assert steps == [4, 8, 12, 16]
+    assert all(loss > 0 for _, loss in trainer.history.full_losses)
+
+
+def test_background_thread_history_readable_while_running(sample):
+    gate = threading.Event()
+
+    class Slow(Callback):
+        def on_batch_end(self, trainer, step, epoch, loss):
+            if step == 5:
+                gate.set()
+                time.sleep(0.2)
+
+    trainer = Trainer(TrainConfig(epochs=2), sample, callbacks=[Slow()])
+    thread = trainer.start()
+    assert gate.wait(60)
+    seen = len(trainer.history.batch_losses)
+    assert 1 <= seen < trainer.history.total_steps
+    assert trainer.history.status == "running"
+    trainer.stop()
+    thread.join(60)
+    assert trainer.history.status == "stopped"
+
+
+def test_tutorial_defaults_beat_chance_on_sample(sample):
+    """Momentum at the tutorial's lr learns the real digits quickly; chance is 10%."""
+    trainer = train(TrainConfig(epochs=3, optimiser="Momentum", lr=0.05), sample)
+    assert trainer.history.status == "finished"
+    assert trainer.history.epochs[-1].test_acc > 0.7
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"lr": 0}, "learning rate"),
+        ({"lr": float("nan")}, "learning rate"),
+        ({"optimiser": "SGD"}, "optimiser"),
+        ({"loop": "manual", "optimiser": "ADAM"}, "Descent"),
+        ({"epochs": 0}, "epochs"),
+        ({"device": "tpu"}, "device"),
+    ],
+)
+def test_config_validation(kwargs, words):
+    with pytest.raises(ValueError, match=words):
+        TrainConfig(**kwargs).validate()
+
+
+def test_resolve_device():
+    expected = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    assert resolve_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA"):
+            resolve_device("cuda")
+
+
+def test_config_round_trip():
+    config = TrainConfig(lr=0.01, optimiser="ADAM", epochs=4)
+    assert TrainConfig.from_dict({**config.to_dict(), "unknown": 1}) == config
