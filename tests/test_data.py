@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import make_idx_folder, write_idx
+from helpers import make_idx_folder, write_idx
 
 from mnist_core import data
 from mnist_core.data import DataError, load_dataset, load_idx_folder, load_sample, parse_idx

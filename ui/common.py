@@ -19,18 +19,13 @@ def device_name() -> str:
     return device_label(resolve_device("auto"))
 
 
-def page_setup(title: str) -> tuple[Dataset, str]:
-    """Page config and sidebar; returns the chosen data set and the device's name, or stops with a message."""
-    st.set_page_config(page_title=f"{title} · MNIST dashboard", page_icon="🔢", layout="wide")
+def sidebar() -> None:
+    """The data set choice and what is in use: data source and device. Stops the page if data is missing."""
     # Widget state does not survive a page switch, so the choice lives in its own key.
     st.session_state.setdefault("dataset_name", "mnist")
     names = list(DATASETS)
     choice = st.sidebar.selectbox(
-        "Data set",
-        names,
-        index=names.index(st.session_state["dataset_name"]),
-        format_func=TITLES.get,
-        key="dataset_widget",
+        "Data set", names, index=names.index(st.session_state["dataset_name"]), format_func=TITLES.get
     )
     st.session_state["dataset_name"] = choice
     try:
@@ -40,8 +35,21 @@ def page_setup(title: str) -> tuple[Dataset, str]:
         st.error(f"{TITLES[choice]} could not be loaded: {exc}")
         st.info("Choose MNIST in the sidebar: it always works, from the embedded 5,000-digit sample if need be.")
         st.stop()
-    device = device_name()
     st.sidebar.caption(f"**{dataset.title}**  \n{dataset.n_train:,} train / {dataset.n_test:,} test images")
     st.sidebar.caption(f"Source: {dataset.source}")
-    st.sidebar.caption(f"Device: {device}")
-    return dataset, device
+    st.sidebar.caption(f"Device: {device_name()}")
+
+
+def current() -> tuple[Dataset, str]:
+    """The data set chosen in the sidebar (already loaded by ``sidebar``) and the device's name."""
+    return shared_dataset(st.session_state.get("dataset_name", "mnist")), device_name()
+
+
+def keep_widget_state() -> None:
+    """Streamlit forgets a widget's value when a page without it runs; re-assigning its key keeps it.
+
+    Widgets whose key starts with ``keep_`` (the training knobs) survive a visit to another page.
+    """
+    for key in list(st.session_state.keys()):
+        if isinstance(key, str) and key.startswith("keep_"):
+            st.session_state[key] = st.session_state[key]

@@ -1,0 +1,59 @@
+"""Data: sample images, class counts, and the tutorial's data steps on real tensors."""
+
+import pandas as pd
+import streamlit as st
+
+from mnist_core.visual import batch_shapes, class_counts, upscale
+from ui.charts import class_count_figure
+from ui.common import current
+
+dataset, _ = current()
+st.title("Data")
+st.caption(dataset.describe())
+
+st.subheader("Sample images")
+left, right = st.columns([1, 3])
+split = left.radio("Split", ["train", "test"], horizontal=True)
+images, labels = (
+    (dataset.train_images, dataset.train_labels) if split == "train" else (dataset.test_images, dataset.test_labels)
+)
+start = left.number_input(f"First image (0-{len(images) - 1})", 0, max(len(images) - 32, 0), 0, step=32)
+shown = range(start, min(start + 32, len(images)))
+right.image(
+    [upscale(images[i], 3) for i in shown],
+    caption=[f"#{i}: {dataset.classes[int(labels[i])]}" for i in shown],
+    width=84,
+)
+
+st.subheader("Images per class")
+st.plotly_chart(class_count_figure(class_counts(dataset)))
+
+st.subheader("The tutorial's data steps, on the real tensors")
+st.markdown(
+    "Flux stores arrays column-major, batch last (**WHCN**); PyTorch row-major, batch first (**NCHW**). "
+    "Both add a channel dimension of size 1 so the convolution sees a one-channel image."
+)
+st.dataframe(batch_shapes(dataset), hide_index=True)
+code_flux, code_torch = st.columns(2)
+code_flux.code(
+    "x_train = Flux.unsqueeze(x_train, 3)   # 28x28x60000 -> 28x28x1x60000\n"
+    "y_train = onehotbatch(y_train, 0:9)\n"
+    "train_data = DataLoader((x_train, y_train), batchsize=128)",
+    language="julia",
+)
+code_torch.code(
+    "x = images.unsqueeze(1).float() / 255   # (60000, 28, 28) -> (60000, 1, 28, 28)\n"
+    "y = labels                              # cross_entropy takes class indices\n"
+    "batch = x[perm[i : i + 128]]            # a slice of a shuffled index, on the device",
+    language="python",
+)
+
+st.markdown("**One-hot encoding** of the first 8 training labels (`onehotbatch(y, 0:9)`): one row per image.")
+first = dataset.train_labels[:8]
+onehot = pd.DataFrame(
+    [[1 if int(y) == k else 0 for k in range(10)] for y in first],
+    columns=[str(k) for k in range(10)],
+    index=[f"#{i}: label {int(y)}" for i, y in enumerate(first)],
+)
+st.dataframe(onehot)
+st.caption("PyTorch's `cross_entropy` takes the class index directly; the one-hot matrix is the same information.")

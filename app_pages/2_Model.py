@@ -1,0 +1,86 @@
+"""Model: the layer-shape table, how the maps shrink, Flux vs PyTorch code, and what each layer sees."""
+
+import streamlit as st
+import torch
+
+from mnist_core.model import build_model, first_prediction, layer_table
+from mnist_core.visual import layer_dataframe, map_grid, upscale
+from ui.charts import probability_figure, shrink_figure
+from ui.common import current
+from ui.state import get_run, run_ids
+
+dataset, _ = current()
+st.title("Model")
+
+layers = layer_dataframe(layer_table())
+st.subheader("Eight layers, shapes read off a real forward pass")
+st.dataframe(layers, hide_index=True)
+st.caption(
+    f"{layers['parameters'].sum():,} parameters · {layers['multiply-adds'].sum():,} multiply-adds per image. "
+    "NCHW is PyTorch's order (batch, channels, height, width); WHCN is Flux's (width, height, channels, batch)."
+)
+st.plotly_chart(shrink_figure(layers))
+
+flux, torch_code = st.columns(2)
+flux.caption("Flux (the tutorial)")
+flux.code(
+    """model = Chain(
+    Conv((5, 5), 1=>8, pad=2, stride=2, relu),
+    Conv((3, 3), 8=>16, pad=1, stride=2, relu),
+    Conv((3, 3), 16=>32, pad=1, stride=2, relu),
+    Conv((3, 3), 32=>32, pad=1, stride=2, relu),
+    GlobalMeanPool(),
+    flatten,
+    Dense(32, 10),
+    softmax)""",
+    language="julia",
+)
+torch_code.caption("PyTorch (what runs here: mnist_core/model.py)")
+torch_code.code(
+    """nn.Sequential(
+    ConvReLU(1, 8, kernel=5, pad=2, stride=2),
+    ConvReLU(8, 16, kernel=3, pad=1, stride=2),
+    ConvReLU(16, 32, kernel=3, pad=1, stride=2),
+    ConvReLU(32, 32, kernel=3, pad=1, stride=2),
+    GlobalMeanPool(),          # x.mean(dim=(2, 3), keepdim=True)
+    nn.Flatten(),
+    nn.Linear(32, 10),
+    Softmax())                 # training uses the logits""",
+    language="python",
+)
+
+st.subheader("Inside the network")
+ids = run_ids()
+choices = ["untrained (seed 0, Flux init)"] + ids
+default = st.session_state.get("selected_run")
+which = st.selectbox("Model", choices, index=choices.index(default) if default in choices else 0)
+if which == choices[0]:
+    model = build_model(seed=0)
+else:
+    run = get_run(which)
+    if run is None:
+        st.stop()
+    st.session_state["selected_run"] = which
+    model = run.model
+    if run.config.dataset != dataset.name:
+        st.warning(f"This run was trained on {run.config.dataset}; the images below are from {dataset.title}.")
+
+index = st.number_input(f"Test image (0-{dataset.n_test - 1})", 0, dataset.n_test - 1, 0)
+image = dataset.test_images[index : index + 1]
+guess, probs = first_prediction(model, image)
+left, right = st.columns([1, 3])
+left.image(upscale(image[0], 6), caption=f"true: {dataset.classes[int(dataset.test_labels[index])]}")
+right.markdown(f"**Prediction of this image: {dataset.classes[guess]}** ({float(probs[guess]):.0%} sure)")
+right.plotly_chart(probability_figure(probs.numpy(), list(dataset.classes)), key="probs")
+if which == choices[0]:
+    st.caption("Untrained, the numbers are useless, as the tutorial says; the check is that the shapes fit.")
+
+x = image.unsqueeze(1).float().div(255)  # (1, 1, 28, 28)
+with torch.inference_mode():
+    maps = model.feature_maps(x)
+for i, fmap in enumerate(maps, start=1):
+    c, h, w = fmap.shape[1:]
+    st.markdown(f"**Conv layer {i}**: {c} feature maps of {h}x{w} (after ReLU; each scaled to its own range)")
+    st.image(map_grid(fmap[0], columns=16 if c > 8 else 8, cell=48))
+st.markdown("**The first layer's 8 filters** (5x5 weights; bright = positive)")
+st.image(map_grid(model.first_filters(), columns=8, cell=60))

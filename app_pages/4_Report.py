@@ -1,0 +1,100 @@
+"""Report: the selected run's accuracy, per-epoch curves, per-class table, confusion matrix, mistakes."""
+
+import streamlit as st
+
+from mnist_core.visual import upscale
+from ui.charts import confusion_figure, epoch_figure, loss_figure
+from ui.common import current, shared_dataset
+from ui.state import get_run, run_picker, test_predictions
+
+st.title("Report")
+run_id = run_picker()
+if run_id is None:
+    st.info("No saved runs yet. Train one on the **Train** page; it is saved here when it ends.")
+    st.page_link("app_pages/3_Train.py", label="Go to Train", icon=":material/show_chart:")
+    st.stop()
+run = get_run(run_id)
+if run is None:
+    st.stop()
+cfg, meta = run.config, run.meta
+dataset = shared_dataset(cfg.dataset) if cfg.dataset != current()[0].name else current()[0]
+st.caption(
+    f"{meta.get('dataset_title', cfg.dataset)} · {cfg.optimiser}, lr {cfg.lr:g}, {cfg.epochs} epochs, "
+    f"batch {cfg.batch_size}, loop {cfg.loop}, seed {cfg.seed} · {meta.get('device', '')} · "
+    f"status **{meta.get('status')}**"
+)
+if meta.get("status") != "finished":
+    (st.error if meta.get("status") in ("diverged", "failed") else st.warning)(meta.get("message", ""))
+
+report = run.report
+if report is None:
+    st.info("This run has no report: its weights are not usable (the loss diverged). Its loss curve is below.")
+else:
+    a, b, c, d = st.columns(4)
+    a.metric("Test accuracy", f"{report.test_acc:.2%}")
+    b.metric("Train accuracy", f"{report.train_acc:.2%}")
+    c.metric("Test loss", f"{report.test_loss:.4f}")
+    d.metric("Train loss", f"{report.train_loss:.4f}")
+    st.caption(
+        f"Measured after training on all {meta.get('n_train', 0):,} training and {meta.get('n_test', 0):,} test "
+        f"images: the tutorial's accuracy(model(x), y). Training took {meta.get('train_seconds', 0):.1f} s "
+        f"at {meta.get('images_per_sec', 0):,.0f} images/s."
+    )
+
+h = run.history
+st.subheader("Training curves")
+st.plotly_chart(loss_figure(h.batch_losses, h.epochs, h.full_losses, h.total_steps or None), key="loss")
+if h.epochs:
+    st.plotly_chart(epoch_figure(h.epochs), key="epochs")
+if report is None:
+    st.stop()
+
+st.subheader("Per class (test set)")
+st.dataframe(
+    report.per_class.style.format({"precision": "{:.3f}", "recall": "{:.3f}", "accuracy": "{:.3f}"}),
+    hide_index=True,
+)
+
+st.subheader("Confusion matrix (test set)")
+classes = list(report.classes)
+left, right = st.columns([3, 2])
+event = left.plotly_chart(
+    confusion_figure(report.confusion.numpy(), classes), key="confusion", on_select="rerun", selection_mode="points"
+)
+points = (event or {}).get("selection", {}).get("points", []) if isinstance(event, dict) else []
+if points:
+    st.session_state["cell"] = (classes.index(str(points[0]["y"])), classes.index(str(points[0]["x"])))
+off_diagonal = report.confusion.clone().fill_diagonal_(-1)
+worst = divmod(int(off_diagonal.argmax()), len(classes))
+true_k, pred_k = st.session_state.get("cell", worst)
+with right:
+    st.markdown("Click a cell, or choose one:")
+    c1, c2 = st.columns(2)
+    true_k = c1.selectbox("True class", range(len(classes)), index=true_k, format_func=classes.__getitem__)
+    pred_k = c2.selectbox("Predicted class", range(len(classes)), index=pred_k, format_func=classes.__getitem__)
+    st.session_state["cell"] = (true_k, pred_k)
+    if dataset.n_test == meta.get("n_test"):
+        predicted = test_predictions(run_id)
+        idx = ((dataset.test_labels == true_k) & (predicted == pred_k)).nonzero().flatten()[:24].tolist()
+        st.caption(
+            f"{int(report.confusion[true_k, pred_k])} test images are {classes[true_k]} and were "
+            f"predicted {classes[pred_k]}" + (f"; the first {len(idx)}:" if idx else ".")
+        )
+        if idx:
+            st.image([upscale(dataset.test_images[i], 2) for i in idx], caption=[f"#{i}" for i in idx], width=56)
+    else:
+        st.info("The data set loaded now differs from the one this run was tested on; images cannot be shown.")
+
+st.subheader("Most confident mistakes (test set)")
+m = report.mistakes
+if m.empty:
+    st.success("No mistakes on the test set.")
+elif dataset.n_test == meta.get("n_test"):
+    st.image(
+        [upscale(dataset.test_images[int(i)], 3) for i in m["index"]],
+        caption=[
+            f"#{int(i)}: true {classes[int(t)]}, said {classes[int(p)]} ({q:.0%})"
+            for i, t, p, q in m[["index", "true", "predicted", "probability"]].itertuples(index=False)
+        ],
+        width=110,
+    )

