@@ -21,6 +21,8 @@ layers, and read an honest accuracy report.
 | 2. The 8-layer `Chain` and how each layer changes the shape; 3. predictions before training | **Model** |
 | 4. Loss and optimiser (`Descent(0.1)`, Momentum, ADAM); 5. three ways to train; 6. callbacks | **Train** |
 | `accuracy(model(x), y)`, per class, and what the model gets wrong | **Report** |
+| Compare runs, download and share them | **Runs** |
+| Try the trained model on your own handwriting | **Predict** |
 """
     )
     st.subheader(dataset.title)
@@ -45,6 +47,8 @@ page = st.navigation(
         st.Page("app_pages/2_Model.py", title="Model", icon=":material/layers:"),
         st.Page("app_pages/3_Train.py", title="Train", icon=":material/show_chart:"),
         st.Page("app_pages/4_Report.py", title="Report", icon=":material/analytics:"),
+        st.Page("app_pages/5_Runs.py", title="Runs", icon=":material/table_rows:"),
+        st.Page("app_pages/6_Predict.py", title="Predict", icon=":material/draw:"),
     ]
 )
 sidebar()

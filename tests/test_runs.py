@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
 from mnist_core.report import build_report, predict
-from mnist_core.runs import RunError, list_runs, load_run, save_run
+from mnist_core.runs import (
+    RunError,
+    delete_run,
+    differing_labels,
+    export_run,
+    import_run,
+    list_runs,
+    load_run,
+    runs_table,
+    save_run,
+)
 from mnist_core.train import Callback, TrainConfig, train
 
 
@@ -73,7 +85,7 @@ def test_damaged_weights(saved):
 
 def test_weights_with_wrong_shape(saved):
     _, _, folder = saved
-    state = {k: v.clone() for k, v in load_run(folder).model.state_dict().items()}
+    state = {k: v.contiguous() for k, v in load_run(folder).model.state_dict().items()}
     state["layers.6.weight"] = torch.zeros(10, 64)
     save_file(state, str(folder / "weights.safetensors"))
     with pytest.raises(RunError, match="layers.6.weight has shape"):
@@ -96,3 +108,91 @@ def test_damaged_config(saved):
     (folder / "run.json").write_text(json.dumps(meta))
     with pytest.raises(RunError, match="config is damaged"):
         load_run(folder)
+
+
+# ----------------------------------------------------------------------------- table, archives, delete
+
+
+def test_runs_table_and_differing_labels(saved, blobs, tmp_path):
+    trainer, _, folder = saved
+    other = train(TrainConfig(epochs=1, batch_size=64, lr=0.05, optimiser="Momentum"), blobs)
+    save_run(other, root=tmp_path)
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "run.json").write_text("{")
+    table = runs_table(tmp_path)
+    assert len(table) == 3
+    row = table[table["run"] == folder.name].iloc[0]
+    assert (row["optimiser"], row["lr"], row["epochs"], row["status"]) == ("Descent", 0.1, 2, "finished")
+    assert row["images/s"] > 0 and 0 <= row["test accuracy"] <= 1
+    assert table[table["run"] == "broken"].iloc[0]["status"] == "damaged"
+    labels = differing_labels([trainer.config, other.config])
+    assert labels == [
+        "lr=0.1, epochs=2, optimiser=Descent, record_every=2",
+        "lr=0.05, epochs=1, optimiser=Momentum, record_every=0",
+    ]
+
+
+def test_archive_round_trip(saved, tmp_path):
+    trainer, _, folder = saved
+    data = export_run(folder)
+    other_root = tmp_path / "elsewhere"
+    added = import_run(data, root=other_root)
+    assert added.name == folder.name
+    run = load_run(added)
+    for name, tensor in trainer.model.state_dict().items():
+        assert torch.equal(run.model.state_dict()[name], tensor.cpu())
+    again = import_run(data, root=other_root)  # the same archive twice: a second folder, nothing overwritten
+    assert again != added and len(list_runs(other_root)) == 2
+
+
+def _zip(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, content in files.items():
+            archive.writestr(name, content)
+    return buffer.getvalue()
+
+
+def _archive_files(folder) -> dict[str, bytes]:
+    return {f"run/{p.name}": p.read_bytes() for p in folder.iterdir()}
+
+
+@pytest.mark.parametrize(
+    "tamper, words",
+    [
+        (lambda f: {"x.txt": b"hello"}, "unexpected file"),
+        (lambda f: {**f, "run/../../evil.py": b"import os"}, "unexpected file"),
+        (lambda f: {k: v for k, v in f.items() if not k.endswith("weights.safetensors")}, "lacks weights"),
+        (lambda f: {**f, "run/weights.safetensors": b"\x00" * 100}, "not a valid safetensors"),
+        (lambda f: {**f, "run/weights.safetensors": _pickled_weights()}, "not a valid safetensors"),
+        (lambda f: {**f, "run/run.json": b"{]"}, "run.json"),
+        (lambda f: {**f, "run/weights.safetensors": b"\x00" * 2_000_000}, "more than"),
+    ],
+)
+def test_bad_archives_change_nothing(saved, tmp_path, tamper, words):
+    _, _, folder = saved
+    root = tmp_path / "target"
+    root.mkdir()
+    with pytest.raises(RunError, match=words):
+        import_run(_zip(tamper(_archive_files(folder))), root=root)
+    assert list(root.iterdir()) == []
+
+
+def _pickled_weights() -> bytes:
+    buffer = io.BytesIO()
+    torch.save({"layers.0.conv.weight": torch.zeros(8, 1, 5, 5)}, buffer)  # a pickle, never loaded
+    return buffer.getvalue()
+
+
+def test_not_a_zip(tmp_path):
+    with pytest.raises(RunError, match="not a zip"):
+        import_run(b"PK not really", root=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_delete_run(saved, tmp_path):
+    _, _, folder = saved
+    with pytest.raises(RunError, match="not a run folder"):
+        delete_run(tmp_path.parent, root=tmp_path)
+    delete_run(folder, root=tmp_path)
+    assert list_runs(tmp_path) == []

@@ -126,3 +126,46 @@ def shrink_figure(layers: pd.DataFrame) -> go.Figure:
     fig.update_yaxes(title_text="channels", secondary_y=True)
     fig.update_layout(height=320, margin={"t": 20, "b": 30}, legend={"orientation": "h", "y": 1.15})
     return fig
+
+
+def compare_figure(runs: list, labels: list[str]) -> go.Figure:
+    """Smoothed per-batch loss and per-epoch test accuracy of several runs on one chart."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss per batch (smoothed)", "test accuracy per epoch"))
+    palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+    for i, (run, label) in enumerate(zip(runs, labels)):
+        color = palette[i % len(palette)]
+        losses = run.history.batch_losses
+        if losses:
+            steps, _ = thin(losses, MAX_POINTS)
+            fig.add_trace(
+                go.Scattergl(
+                    x=steps,
+                    y=smooth(losses)[steps - 1],
+                    mode="lines",
+                    name=label,
+                    legendgroup=label,
+                    line={"color": color},
+                ),
+                1,
+                1,
+            )
+        if run.history.epochs:
+            fig.add_trace(
+                go.Scatter(
+                    x=[e.epoch for e in run.history.epochs],
+                    y=[e.test_acc for e in run.history.epochs],
+                    mode="lines+markers",
+                    name=label,
+                    legendgroup=label,
+                    showlegend=not losses,
+                    line={"color": color},
+                ),
+                1,
+                2,
+            )
+    fig.update_xaxes(title_text="step", row=1, col=1)
+    fig.update_xaxes(title_text="epoch", row=1, col=2)
+    fig.update_yaxes(title_text="cross-entropy", rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(tickformat=".0%", row=1, col=2)
+    fig.update_layout(height=420, margin={"t": 40, "b": 40}, legend={"orientation": "h", "y": -0.2})
+    return fig

@@ -1,0 +1,89 @@
+"""Runs: every saved run in one sortable table; compare, download, upload and delete."""
+
+import streamlit as st
+
+from mnist_core.runs import RunError, delete_run, differing_labels, export_run, import_run, runs_root, runs_table
+from ui.charts import compare_figure
+from ui.state import get_run, job_queue
+
+st.title("Runs")
+
+active = job_queue().active()
+if active:
+    st.info(
+        "Training now or waiting: "
+        + "; ".join(f"`{j.id}` ({'running' if j.state == 'running' else 'waiting'})" for j in active)
+        + ". Each run appears below when it ends."
+    )
+
+with st.expander("Add a run from an archive"):
+    upload = st.file_uploader("A run archive (.zip) downloaded from this page", type=["zip"], key="run_upload")
+    if upload is not None and st.session_state.get("imported") != upload.file_id:
+        try:
+            added = import_run(upload.getvalue())
+            st.session_state["imported"] = upload.file_id
+            st.success(f"Added run `{added.name}`.")
+        except RunError as exc:
+            st.error(f"This archive was not added, and nothing changed: {exc}")
+
+table = runs_table()
+if table.empty:
+    st.info("No saved runs yet. Every run from the **Train** page or the command line is saved here.")
+    st.stop()
+
+st.caption(f"{len(table)} runs in `{runs_root()}`. Click a column to sort; tick rows to compare them.")
+event = st.dataframe(
+    table,
+    hide_index=True,
+    on_select="rerun",
+    selection_mode="multi-row",
+    key="runs_table",
+    column_config={
+        "lr": st.column_config.NumberColumn("lr", format="%g"),
+        "test accuracy": st.column_config.NumberColumn("test accuracy", format="percent"),
+        "training s": st.column_config.NumberColumn("training s", format="%.1f"),
+        "images/s": st.column_config.NumberColumn("images/s", format="%.0f"),
+    },
+)
+chosen = [table.iloc[i]["run"] for i in event.selection.rows] if event else []
+if not chosen:
+    st.info("Tick one or more runs in the table to compare their curves, download, or delete them.")
+    st.stop()
+
+runs = [run for run in (get_run(run_id) for run_id in chosen) if run is not None]
+if runs:
+    labels = differing_labels([r.config for r in runs])
+    if len(runs) > 1:
+        labels = [f"{label} ({r.run_id[-4:]})" if labels.count(label) > 1 else label for label, r in zip(labels, runs)]
+    st.plotly_chart(compare_figure(runs, labels), key="compare")
+
+st.subheader("Selected run: " + chosen[0])
+download, remove = st.columns(2)
+try:
+    download.download_button(
+        "Download as archive",
+        export_run(runs_root() / chosen[0]),
+        file_name=f"{chosen[0]}.zip",
+        mime="application/zip",
+        help="config, metrics CSVs, report and weights",
+    )
+except RunError as exc:
+    download.error(f"Cannot export: {exc}")
+
+if remove.button(f"Delete {len(chosen)} run(s)", key="delete"):
+    st.session_state["confirm_delete"] = list(chosen)
+pending = st.session_state.get("confirm_delete")
+if pending:
+    st.warning(f"Delete {', '.join(pending)} for good?")
+    yes, no = st.columns(2)
+    if yes.button("Yes, delete", type="primary"):
+        for run_id in pending:
+            try:
+                delete_run(runs_root() / run_id)
+            except RunError as exc:
+                st.error(str(exc))
+        del st.session_state["confirm_delete"]
+        st.rerun()
+    if no.button("Cancel"):
+        del st.session_state["confirm_delete"]
+        st.rerun()

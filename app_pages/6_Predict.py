@@ -1,0 +1,73 @@
+"""Predict: upload or draw a digit, see it prepared the way MNIST was made, and ask a trained run."""
+
+import streamlit as st
+
+from mnist_core.digits import DigitError, digits_from_canvas, load_image, predict_digit, preprocess
+from mnist_core.visual import upscale
+from ui.charts import probability_figure
+from ui.state import get_run, run_picker
+
+st.title("Predict your own digit")
+run_id = run_picker("Model (a saved run)", key="predict_run")
+if run_id is None:
+    st.info("There is no trained run yet. Train one on the **Train** page, then come back to try your handwriting.")
+    st.page_link("app_pages/3_Train.py", label="Go to Train", icon=":material/show_chart:")
+    st.stop()
+run = get_run(run_id)
+if run is None:
+    st.stop()
+if run.meta.get("status") == "diverged":
+    st.warning("This run diverged (its weights are NaN); choose another run.")
+    st.stop()
+if run.config.dataset != "mnist":
+    st.info(f"This run was trained on {run.config.dataset}: it will answer with clothing classes, not digits.")
+
+try:
+    from streamlit_drawable_canvas import st_canvas
+except Exception:  # optional, and it must not take the page down if it fails to load: upload always works
+    st_canvas = None
+
+source = st.radio("Digit from", ["Upload an image", "Draw it"] if st_canvas else ["Upload an image"], horizontal=True)
+image = None
+try:
+    if source == "Draw it":
+        drawn = st_canvas(
+            stroke_width=18,
+            stroke_color="#000000",
+            background_color="#FFFFFF",
+            height=280,
+            width=280,
+            drawing_mode="freedraw",
+            key="canvas",
+        )
+        if drawn.image_data is None or drawn.image_data[..., 3].max() == 0:
+            st.info("Draw a digit in the box with the mouse or a finger.")
+        else:
+            image = digits_from_canvas(drawn.image_data)
+    else:
+        upload = st.file_uploader("A photo or scan of one digit (PNG or JPEG)", type=["png", "jpg", "jpeg"])
+        if upload is None:
+            st.info(
+                "Upload a picture of a single handwritten digit: any size, any colours, dark on light or light on dark."
+            )
+        else:
+            image = load_image(upload.getvalue())
+    if image is None:
+        st.stop()
+    prepared = preprocess(image)
+except DigitError as exc:
+    st.error(str(exc))
+    st.stop()
+
+st.subheader("Prepared the way MNIST was made")
+steps = prepared.steps()
+for column, (title, array) in zip(st.columns(len(steps)), steps):
+    scale = max(1, 140 // max(array.shape))
+    column.image(upscale(array, scale) if scale > 1 else array, caption=title, width=140)
+
+probs = predict_digit(run.model, prepared.tensor()).numpy()
+classes = list(run.report.classes) if run.report else [str(k) for k in range(10)]
+best = int(probs.argmax())
+st.subheader(f"Prediction: {classes[best]} ({probs[best]:.0%} sure)")
+st.plotly_chart(probability_figure(probs, classes), key="predict_probs")
+st.caption(f"Run `{run_id}`: test accuracy {run.meta.get('test_acc') or 0:.2%} on {run.meta.get('dataset_title')}.")
