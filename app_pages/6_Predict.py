@@ -3,7 +3,7 @@
 import streamlit as st
 
 from mnist_core.digits import DigitError, digits_from_canvas, load_image, predict_digit, preprocess
-from mnist_core.visual import upscale
+from mnist_core.visual import square_tile
 from ui.charts import probability_figure
 from ui.state import get_run, run_picker
 
@@ -38,6 +38,7 @@ try:
             height=280,
             width=280,
             drawing_mode="freedraw",
+            return_image_data=True,
             key="canvas",
         )
         if drawn.image_data is None or drawn.image_data[..., 3].max() == 0:
@@ -62,8 +63,7 @@ except DigitError as exc:
 st.subheader("Prepared the way MNIST was made")
 steps = prepared.steps()
 for column, (title, array) in zip(st.columns(len(steps)), steps):
-    scale = max(1, 140 // max(array.shape))
-    column.image(upscale(array, scale) if scale > 1 else array, caption=title, width=140)
+    column.image(square_tile(array), caption=title)
 
 probs = predict_digit(run.model, prepared.tensor()).numpy()
 classes = list(run.report.classes) if run.report else [str(k) for k in range(10)]

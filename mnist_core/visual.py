@@ -94,3 +94,20 @@ def layer_dataframe(rows: list[LayerRow]) -> pd.DataFrame:
             "multiply-adds": [r.macs for r in rows],
         }
     )
+
+
+def square_tile(image: np.ndarray, size: int = 140) -> np.ndarray:
+    """Pad an image to a square with its own corner colour, then scale it to ``size`` pixels a side.
+
+    Small images are enlarged with crisp pixels, large ones shrunk smoothly, so every step of the
+    digit preprocessing shows at the same size without being stretched.
+    """
+    from PIL import Image
+
+    h, w = image.shape
+    side = max(h, w)
+    canvas = np.full((side, side), image[0, 0], dtype=np.uint8)
+    top, left = (side - h) // 2, (side - w) // 2
+    canvas[top : top + h, left : left + w] = image
+    resample = Image.NEAREST if side <= size else Image.LANCZOS
+    return np.asarray(Image.fromarray(canvas).resize((size, size), resample))

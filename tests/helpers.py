@@ -53,3 +53,34 @@ def blobs_dataset(n_train: int = 256, n_test: int = 64, seed: int = 0) -> Datase
     x_train, y_train = make(n_train)
     x_test, y_test = make(n_test)
     return Dataset("mnist", "generated blobs", "local", x_train, y_train, x_test, y_test, DATASETS["mnist"])
+
+
+def trained_run(root: Path, dataset, epochs: int = 2) -> Path:
+    """A real run on ``dataset`` (ADAM, quick to learn), saved with its report under ``root``."""
+    from mnist_core.report import build_report
+    from mnist_core.runs import save_run
+    from mnist_core.train import TrainConfig, train
+
+    trainer = train(TrainConfig(epochs=epochs, optimiser="ADAM", lr=0.01), dataset)
+    return save_run(trainer, build_report(trainer.model, dataset), root=root)
+
+
+def digit_png(image_28: np.ndarray, size: int = 280) -> bytes:
+    """An MNIST digit as a user would photograph it: enlarged, dark ink on white paper, as PNG bytes."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(255 - image_28).resize((size, size), Image.BILINEAR).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def confidently_right(run_dir: Path, dataset) -> int:
+    """Index of a test digit the saved run classifies correctly with at least 95% probability."""
+    from mnist_core.report import predict
+    from mnist_core.runs import load_run
+
+    probs = predict(load_run(run_dir).model, dataset.test_images).exp()
+    good = (probs.argmax(1) == dataset.test_labels) & (probs.max(1).values > 0.95)
+    return int(good.nonzero()[0])

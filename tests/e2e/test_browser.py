@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 
+from helpers import confidently_right, digit_png, trained_run
 from playwright.sync_api import Page, expect
 
 # Plotly keeps the decoded traces in _fullData; trace 0 of the live chart is the batch loss.
@@ -48,6 +49,12 @@ def test_train_live_stop_and_report(server, page: Page):
     assert second > first > 0, "the live chart did not gain points"
     expect(page.get_by_text(re.compile(r"epoch \d+/30 · step \d+/7500"))).to_be_visible()
 
+    # A refresh is a new session: the run goes on, and the job id in the URL finds it again.
+    assert "job=" in page.url
+    page.reload()
+    wait_for_app(page)
+    page.wait_for_function(f"({LAST_STEP})() > {second}", timeout=60_000)
+
     stop.click()
     expect(page.get_by_text("Stopped by the user")).to_be_visible(timeout=30_000)
     expect(page.get_by_role("button", name="Start training")).to_be_enabled(timeout=30_000)
@@ -70,3 +77,19 @@ def test_every_page_shows_without_error(server, page: Page):
         page.get_by_role("link", name=name, exact=True).click()
         expect(page.get_by_role("heading", name=heading)).to_be_visible(timeout=60_000)
         assert page.get_by_test_id("stException").count() == 0
+
+
+def test_upload_a_digit_and_read_the_prediction(server, page: Page, sample, tmp_path):
+    run_dir = trained_run(server["runs"], sample)
+    index = confidently_right(run_dir, sample)
+    true = int(sample.test_labels[index])
+    png = tmp_path / "digit.png"
+    png.write_bytes(digit_png(sample.test_images[index].numpy()))
+
+    page.goto(server["url"] + "/Predict")
+    wait_for_app(page)
+    page.locator("input[type=file]").set_input_files(str(png))
+    headline = page.get_by_role("heading", name=re.compile(r"^Prediction: "))
+    expect(headline).to_be_visible(timeout=60_000)
+    assert headline.inner_text().startswith(f"Prediction: {true} ")
+    expect(page.get_by_text("Centred by mass in 28x28")).to_be_visible()

@@ -1,0 +1,414 @@
+"""Load test: many browser sessions train at once through the server's one job queue.
+
+Run by hand, never by the tests:  python benchmarks/load_test.py --sessions 10 [--epochs 2] [--timeout 600]
+
+It starts ``streamlit run streamlit_app.py`` on a free port of 127.0.0.1 with an empty runs folder,
+opens N sessions (browser contexts of one headless Chromium, driven by Playwright), sets Epochs on
+the Train page in each, presses "Start training" in all of them within a second, and follows every
+session until its own run shows "Finished". Meanwhile it samples the memory (RSS) of the server
+process and of its children (the training workers).
+
+It prints: sessions, runs finished, failures, the queue places the sessions saw, the wait from the
+click to the start of training (``started_at`` in run.json), the time from the click to the
+"Finished" message, the peak memory of the server with its workers and of the server alone, and the
+total wall time. It exits non-zero if a session failed (no "Finished", a Streamlit exception or an
+st.error on its page, a run missing or not "finished") or if the peak total memory exceeds the limit.
+Screenshots of failing sessions go to a temp folder whose path is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+QUEUE_RE = re.compile(r"Waiting in the queue: place (\S+) of (\d+) jobs")
+
+# One round trip per poll: what a session's page shows now. Alerts are found by Streamlit's test ids.
+PAGE_STATE_JS = """() => {
+  const texts = (id) => [...document.querySelectorAll(`[data-testid=${id}]`)].map((e) => e.innerText);
+  return {
+    queue: texts('stAlertContentInfo').find((t) => t.includes('Waiting in the queue')) || null,
+    success: texts('stAlertContentSuccess').find((t) => t.startsWith('Finished')) || null,
+    warnings: texts('stAlertContentWarning'),
+    errors: texts('stAlertContentError'),
+    exceptions: texts('stException'),
+    url: location.href,
+  };
+}"""
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sessions", type=int, default=10, help="browser sessions training at once")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs per run (set with the slider)")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds for the whole test after the clicks")
+    parser.add_argument("--max-memory-mb", type=float, default=2048, help="fail above this peak server+workers RSS")
+    parser.add_argument("--chromium", default=os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
+    parser.add_argument("--keep", action="store_true", help="keep the runs folder and server log")
+    return parser.parse_args()
+
+
+# --------------------------------------------------------------------------- the server
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(port: int, runs_dir: Path, log_path: Path) -> subprocess.Popen:
+    """``streamlit run`` in its own process group, so that the group (server + workers) can be ended whole."""
+    env = {**os.environ, "MNIST_RUNS_DIR": str(runs_dir), "PYTHONPATH": str(ROOT)}
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "streamlit_app.py",
+        "--server.headless=true",
+        "--server.address=127.0.0.1",
+        f"--server.port={port}",
+        "--browser.gatherUsageStats=false",
+    ]
+    with open(log_path, "w") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with code {proc.returncode}")
+        try:
+            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).status == 200:
+                return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"streamlit was not healthy after {timeout:.0f} s")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    """SIGTERM the server's process group (server and training workers), then SIGKILL what is left."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        pass
+    except ProcessLookupError:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # workers that outlived the server, or a server that hung
+    except ProcessLookupError:
+        pass
+    proc.wait(5)
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def children_of(pid: int) -> list[int]:
+    """Direct children, from /proc/<pid>/task/*/children, or by scanning every /proc/*/stat for the parent."""
+    task_files = list(Path(f"/proc/{pid}/task").glob("*/children"))
+    if task_files:
+        found: list[int] = []
+        for f in task_files:
+            try:
+                found += [int(x) for x in f.read_text().split()]
+            except OSError:
+                pass
+        return found
+    found = []  # kernels without CONFIG_PROC_CHILDREN (the case on this machine)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # the process ended while we looked
+        fields = text[text.rfind(")") + 2 :].split()  # the name in (...) may hold spaces
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+class MemorySampler(threading.Thread):
+    """Samples RSS of the server alone and of the server plus all its descendants, keeping the peaks."""
+
+    def __init__(self, pid: int, every: float = 0.25) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.every = pid, every
+        self.peak_total = self.peak_server = 0.0
+        self.peak_workers = 0  # most descendant processes seen at once
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.every):
+            server = rss_mb(self.pid)
+            tree, todo = [], children_of(self.pid)
+            while todo:
+                pid = todo.pop()
+                tree.append(pid)
+                todo += children_of(pid)
+            self.peak_server = max(self.peak_server, server)
+            self.peak_total = max(self.peak_total, server + sum(rss_mb(p) for p in tree))
+            self.peak_workers = max(self.peak_workers, len(tree))
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(5)
+
+
+# --------------------------------------------------------------------------- the sessions
+
+
+@dataclass
+class Session:
+    index: int
+    page: Page
+    clicked_at: float | None = None  # time.time(), comparable with run.json's started_at
+    job_id: str | None = None
+    queue_places: list[str] = field(default_factory=list)  # each distinct "place P of M" seen, in order
+    finished_at: float | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        return self.finished_at is not None or bool(self.problems)
+
+
+def new_session(browser: Browser, index: int) -> Session:
+    """A fresh browser context: its own cookies, so its own Streamlit session."""
+    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    page.set_default_timeout(90_000)  # ten pages on two cores: first loads are slow
+    return Session(index, page)
+
+
+def prepare(session: Session, url: str, epochs: int) -> None:
+    """Open /Train and put the Epochs slider at ``epochs``; batch size stays at its default 128."""
+    page = session.page
+    page.goto(url + "/Train")
+    page.get_by_role("button", name="Start training").wait_for()
+    thumb = page.get_by_role("slider", name="Epochs")
+    thumb.focus()
+    thumb.press("Home")  # 1 epoch
+    for _ in range(epochs - 1):
+        thumb.press("ArrowRight")
+    expect(thumb).to_have_value(str(epochs))
+    time.sleep(0.3)  # let the slider's value reach the server before the click reruns the script
+
+
+def click_start(session: Session) -> None:
+    session.clicked_at = time.time()
+    session.page.get_by_role("button", name="Start training").click()
+
+
+def poll(session: Session) -> None:
+    """Read the page once and record the queue place, the job id, the finish, or a problem."""
+    state = session.page.evaluate(PAGE_STATE_JS)
+    if session.job_id is None:
+        session.job_id = parse_qs(urlparse(state["url"]).query).get("job", [None])[0]
+    if state["queue"] and (m := QUEUE_RE.search(state["queue"])):
+        place = f"{m[1]}/{m[2]}"
+        if not session.queue_places or session.queue_places[-1] != place:
+            session.queue_places.append(place)
+    for kind in ("exceptions", "errors", "warnings"):  # a warning here means stopped or cancelled
+        for text in state[kind]:
+            session.problems.append(f"{kind[:-1]}: {text.strip()[:300]}")
+    if state["success"]:
+        session.finished_at = time.time()
+
+
+def follow(sessions: list[Session], deadline: float) -> None:
+    """Poll every session in turn until each has finished or failed, or the deadline passes."""
+    while time.monotonic() < deadline:
+        waiting = [s for s in sessions if not s.done]
+        if not waiting:
+            return
+        for s in waiting:
+            try:
+                poll(s)
+            except Exception as exc:  # a crashed page must not end the test for the others
+                s.problems.append(f"browser: {type(exc).__name__}: {exc}")
+        time.sleep(0.5)
+    for s in sessions:
+        if not s.done:
+            s.problems.append(f"no 'Finished' before the timeout (queue places seen: {s.queue_places or 'none'})")
+
+
+# --------------------------------------------------------------------------- checks and summary
+
+
+def read_runs(runs_dir: Path) -> dict[str, dict]:
+    """run.json of every run folder, by folder name; unreadable ones as {"status": "unreadable"}."""
+    runs = {}
+    for folder in sorted(p for p in runs_dir.iterdir() if p.is_dir()):
+        try:
+            runs[folder.name] = json.loads((folder / "run.json").read_text())
+        except (OSError, ValueError) as exc:
+            runs[folder.name] = {"status": f"unreadable ({exc})"}
+    return runs
+
+
+def check_runs(sessions: list[Session], runs: dict[str, dict]) -> list[str]:
+    """Each clicking session owns exactly one finished run folder; no folder is left over."""
+    problems = []
+    ids = [s.job_id for s in sessions if s.clicked_at is not None]
+    if len(set(ids)) != len(ids):
+        problems.append(f"job ids are not distinct: {ids}")
+    for s in sessions:
+        if s.clicked_at is None:
+            continue
+        meta = runs.get(s.job_id or "")
+        if meta is None:
+            s.problems.append(f"no run folder for job {s.job_id}")
+        elif meta.get("status") != "finished":
+            s.problems.append(f"run {s.job_id} has status {meta.get('status')!r}: {meta.get('message')}")
+    extra = sorted(set(runs) - set(ids))
+    if extra:
+        problems.append(f"run folders no session owns: {extra}")
+    return problems
+
+
+def spread(values: list[float]) -> str:
+    if not values:
+        return "n/a"
+    return f"min {min(values):.1f}  median {statistics.median(values):.1f}  max {max(values):.1f} s"
+
+
+def summary(
+    sessions: list[Session], runs: dict[str, dict], memory: MemorySampler, wall: float, other: list[str]
+) -> list[str]:
+    clicked = [s for s in sessions if s.clicked_at is not None]
+    metas = [(s, runs[s.job_id]) for s in clicked if s.job_id in runs]
+    waits = [m["started_at"] - s.clicked_at for s, m in metas if m.get("started_at")]
+    trains = [m["train_seconds"] for _, m in metas if m.get("train_seconds") is not None]
+    to_finish = [s.finished_at - s.clicked_at for s in clicked if s.finished_at]
+    finished = sum(1 for m in runs.values() if m.get("status") == "finished")
+    failed = [s for s in sessions if s.problems]
+    lines = [
+        f"sessions            {len(sessions)} ({len(clicked)} clicked Start training)",
+        f"runs finished       {finished} of {len(runs)} run folders",
+        f"sessions failed     {len(failed)}",
+        f"saw the queue       {sum(1 for s in clicked if s.queue_places)} sessions; first place seen per session: "
+        + ", ".join(s.queue_places[0] if s.queue_places else "-" for s in clicked),
+        f"click -> training   {spread(waits)}   (run.json started_at)",
+        f"training alone      {spread(trains)}   (run.json train_seconds)",
+        f"click -> Finished   {spread(to_finish)}   (seen in the browser)",
+        f"peak memory         {memory.peak_total:.0f} MB server + workers, {memory.peak_server:.0f} MB server alone "
+        f"(at most {memory.peak_workers} worker processes at once)",
+        f"total wall time     {wall:.1f} s",
+    ]
+    lines += [f"FAILED session {s.index}: " + " | ".join(s.problems) for s in failed]
+    lines += [f"FAILED: {p}" for p in other]
+    return lines
+
+
+def screenshot_failures(sessions: list[Session], shots: Path) -> None:
+    for s in sessions:
+        if s.problems:
+            try:
+                s.page.screenshot(path=str(shots / f"session-{s.index:02d}.png"), full_page=True)
+            except Exception as exc:
+                print(f"(no screenshot of session {s.index}: {exc})")
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main() -> int:
+    args = parse_args()
+    work = Path(tempfile.mkdtemp(prefix="mnist-load-"))
+    runs_dir, shots = work / "runs", work / "screenshots"
+    runs_dir.mkdir()
+    shots.mkdir()
+    print(f"work folder (runs, server log, screenshots): {work}")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    t0 = time.monotonic()
+    server = start_server(port, runs_dir, work / "streamlit.log")
+    memory = MemorySampler(server.pid)
+    sessions: list[Session] = []
+    other: list[str] = []
+    try:
+        wait_healthy(url, server)
+        memory.start()
+        with sync_playwright() as pw:
+            # One Chromium, one context per session: separate cookies, so separate Streamlit sessions.
+            browser = pw.chromium.launch(executable_path=args.chromium, headless=True, args=CHROMIUM_FLAGS)
+            # Set every session up first, then click in a tight loop: the jobs reach the queue together.
+            for i in range(args.sessions):
+                sessions.append(new_session(browser, i))
+                try:
+                    prepare(sessions[-1], url, args.epochs)
+                except Exception as exc:  # recorded; the other sessions still run
+                    sessions[-1].problems.append(f"could not set up /Train: {type(exc).__name__}: {exc}")
+            print(f"{len(sessions)} sessions ready after {time.monotonic() - t0:.1f} s; clicking Start training")
+            for s in sessions:
+                if s.problems:
+                    continue
+                try:
+                    click_start(s)
+                except Exception as exc:
+                    s.problems.append(f"could not click Start training: {exc}")
+            follow(sessions, time.monotonic() + args.timeout)
+            time.sleep(1)  # the last run's folder is renamed into place just before "done" is sent
+            runs = read_runs(runs_dir)
+            other = check_runs(sessions, runs)
+            screenshot_failures(sessions, shots)
+            browser.close()
+        wall = time.monotonic() - t0
+    finally:
+        memory.stop()
+        stop_server(server)
+    lines = summary(sessions, runs, memory, wall, other)
+    too_big = memory.peak_total > args.max_memory_mb
+    if too_big:
+        lines.append(f"FAILED: peak memory {memory.peak_total:.0f} MB is over {args.max_memory_mb:.0f} MB")
+    print("\n".join(lines))
+    failed = too_big or other or any(s.problems for s in sessions)
+    if failed:
+        print(f"screenshots and server log: {work}")
+    elif not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        print(f"runs and server log kept in {work}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
