@@ -40,6 +40,8 @@ layers, and read an honest accuracy report.
 
 st.set_page_config(page_title="Watch a neural network learn", page_icon=":material/model_training:", layout="wide")
 keep_widget_state()
+# The pages live in app_pages/, not pages/: with a pages/ folder Streamlit serves a page's direct
+# URL in its older automatic mode, without running this file (no sidebar, no page config).
 page = st.navigation(
     [
         st.Page(home, title="Home", icon=":material/home:", default=True),

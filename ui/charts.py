@@ -49,7 +49,15 @@ def loss_figure(
         )
     fig.update_xaxes(title_text="step (batch)", range=[0, total_steps] if total_steps else None)
     fig.update_yaxes(title_text="cross-entropy loss", secondary_y=False, rangemode="tozero")
-    fig.update_yaxes(title_text="test accuracy", secondary_y=True, range=[0, 1], tickformat=".0%")
+    fig.update_yaxes(
+        title_text="test accuracy",
+        secondary_y=True,
+        range=[0, 1],
+        tickformat=".0%",
+        tickmode="linear",
+        dtick=0.2,
+        showgrid=False,
+    )
     fig.update_layout(height=height, margin={"t": 30, "b": 40}, legend={"orientation": "h", "y": 1.12})
     return fig
 
