@@ -4,7 +4,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from mnist_core.train import LOOP_STYLES, OPTIMISERS, TrainConfig
+from mnist_core.train import LOOP_STYLES, OPTIMISERS, TrainConfig, plateau_warning
 from ui.charts import loss_figure
 from ui.common import current
 from ui.state import job_queue, remember_job, session_job
@@ -141,6 +141,9 @@ def live_view() -> None:
         if h.epochs:
             e = h.epochs[-1]
             st.caption(f"after epoch {e.epoch}: test accuracy {e.test_acc:.2%}, train loss {e.train_loss:.4f}")
+        warning = plateau_warning(h.epochs)
+        if warning:
+            st.warning(warning)
         st.plotly_chart(
             loss_figure(list(h.batch_losses), list(h.epochs), list(h.full_losses), h.total_steps), key="live_chart"
         )

@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from mnist_core.train import plateau_warning
 from mnist_core.visual import upscale
 from ui.charts import confusion_figure, epoch_figure, loss_figure
 from ui.common import current, shared_dataset
@@ -25,6 +26,8 @@ st.caption(
 )
 if meta.get("status") != "finished":
     (st.error if meta.get("status") in ("diverged", "failed") else st.warning)(meta.get("message", ""))
+if warning := plateau_warning(run.history.epochs):
+    st.warning(warning)
 
 report = run.report
 if report is None:

@@ -185,9 +185,11 @@ def load_idx_folder(folder: Path | str, name: str = "mnist", source: str | None 
 
 def _check_network(url: str, timeout: float = DOWNLOAD_TIMEOUT_S) -> None:
     """Fail within ``timeout`` seconds when the download host cannot be reached."""
-    host = urlparse(url).hostname or ""
+    parsed = urlparse(url)
+    host = parsed.hostname or ""
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
     try:
-        with socket.create_connection((host, 443), timeout=timeout):
+        with socket.create_connection((host, port), timeout=timeout):
             pass
     except OSError as exc:
         raise DataError(f"cannot reach {host} to download ({exc}); no network?") from exc

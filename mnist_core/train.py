@@ -175,6 +175,27 @@ class History:
         return self.status in ("finished", "stopped", "diverged", "failed")
 
 
+def plateau_warning(epochs: list[EpochMetrics], classes: int = 10) -> str | None:
+    """A message when the loss still sits at chance level after an epoch, else None.
+
+    With a learning rate that is too high the ReLUs can all die: the network then gives the
+    same answer for every image and the loss stays at ln(10) or above without ever becoming NaN. With
+    the tutorial's Descent(0.1) the same numbers mean the run is still on the initial plateau.
+    """
+    if not epochs:
+        return None
+    last = epochs[-1]
+    chance = 1.5 / classes
+    if last.train_loss > math.log(classes) - 0.05 and last.test_acc < chance and last.train_acc < chance:
+        return (
+            f"After {last.epoch} epoch(s) the loss is {last.train_loss:.3f}, no better than the ln({classes}) = "
+            f"{math.log(classes):.3f} of a blind guess, and test accuracy {last.test_acc:.0%} is chance level. Either the run is still on the initial "
+            "plateau (the tutorial notes this for Descent at lr 0.1: give it more epochs), or the learning rate is "
+            "so high that every ReLU has died and nothing can be learned any more: try a lower learning rate."
+        )
+    return None
+
+
 class Callback:
     """Hooks into a run; override what you need. Called in the training thread, in order."""
 

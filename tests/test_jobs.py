@@ -74,3 +74,13 @@ def test_bad_config_is_refused_before_queueing(tmp_path):
     with pytest.raises(ValueError, match="learning rate"):
         queue.submit(TrainConfig(lr=-1))
     assert queue.active() == []
+
+
+def test_diverged_job_is_saved_with_its_message(tmp_path, data_dir):
+    queue = JobQueue(root=tmp_path / "runs", data_dir=data_dir)
+    job = queue.submit(TrainConfig(epochs=3, batch_size=16, lr=1e9))
+    assert queue.wait_idle(timeout=120)
+    assert job.outcome == "diverged" and "lower" in job.message
+    run = load_run(job.run_dir)
+    assert run.meta["status"] == "diverged" and run.report is None
+    assert len(run.history.batch_losses) == job.history.step < run.history.total_steps

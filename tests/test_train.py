@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 
 import pytest
 import torch
 
-from mnist_core.train import Callback, TrainConfig, Trainer, resolve_device, train
+from mnist_core.train import Callback, TrainConfig, Trainer, plateau_warning, resolve_device, train
 
 
 class Recorder(Callback):
@@ -165,3 +166,15 @@ def test_resolve_device():
 def test_config_round_trip():
     config = TrainConfig(lr=0.01, optimiser="ADAM", epochs=4)
     assert TrainConfig.from_dict({**config.to_dict(), "unknown": 1}) == config
+
+
+def test_dead_network_is_explained(sample):
+    """ADAM at lr 1.0 does not give NaN with this model: every ReLU dies and the loss sticks at ln(10)."""
+    trainer = train(TrainConfig(epochs=2, optimiser="ADAM", lr=1.0), sample)
+    h = trainer.history
+    assert h.status == "finished"
+    assert h.epochs[-1].train_loss > math.log(10) - 0.05 and h.epochs[-1].test_acc < 0.15
+    warning = plateau_warning(h.epochs)
+    assert warning is not None and "lower learning rate" in warning
+    healthy = train(TrainConfig(epochs=1, optimiser="ADAM", lr=0.01), sample)
+    assert plateau_warning(healthy.history.epochs) is None
