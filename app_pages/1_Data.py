@@ -3,6 +3,7 @@
 import pandas as pd
 import streamlit as st
 
+from mnist_core.data import one_hot
 from mnist_core.visual import batch_shapes, class_counts, upscale
 from ui.charts import class_count_figure
 from ui.common import current
@@ -51,9 +52,9 @@ code_torch.code(
 st.markdown("**One-hot encoding** of the first 8 training labels (`onehotbatch(y, 0:9)`): one row per image.")
 first = dataset.train_labels[:8]
 onehot = pd.DataFrame(
-    [[1 if int(y) == k else 0 for k in range(10)] for y in first],
-    columns=[str(k) for k in range(10)],
-    index=[f"#{i}: label {int(y)}" for i, y in enumerate(first)],
+    one_hot(first, len(dataset.classes)).int().numpy(),
+    columns=list(dataset.classes),
+    index=[f"#{i}: {dataset.classes[int(y)]}" for i, y in enumerate(first)],
 )
 st.dataframe(onehot)
 st.caption("PyTorch's `cross_entropy` takes the class index directly; the one-hot matrix is the same information.")

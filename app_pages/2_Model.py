@@ -3,7 +3,7 @@
 import streamlit as st
 import torch
 
-from mnist_core.model import build_model, first_prediction, layer_table
+from mnist_core.model import as_input, build_model, first_prediction, layer_table
 from mnist_core.visual import layer_dataframe, map_grid, upscale
 from ui.charts import probability_figure, shrink_figure
 from ui.common import current
@@ -12,14 +12,15 @@ from ui.state import get_run, run_ids
 dataset, _ = current()
 st.title("Model")
 
-layers = layer_dataframe(layer_table())
+rows = layer_table()
+layers = layer_dataframe(rows)
 st.subheader("Eight layers, shapes read off a real forward pass")
 st.dataframe(layers, hide_index=True)
 st.caption(
     f"{layers['parameters'].sum():,} parameters · {layers['multiply-adds'].sum():,} multiply-adds per image. "
     "NCHW is PyTorch's order (batch, channels, height, width); WHCN is Flux's (width, height, channels, batch)."
 )
-st.plotly_chart(shrink_figure(layers))
+st.plotly_chart(shrink_figure(rows))
 
 flux, torch_code = st.columns(2)
 flux.caption("Flux (the tutorial)")
@@ -75,9 +76,8 @@ right.plotly_chart(probability_figure(probs.numpy(), list(dataset.classes)), key
 if which == choices[0]:
     st.caption("Untrained, the numbers are useless, as the tutorial says; the check is that the shapes fit.")
 
-x = image.unsqueeze(1).float().div(255)  # (1, 1, 28, 28)
 with torch.inference_mode():
-    maps = model.feature_maps(x)
+    maps = model.feature_maps(as_input(image))  # [(1, 8, 14, 14), ..., (1, 32, 2, 2)]
 for i, fmap in enumerate(maps, start=1):
     c, h, w = fmap.shape[1:]
     st.markdown(f"**Conv layer {i}**: {c} feature maps of {h}x{w} (after ReLU; each scaled to its own range)")

@@ -2,20 +2,14 @@
 
 import numpy as np
 import streamlit as st
-import torch
 
-from mnist_core.train import LOOP_STYLES, OPTIMISERS, TrainConfig, plateau_warning
+from mnist_core.train import LOOP_STYLES, OPTIMISERS, TrainConfig, available_devices, plateau_warning
 from ui.charts import loss_figure
 from ui.common import current
 from ui.state import job_queue, remember_job, session_job
 
 dataset, device = current()
 LEARNING_RATES = sorted({float(f"{v:.2g}") for v in np.logspace(-4, 0, 41)})  # 1e-4 ... 1, 10 per decade
-DEVICES = (
-    ["auto", "cpu"]
-    + (["cuda"] if torch.cuda.is_available() else [])
-    + (["mps"] if torch.backends.mps.is_available() else [])
-)
 CODE = {
     "train!": (
         "@epochs 10 Flux.train!(loss, ps, train_data, opt, cb=callback)",
@@ -39,17 +33,18 @@ queue = job_queue()
 
 controls, view = st.columns([1, 2.6], gap="large")
 with controls:
+    tutorial = TrainConfig()  # the tutorial's defaults, kept across pages once changed
     for key, value in {
-        "keep_lr": 0.1,
-        "keep_epochs": 10,
-        "keep_batch": 128,
-        "keep_opt": "Descent",
-        "keep_loop": "train!",
-        "keep_seed": 0,
-        "keep_device": "auto",
-        "keep_record": 0,
+        "keep_lr": tutorial.lr,
+        "keep_epochs": tutorial.epochs,
+        "keep_batch": tutorial.batch_size,
+        "keep_opt": tutorial.optimiser,
+        "keep_loop": tutorial.loop,
+        "keep_seed": tutorial.seed,
+        "keep_device": tutorial.device,
+        "keep_record": tutorial.record_every,
     }.items():
-        st.session_state.setdefault(key, value)  # the tutorial's defaults; kept across pages
+        st.session_state.setdefault(key, value)
     lr = st.select_slider(
         "Learning rate (log scale)",
         LEARNING_RATES,
@@ -71,7 +66,7 @@ with controls:
     loop = st.radio("Loop style", list(LOOP_STYLES), format_func=LOOP_STYLES.get, key="keep_loop", disabled=busy)
     with st.expander("Advanced"):
         seed = st.number_input("Seed", 0, 2**31 - 1, key="keep_seed", disabled=busy)
-        device_choice = st.selectbox("Device", DEVICES, key="keep_device", disabled=busy)
+        device_choice = st.selectbox("Device", available_devices(), key="keep_device", disabled=busy)
         record_every = st.number_input(
             "Loss on the whole train set every N batches (0 = off)",
             0,
@@ -96,7 +91,8 @@ if start:
         record_every=int(record_every),
     )
     try:
-        remember_job(queue.submit(config, owner=str(id(st.session_state))))
+        # Offline (the sample is in use) the child need not try the network again.
+        remember_job(queue.submit(config, allow_download=dataset.source_kind != "sample"))
         st.rerun()
     except ValueError as exc:
         controls.error(str(exc))
@@ -148,7 +144,7 @@ def live_view() -> None:
             loss_figure(list(h.batch_losses), list(h.epochs), list(h.full_losses), h.total_steps), key="live_chart"
         )
     if job.done:
-        if job.outcome == "finished":
+        if job.outcome == "finished" and job.run_dir is not None:
             st.success(f"{job.message} Test accuracy {h.epochs[-1].test_acc:.2%}. The run is saved.")
         elif job.outcome == "diverged":
             st.error(job.message)

@@ -2,11 +2,11 @@
 
 import streamlit as st
 
+from mnist_core.report import cell_indices, worst_cell
 from mnist_core.train import plateau_warning
 from mnist_core.visual import upscale
 from ui.charts import confusion_figure, epoch_figure, loss_figure
-from ui.common import current, shared_dataset
-from ui.state import get_run, run_picker, test_predictions
+from ui.state import get_run, run_dataset, run_picker, test_predictions
 
 st.title("Report")
 run_id = run_picker()
@@ -18,7 +18,6 @@ run = get_run(run_id)
 if run is None:
     st.stop()
 cfg, meta = run.config, run.meta
-dataset = shared_dataset(cfg.dataset) if cfg.dataset != current()[0].name else current()[0]
 st.caption(
     f"{meta.get('dataset_title', cfg.dataset)} · {cfg.optimiser}, lr {cfg.lr:g}, {cfg.epochs} epochs, "
     f"batch {cfg.batch_size}, loop {cfg.loop}, seed {cfg.seed} · {meta.get('device', '')} · "
@@ -31,7 +30,7 @@ if warning := plateau_warning(run.history.epochs):
 
 report = run.report
 if report is None:
-    st.info("This run has no report: its weights are not usable (the loss diverged). Its loss curve is below.")
+    st.info("This run has no report (see the message above: a diverged run's weights are NaN). Its curves are below.")
 else:
     a, b, c, d = st.columns(4)
     a.metric("Test accuracy", f"{report.test_acc:.2%}")
@@ -67,32 +66,28 @@ event = left.plotly_chart(
 points = (event or {}).get("selection", {}).get("points", []) if isinstance(event, dict) else []
 if points:
     st.session_state["cell"] = (classes.index(str(points[0]["y"])), classes.index(str(points[0]["x"])))
-off_diagonal = report.confusion.clone().fill_diagonal_(-1)
-worst = divmod(int(off_diagonal.argmax()), len(classes))
-true_k, pred_k = st.session_state.get("cell", worst)
+true_k, pred_k = st.session_state.get("cell", worst_cell(report.confusion))
+dataset = run_dataset(run)
 with right:
     st.markdown("Click a cell, or choose one:")
     c1, c2 = st.columns(2)
     true_k = c1.selectbox("True class", range(len(classes)), index=true_k, format_func=classes.__getitem__)
     pred_k = c2.selectbox("Predicted class", range(len(classes)), index=pred_k, format_func=classes.__getitem__)
     st.session_state["cell"] = (true_k, pred_k)
-    if dataset.n_test == meta.get("n_test"):
-        predicted = test_predictions(run_id)
-        idx = ((dataset.test_labels == true_k) & (predicted == pred_k)).nonzero().flatten()[:24].tolist()
+    if dataset is not None:
+        idx = cell_indices(dataset.test_labels, test_predictions(run), true_k, pred_k)
         st.caption(
             f"{int(report.confusion[true_k, pred_k])} test images are {classes[true_k]} and were "
             f"predicted {classes[pred_k]}" + (f"; the first {len(idx)}:" if idx else ".")
         )
         if idx:
             st.image([upscale(dataset.test_images[i], 2) for i in idx], caption=[f"#{i}" for i in idx], width=56)
-    else:
-        st.info("The data set loaded now differs from the one this run was tested on; images cannot be shown.")
 
 st.subheader("Most confident mistakes (test set)")
 m = report.mistakes
 if m.empty:
     st.success("No mistakes on the test set.")
-elif dataset.n_test == meta.get("n_test"):
+elif dataset is not None:
     st.image(
         [upscale(dataset.test_images[int(i)], 3) for i in m["index"]],
         caption=[

@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 
 from mnist_core.data import DEBIAN_FASHION_DIR, FILES, load_dataset, load_sample
-from mnist_core.model import build_model
+from mnist_core.model import as_input, build_model
 from mnist_core.report import build_report
-from mnist_core.train import Callback, TrainConfig, Trainer, evaluate, to_device_images
+from mnist_core.train import Callback, TrainConfig, Trainer, evaluate
 
 
 class KeepLosses(Callback):
@@ -76,7 +76,7 @@ def dataloader_epochs(dataset_name: str, epochs: int) -> list[float]:
 
 def eval_times(dataset, repeats: int = 7) -> list[float]:
     trainer = Trainer(TrainConfig(dataset=dataset.name, epochs=1), dataset)
-    x, y = to_device_images(dataset.test_images, trainer.device), dataset.test_labels.to(trainer.device)
+    x, y = as_input(dataset.test_images, trainer.device), dataset.test_labels.to(trainer.device)
     evaluate(trainer.model, x, y)  # warm-up
     times = []
     for _ in range(repeats):

@@ -13,9 +13,9 @@ import time
 from dataclasses import fields
 
 from .data import DATASETS, DataError, load_dataset
-from .model import first_prediction, format_layer_table, layer_table
+from .model import INIT_STYLES, first_prediction, format_layer_table, layer_table
 from .report import Report, build_report
-from .runs import RunError, load_run, new_run_id, save_run
+from .runs import RunError, finish_run, load_run
 from .train import DEVICES, LOOP_STYLES, OPTIMISERS, Callback, EpochMetrics, TrainConfig, Trainer
 
 HELP = {
@@ -35,7 +35,7 @@ CHOICES = {
     "optimiser": list(OPTIMISERS),
     "loop": list(LOOP_STYLES),
     "device": list(DEVICES),
-    "init": ["flux", "pytorch"],
+    "init": list(INIT_STYLES),
 }
 
 
@@ -102,14 +102,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         trainer.history.status = "stopped"
         trainer.history.message = "Stopped with Ctrl-C."
     h = trainer.history
-    print(f"\n{h.status}: {h.message}")
+    folder, report, message = finish_run(trainer, dataset, root=args.runs_dir)
+    print(f"\n{h.status}: {message}")
     print(f"training time {h.train_seconds:.2f}s, {h.images_per_sec:,.0f} images/s")
-    report = build_report(trainer.model, dataset) if h.status != "failed" else None
     if report is not None:
         print_report(report)
-    folder = save_run(trainer, report, root=args.runs_dir, run_id=new_run_id(config))
-    print(f"run saved to {folder}")
-    return 0 if h.status in ("finished", "stopped") else 1
+    if folder is not None:
+        print(f"run saved to {folder}")
+    return 0 if h.status in ("finished", "stopped") and folder is not None else 1
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:

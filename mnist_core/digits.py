@@ -15,8 +15,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
+from .model import as_input
+
 # Only the everyday raster formats: Pillow's other plugins (EPS runs Ghostscript, for one) are attack surface.
-FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF")  # JPEG covers the MPO files of many phones
+FORMATS = ("PNG", "JPEG")  # what the Predict page offers; JPEG covers the MPO files of many phones
 WORK_SIZE = 1024  # larger images are shrunk first: the result is 20 px tall anyway, and filters stay fast
 MIN_CONTRAST = 32  # grey levels between paper and the darkest stroke below which we see no digit
 INK_THRESHOLD = 0.2 * 255  # after levelling, what counts as ink for the bounding box
@@ -43,14 +45,14 @@ def _flatten(img: Image.Image) -> Image.Image:
     return img if img.mode in ("L", "RGB") else img.convert("RGB")
 
 
-def load_image(data: bytes, max_pixels: int = 40_000_000) -> Image.Image:
+def load_image(data: bytes, max_pixels: int = 25_000_000) -> Image.Image:
     """Open untrusted bytes as an upright "L" or "RGB" image, or raise ``DigitError`` saying what is wrong."""
     if not data:
         raise DigitError("The file is empty: upload a PNG or JPEG image of a digit.")
     try:
         img = Image.open(io.BytesIO(data), formats=FORMATS)  # reads the header only
     except UnidentifiedImageError as exc:
-        raise DigitError("This file is not an image we can read; upload a PNG, JPEG, GIF, BMP or WebP.") from exc
+        raise DigitError("This file is not an image we can read; upload a PNG or JPEG image.") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # Pillow's own, global limit
         raise DigitError(f"The image is far too large to open safely ({exc}). Crop or shrink it.") from exc
     except (OSError, SyntaxError, ValueError) as exc:
@@ -61,6 +63,7 @@ def load_image(data: bytes, max_pixels: int = 40_000_000) -> Image.Image:
             f"The image is {w:,} x {h:,} pixels ({w * h / 1e6:.0f} megapixels); the limit is "
             f"{max_pixels / 1e6:g} megapixels. Crop or shrink it and try again."
         )
+    img.draft("L" if img.mode == "L" else "RGB", (2 * WORK_SIZE, 2 * WORK_SIZE))  # JPEG: decode at reduced size
     try:
         img.load()  # decode now, so a truncated or corrupt file fails here and not halfway through preprocessing
     except (OSError, SyntaxError, ValueError) as exc:
@@ -169,7 +172,10 @@ def preprocess(image: Image.Image) -> Preprocessed:
         scale = WORK_SIZE / max(img.size)
         img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.BOX)
     grey = np.asarray(img, dtype=np.uint8)
-    was_inverted = bool(np.median(_border(grey)) > 127)  # light paper: MNIST wants the ink bright
+    # Ink is whatever lies further from the paper's tone: dark ink on light (even dim grey) paper is inverted,
+    # because MNIST wants the ink bright.
+    paper = float(np.median(_border(grey)))
+    was_inverted = bool(paper - grey.min() > grey.max() - paper)
     inverted = 255 - grey if was_inverted else grey.copy()
     cropped = _crop_ink(inverted)
     fitted = _fit(cropped)
@@ -180,7 +186,6 @@ def predict_digit(model: torch.nn.Module, image_28: torch.Tensor) -> torch.Tenso
     """The 10 class probabilities (float, CPU) of ``model`` for one uint8 (28, 28) or (1, 28, 28) image."""
     if tuple(image_28.shape) not in ((28, 28), (1, 28, 28)):
         raise ValueError(f"expected one (28, 28) or (1, 28, 28) image, got shape {tuple(image_28.shape)}")
-    device = next(model.parameters()).device
-    x = image_28.reshape(1, 1, 28, 28).to(device).float().div(255)
+    x = as_input(image_28.reshape(1, 28, 28), next(model.parameters()).device)
     with torch.inference_mode():
         return torch.softmax(model.logits(x), dim=1)[0].float().cpu()

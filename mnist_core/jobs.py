@@ -39,7 +39,7 @@ class Job:
 
     id: str  # also the name of its run folder
     config: TrainConfig
-    owner: str = ""  # who submitted it (a session id); for display only
+    allow_download: bool = True  # False when the server already knows there is no network
     submitted_at: float = field(default_factory=time.time)
     history: History | None = None  # None while waiting
     state: str = "queued"  # queued, running, done
@@ -48,15 +48,12 @@ class Job:
     run_dir: Path | None = None
     started_at: float | None = None
     stop_requested: bool = False
+    training: bool = False  # the child has loaded its data and started the loop
     process: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
     def done(self) -> bool:
         return self.state == "done"
-
-    @property
-    def waited_seconds(self) -> float:
-        return (self.started_at or time.time()) - self.submitted_at
 
 
 # --------------------------------------------------------------------------- the queue
@@ -71,7 +68,7 @@ class JobQueue:
         max_concurrent: int | None = None,
         data_dir: Path | str | None = None,
     ) -> None:
-        self.root = runs_root(root)
+        self.root = runs_root(root).resolve()  # the child may not share our idea of "."
         self.max_concurrent = max_concurrent or default_max_concurrent()
         self.data_dir = str(data_dir) if data_dir else None  # else the child looks where load_dataset does
         self._jobs: dict[str, Job] = {}
@@ -81,10 +78,10 @@ class JobQueue:
 
     # ----------------------------------------------------------------- for the pages
 
-    def submit(self, config: TrainConfig, owner: str = "") -> Job:
+    def submit(self, config: TrainConfig, allow_download: bool = True) -> Job:
         """Queue a run; raises ValueError for a bad config before anything is queued."""
         config.validate()
-        job = Job(id=new_run_id(config), config=config, owner=owner)
+        job = Job(id=new_run_id(config), config=config, allow_download=allow_download)
         with self._cond:
             self._jobs[job.id] = job
             self._waiting.append(job)
@@ -111,7 +108,7 @@ class JobQueue:
                 return
             job.stop_requested = True
             if job.process is not None:
-                self._tell(job, "stop")
+                self._stop_child(job)
             if job in self._waiting:
                 self._waiting.remove(job)
                 job.state, job.outcome = "done", "cancelled"
@@ -162,25 +159,53 @@ class JobQueue:
 
     def _supervise(self, job: Job) -> None:
         """Start the child and mirror what it sends into ``job.history`` until it is done."""
-        spec = {"job_id": job.id, "config": job.config.to_dict(), "root": str(self.root), "data_dir": self.data_dir}
-        job.process = subprocess.Popen(
+        spec = {
+            "job_id": job.id,
+            "config": job.config.to_dict(),
+            "root": str(self.root),
+            "data_dir": self.data_dir,
+            "allow_download": job.allow_download,
+        }
+        package_root = str(Path(__file__).resolve().parents[1])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+        # Same working directory as the server, so relative data and cache folders mean the same thing.
+        with subprocess.Popen(
             [sys.executable, "-m", "mnist_core.worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
-            cwd=Path(__file__).resolve().parents[1],
-        )
-        self._tell(job, json.dumps(spec))
-        if job.stop_requested:  # Stop pressed while the child was starting
-            self._tell(job, "stop")
+            env=env,
+        ) as proc:
+            try:
+                proc.stdin.write(json.dumps(spec) + "\n")  # the spec goes first, before any "stop"
+                proc.stdin.flush()
+                with self._cond:
+                    job.process = proc
+                    if job.stop_requested:  # Stop pressed while the child was starting
+                        self._stop_child(job)
+                self._mirror(job, proc)
+            finally:
+                if proc.poll() is None:  # we stopped listening: the child must not live on unread
+                    proc.kill()
+                code = proc.wait()
+        if not job.outcome:
+            if job.stop_requested and job.history.step == 0:
+                job.outcome, job.message = "cancelled", "Stopped before training began; nothing was trained."
+            else:
+                job.outcome = "failed"
+                job.message = f"The training process ended unexpectedly (exit code {code})."
+
+    @staticmethod
+    def _mirror(job: Job, proc: subprocess.Popen) -> None:
         h = job.history
-        for line in job.process.stdout:
+        for line in proc.stdout:
             try:
                 msg = json.loads(line)
-            except ValueError:
-                continue  # not ours (a library printing); the protocol lines are JSON
-            kind = msg.pop("kind")
+                kind = msg.pop("kind")
+            except (ValueError, AttributeError, KeyError, TypeError):
+                continue  # not ours (a library printing); the protocol lines are JSON objects with a kind
             if kind == "start":
+                job.training = True
                 h.total_steps, h.steps_per_epoch = msg["total_steps"], msg["steps_per_epoch"]
                 h.started_at = msg["started_at"]
             elif kind == "batches":
@@ -195,16 +220,15 @@ class JobQueue:
                 job.outcome, job.message = msg["status"], msg["message"]
                 job.run_dir = Path(msg["run_dir"]) if msg["run_dir"] else None
                 h.status, h.message = job.outcome, job.message
-        code = job.process.wait()
-        if not job.outcome:
-            job.outcome = "failed"
-            job.message = f"The training process ended unexpectedly (exit code {code})."
-        job.process.stdin.close()
 
     @staticmethod
-    def _tell(job: Job, line: str) -> None:
+    def _stop_child(job: Job) -> None:
+        """Ask a training child to stop (it saves its run); one still loading data is ended outright."""
+        if not job.training:
+            job.process.terminate()
+            return
         try:
-            job.process.stdin.write(line + "\n")
+            job.process.stdin.write("stop\n")
             job.process.stdin.flush()
         except (BrokenPipeError, ValueError, OSError):
             pass  # the child has already ended

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import Dataset
-from .model import TutorialCNN
+from .model import TutorialCNN, as_input
 
 
 @dataclass
@@ -51,7 +51,7 @@ def predict(model: TutorialCNN, images: torch.Tensor, chunk: int = 1024) -> torc
     out = []
     with torch.inference_mode():
         for start in range(0, len(images), chunk):
-            x = images[start : start + chunk].to(device).unsqueeze(1).float().div_(255)
+            x = as_input(images[start : start + chunk], device)
             out.append(F.log_softmax(model.logits(x), dim=1).cpu())
     return torch.cat(out) if out else torch.empty(0, 10)
 
@@ -167,3 +167,15 @@ def build_report(model: TutorialCNN, dataset: Dataset, k_mistakes: int = 16) -> 
         mistakes=confident_mistakes(test, k_mistakes),
         classes=dataset.classes,
     )
+
+
+def worst_cell(confusion: torch.Tensor) -> tuple[int, int]:
+    """(true, predicted) of the largest off-diagonal count: the model's most frequent confusion."""
+    off = confusion.clone()
+    off.fill_diagonal_(-1)
+    return divmod(int(off.argmax()), confusion.shape[1])
+
+
+def cell_indices(labels: torch.Tensor, predicted: torch.Tensor, true: int, guess: int, k: int = 24) -> list[int]:
+    """Indices of the first ``k`` images whose label is ``true`` and prediction ``guess``."""
+    return ((labels == true) & (predicted == guess)).nonzero().flatten()[:k].tolist()

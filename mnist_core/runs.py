@@ -22,11 +22,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .data import Dataset
 from .model import TutorialCNN
-from .report import Report
+from .report import Report, build_report
 from .train import EpochMetrics, History, TrainConfig, Trainer, device_label
 
-RUN_FILES = ("run.json", "batches.csv", "epochs.csv", "report.json", "weights.safetensors")
 FORMAT_VERSION = 1
 
 
@@ -108,6 +108,27 @@ def save_run(
     return folder
 
 
+def finish_run(
+    trainer: Trainer, dataset: Dataset, root: Path | str | None = None, run_id: str | None = None
+) -> tuple[Path | None, Report | None, str]:
+    """Report on an ended run and save it; returns (folder or None, report or None, the run's message).
+
+    A diverged model holds NaN weights, so it gets no report; if the report fails the run is
+    still saved without one; if saving fails the message says so.
+    """
+    message = trainer.history.message
+    report = None
+    if trainer.history.status in ("finished", "stopped"):
+        try:
+            report = build_report(trainer.model, dataset)
+        except Exception as exc:
+            message += f" The report could not be computed: {exc}"
+    try:
+        return save_run(trainer, report, root=root, run_id=run_id), report, message
+    except Exception as exc:
+        return None, report, message + f" The run could not be saved: {exc}"
+
+
 def _read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
@@ -156,6 +177,8 @@ def load_run(path: Path | str, with_model: bool = True) -> Run:
         raise RunError(f"{path}: no such run folder.")
     meta = _read_json(path / "run.json")
     try:
+        if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
+            raise TypeError("run.json must hold an object with a config object")
         config = TrainConfig.from_dict(meta["config"])
         config.validate()
     except (KeyError, TypeError, ValueError) as exc:
@@ -178,19 +201,35 @@ def load_run(path: Path | str, with_model: bool = True) -> Run:
             started_at=float(meta.get("started_at", 0.0)),
             images_done=int(meta.get("images_done", 0)),
         )
-    except (KeyError, TypeError, ValueError) as exc:
+        full = path / "full_losses.csv"
+        if full.exists():
+            pairs = _read_csv(full)[["step", "loss"]].itertuples(index=False)
+            history.full_losses = [(int(s), float(v)) for s, v in pairs]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise RunError(f"{path}: the metrics files are damaged ({exc}).") from exc
-    full = path / "full_losses.csv"
-    if full.exists():
-        history.full_losses = [(int(s), float(v)) for s, v in _read_csv(full)[["step", "loss"]].itertuples(index=False)]
     report = None
     if (path / "report.json").exists():
         try:
             report = Report.from_dict(_read_json(path / "report.json"))
-        except (KeyError, TypeError, ValueError) as exc:
+            _check_report(report, int(meta.get("n_test", 0)))
+        except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
             raise RunError(f"{path / 'report.json'}: damaged ({exc}).") from exc
     model = load_weights(path / "weights.safetensors") if with_model else None
     return Run(path=path, config=config, meta=meta, history=history, report=report, model=model)
+
+
+def _check_report(report: Report, n_test: int) -> None:
+    """Raise ValueError unless a report read from disk is what ``build_report`` makes."""
+    k = len(report.classes)
+    if not 2 <= k <= 100 or tuple(report.confusion.shape) != (k, k) or len(report.per_class) != k:
+        raise ValueError("the confusion matrix and the classes do not fit together")
+    for name in ("train_loss", "train_acc", "test_loss", "test_acc"):
+        float(getattr(report, name))  # raises on anything that is not a number
+    if (report.confusion < 0).any() or int(report.confusion.sum()) != n_test:
+        raise ValueError(f"the confusion matrix does not count the {n_test:,} test images")
+    m = report.mistakes
+    if len(m) and (m["index"].min() < 0 or m["index"].max() >= n_test or m[["true", "predicted"]].max().max() >= k):
+        raise ValueError("a mistake points outside the test set or the classes")
 
 
 def list_runs(root: Path | str | None = None) -> list[Path]:
@@ -274,7 +313,7 @@ def import_run(data: bytes, root: Path | str | None = None) -> Path:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         members = archive.infolist()
-    except (zipfile.BadZipFile, ValueError) as exc:
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
         raise RunError(f"not a zip archive of a run ({exc}).") from exc
     files: dict[str, zipfile.ZipInfo] = {}
     for info in members:
@@ -292,7 +331,8 @@ def import_run(data: bytes, root: Path | str | None = None) -> Path:
     if missing:
         raise RunError(f"the archive lacks {', '.join(missing)}.")
     run_id = PurePosixPath(files["run.json"].filename).parent.name
-    if not run_id or not all(c.isalnum() or c in "-._" for c in run_id) or run_id.startswith("."):
+    safe = all(c.isalnum() or c in "-._" for c in run_id) and not run_id.startswith(".")
+    if not run_id or not safe or len(run_id) > 100 or run_id.endswith(".partial"):
         run_id = "imported-" + secrets.token_hex(4)
     root = runs_root(root)
     tmp = root / f".import-{secrets.token_hex(4)}.partial"
@@ -310,9 +350,10 @@ def import_run(data: bytes, root: Path | str | None = None) -> Path:
             target = root / f"{run_id}-imported-{secrets.token_hex(2)}"
         tmp.rename(target)
         return target
-    except zipfile.BadZipFile as exc:
-        raise RunError(f"the archive is damaged ({exc}).") from exc
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise RunError(f"the archive is damaged or cannot be unpacked ({exc}).") from exc
     finally:
+        archive.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import DATASETS, Dataset
-from .model import INIT_STYLES, TutorialCNN, build_model
+from .model import INIT_STYLES, TutorialCNN, as_input, build_model
 
 OPTIMISERS = ("Descent", "Momentum", "ADAM")  # as the tutorial names them
 LOOP_STYLES = {
@@ -27,7 +27,6 @@ LOOP_STYLES = {
     "manual": "Update by hand: p .-= lr .* gs[p] (Descent only)",
 }
 DEVICES = ("auto", "cpu", "cuda", "mps")
-STATUSES = ("pending", "queued", "running", "finished", "stopped", "diverged", "failed")
 
 
 @dataclass
@@ -94,6 +93,16 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def available_devices() -> list[str]:
+    """The device choices that work on this machine: auto and cpu, plus cuda and mps where present."""
+    names = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        names.append("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        names.append("mps")
+    return names
+
+
 def device_label(device: torch.device) -> str:
     """'CPU', or the GPU's name."""
     if device.type == "cuda":
@@ -101,12 +110,6 @@ def device_label(device: torch.device) -> str:
     if device.type == "mps":
         return "Apple GPU (MPS)"
     return f"CPU ({torch.get_num_threads()} threads)"
-
-
-def to_device_images(images: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """uint8 (N, 28, 28) -> float (N, 1, 28, 28) in [0, 1] on ``device``: the tutorial's unsqueeze."""
-    x = images.to(device).unsqueeze(1).float().div_(255)
-    return x.contiguous(memory_format=torch.channels_last)
 
 
 def evaluate(model: TutorialCNN, x: torch.Tensor, y: torch.Tensor, chunk: int = 1024) -> tuple[float, float]:
@@ -189,8 +192,9 @@ def plateau_warning(epochs: list[EpochMetrics], classes: int = 10) -> str | None
     if last.train_loss > math.log(classes) - 0.05 and last.test_acc < chance and last.train_acc < chance:
         return (
             f"After {last.epoch} epoch(s) the loss is {last.train_loss:.3f}, no better than the ln({classes}) = "
-            f"{math.log(classes):.3f} of a blind guess, and test accuracy {last.test_acc:.0%} is chance level. Either the run is still on the initial "
-            "plateau (the tutorial notes this for Descent at lr 0.1: give it more epochs), or the learning rate is "
+            f"{math.log(classes):.3f} of a blind guess, and test accuracy {last.test_acc:.0%} is chance level. "
+            "Either the run is still on the initial plateau (the tutorial notes this for Descent at lr 0.1: "
+            "give it more epochs), or the learning rate is "
             "so high that every ReLU has died and nothing can be learned any more: try a lower learning rate."
         )
     return None
@@ -267,9 +271,9 @@ class Trainer:
 
     def _load_to_device(self) -> None:
         ds = self.dataset
-        self._x_train = to_device_images(ds.train_images, self.device)  # (N, 1, 28, 28)
+        self._x_train = as_input(ds.train_images, self.device)  # (N, 1, 28, 28)
         self._y_train = ds.train_labels.to(self.device)
-        self._x_test = to_device_images(ds.test_images, self.device)
+        self._x_test = as_input(ds.test_images, self.device)
         self._y_test = ds.test_labels.to(self.device)
 
     def train_set_loss(self) -> float:

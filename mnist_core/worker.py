@@ -16,8 +16,7 @@ from dataclasses import asdict
 from typing import TextIO
 
 from .data import load_dataset
-from .report import build_report
-from .runs import save_run
+from .runs import finish_run
 from .train import Callback, EpochMetrics, TrainConfig, Trainer
 
 SEND_EVERY_S = 0.2  # how often new losses are sent
@@ -86,21 +85,17 @@ def run_job(spec: dict, out: TextIO, stop_event: threading.Event) -> str:
     sender = Sender(out)
     try:
         config = TrainConfig.from_dict(spec["config"])
-        dataset = load_dataset(config.dataset, data_dir=spec.get("data_dir"))
+        dataset = load_dataset(
+            config.dataset, data_dir=spec.get("data_dir"), allow_download=spec.get("allow_download", True)
+        )
         trainer = Trainer(config, dataset, callbacks=[sender], stop_event=stop_event)
     except Exception as exc:  # a data set that cannot load, a device that is missing
         sender.send("done", status="failed", message=f"Could not start: {exc}", run_dir=None)
         return "failed"
-    history = trainer.run()
-    run_dir, message = None, history.message
-    try:
-        # A diverged model holds NaN weights: there is nothing honest to report on.
-        report = build_report(trainer.model, dataset) if history.status in ("finished", "stopped") else None
-        run_dir = str(save_run(trainer, report, root=spec.get("root"), run_id=spec["job_id"]))
-    except Exception as exc:
-        message += f" The run could not be saved: {exc}"
-    sender.send("done", status=history.status, message=message, run_dir=run_dir)
-    return history.status
+    trainer.run()
+    run_dir, _, message = finish_run(trainer, dataset, root=spec.get("root"), run_id=spec["job_id"])
+    sender.send("done", status=trainer.history.status, message=message, run_dir=run_dir and str(run_dir))
+    return trainer.history.status
 
 
 def main() -> int:

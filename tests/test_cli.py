@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,9 +10,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def cli(*args: str, env_runs: Path | None = None) -> subprocess.CompletedProcess:
+def cli(*args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("MNIST_DATA_DIR", "MNIST_RUNS_DIR")}
     return subprocess.run(
-        [sys.executable, "-m", "mnist_core", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "mnist_core", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
     )
 
 

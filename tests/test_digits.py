@@ -247,11 +247,15 @@ def test_no_ink_means_no_digit(img):
         preprocess(load_image(to_bytes(img)))
 
 
-def test_digits_never_imports_streamlit():
-    tree = ast.parse(Path(digits.__file__).read_text())
-    names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
-    names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
-    assert not any(name.split(".")[0] == "streamlit" for name in names)
+def test_core_never_imports_streamlit():
+    """mnist_core computes, pages draw: no module of the core may import streamlit."""
+    files = sorted(Path(digits.__file__).parent.glob("*.py"))
+    assert len(files) >= 10
+    for path in files:
+        tree = ast.parse(path.read_text())
+        names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        assert not any(name.split(".")[0] == "streamlit" for name in names), path.name
 
 
 # --------------------------------------------------------------------------- the model and real digits
@@ -290,3 +294,16 @@ def test_real_mnist_digits_survive_a_scan_round_trip(mnist_digits):
         shifted.append(max(corr(np.roll(pre.final, m, axis=(0, 1)), original) for m in moves))
     assert np.mean(plain) > 0.9 and min(plain) > 0.6, plain
     assert min(shifted) > 0.85, shifted
+
+
+def test_dark_ink_on_dim_grey_paper_is_found():
+    """A photo in poor light: paper at grey 110, ink at 25, must still be seen as dark ink on paper."""
+    from PIL import Image, ImageDraw
+
+    from mnist_core.digits import preprocess
+
+    img = Image.new("L", (200, 200), 110)
+    ImageDraw.Draw(img).line([(100, 30), (100, 170)], fill=25, width=14)
+    result = preprocess(img)
+    assert result.was_inverted
+    assert result.final.max() == 255 and result.final[:, :5].max() == 0

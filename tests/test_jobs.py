@@ -28,7 +28,9 @@ def data_dir(tmp_path):
 def test_jobs_queue_in_order_and_save_runs(tmp_path, data_dir):
     queue = JobQueue(root=tmp_path / "runs", max_concurrent=1, data_dir=data_dir)
     jobs = [queue.submit(TrainConfig(epochs=2, batch_size=64, seed=s, optimiser="ADAM", lr=0.01)) for s in range(3)]
-    time.sleep(0.1)
+    deadline = time.monotonic() + 30
+    while jobs[0].state != "running" and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert jobs[0].state == "running"
     assert [queue.position(j.id) for j in jobs[1:]] == [1, 2]
     assert queue.wait_idle(timeout=300)
@@ -84,3 +86,30 @@ def test_diverged_job_is_saved_with_its_message(tmp_path, data_dir):
     run = load_run(job.run_dir)
     assert run.meta["status"] == "diverged" and run.report is None
     assert len(run.history.batch_losses) == job.history.step < run.history.total_steps
+
+
+def test_stop_right_after_submit_ends_cleanly(tmp_path, data_dir):
+    """Stop pressed while the child is still starting: no crash, nothing half-saved."""
+    queue = JobQueue(root=tmp_path / "runs", data_dir=data_dir)
+    job = queue.submit(TrainConfig(epochs=1000, batch_size=16))
+    deadline = time.monotonic() + 30
+    while job.process is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    queue.stop(job.id)
+    assert queue.wait_idle(timeout=120)
+    assert job.outcome in ("cancelled", "stopped"), job.message
+    if job.outcome == "stopped":  # it had begun: then its partial run is saved
+        assert load_run(job.run_dir).meta["status"] == "stopped"
+    else:
+        assert list_runs(tmp_path / "runs") == []
+    assert job.process.poll() is not None  # the child is gone
+
+
+def test_runs_are_saved_where_the_server_looks(tmp_path, data_dir, monkeypatch):
+    """A relative runs folder means the server's working directory, not the child's."""
+    monkeypatch.chdir(tmp_path)
+    queue = JobQueue(root="relative-runs", data_dir=data_dir)
+    job = queue.submit(TrainConfig(epochs=1, batch_size=128))
+    assert queue.wait_idle(timeout=120)
+    assert job.outcome == "finished"
+    assert job.run_dir.parent == tmp_path / "relative-runs"

@@ -16,6 +16,7 @@ from mnist_core.runs import (
     delete_run,
     differing_labels,
     export_run,
+    finish_run,
     import_run,
     list_runs,
     load_run,
@@ -196,3 +197,46 @@ def test_delete_run(saved, tmp_path):
         delete_run(tmp_path.parent, root=tmp_path)
     delete_run(folder, root=tmp_path)
     assert list_runs(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "tamper, words",
+    [
+        (lambda meta, report: ({**meta, "config": [1, 2]}, report), "config is damaged"),
+        (lambda meta, report: (meta, {**report, "test_acc": "high"}), "report.json"),
+        (lambda meta, report: (meta, {**report, "confusion": [[1, 2], [3, 4]]}), "report.json"),
+        (
+            lambda meta, report: (
+                meta,
+                {**report, "mistakes": [{"index": 10**9, "true": 1, "predicted": 2, "probability": 0.9}]},
+            ),
+            "outside the test set",
+        ),
+    ],
+)
+def test_archives_with_bad_contents_are_refused(saved, tmp_path, tamper, words):
+    _, _, folder = saved
+    files = _archive_files(folder)
+    meta, report = tamper(json.loads(files["run/run.json"]), json.loads(files["run/report.json"]))
+    files["run/run.json"], files["run/report.json"] = json.dumps(meta).encode(), json.dumps(report).encode()
+    root = tmp_path / "target"
+    root.mkdir()
+    with pytest.raises(RunError, match=words):
+        import_run(_zip(files), root=root)
+    assert list(root.iterdir()) == []
+
+
+def test_full_losses_without_columns_is_damage(saved):
+    _, _, folder = saved
+    (folder / "full_losses.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(RunError, match="metrics files are damaged"):
+        load_run(folder)
+
+
+def test_finish_run_reports_a_save_failure(blobs, tmp_path):
+    trainer = train(TrainConfig(epochs=1, batch_size=64), blobs)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the runs folder should be")
+    folder, report, message = finish_run(trainer, blobs, root=blocker)
+    assert folder is None and report is not None
+    assert "could not be saved" in message

@@ -7,6 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from mnist_core.model import LayerRow
 from mnist_core.train import EpochMetrics
 from mnist_core.visual import smooth, thin
 
@@ -116,12 +117,12 @@ def class_count_figure(counts: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def shrink_figure(layers: pd.DataFrame) -> go.Figure:
+def shrink_figure(rows: list[LayerRow]) -> go.Figure:
     """How the feature maps shrink (28 -> 14 -> 7 -> 4 -> 2) while the channels grow."""
-    convs = layers[layers["Flux layer"].str.startswith("Conv")]
-    names = ["input"] + [f"conv {i}" for i in convs["#"]]
-    sizes = [28] + [int(s.split(" => ")[1].split("x")[0]) for s in convs["spatial"]]
-    channels = [1] + [int(s.strip("()").split(",")[1]) for s in convs["output NCHW"]]
+    convs = [r for r in rows if len(r.shape_nchw) == 4 and r.shape_nchw[2] > 1]  # the conv layers
+    names = ["input"] + [f"conv {r.index}" for r in convs]
+    sizes = [28] + [r.shape_nchw[2] for r in convs]
+    channels = [1] + [r.shape_nchw[1] for r in convs]
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     fig.add_trace(go.Bar(x=names, y=sizes, name="width = height", text=[f"{s}x{s}" for s in sizes]), secondary_y=False)
     fig.add_trace(

@@ -5,8 +5,9 @@ from __future__ import annotations
 import streamlit as st
 import torch
 
+from mnist_core.data import DataError, Dataset
 from mnist_core.jobs import Job, JobQueue
-from mnist_core.report import build_report, predict
+from mnist_core.report import predict
 from mnist_core.runs import Run, RunError, list_runs, load_run, runs_root
 
 from .common import shared_dataset
@@ -34,10 +35,8 @@ def remember_job(job: Job) -> None:
 
 @st.cache_resource(max_entries=32, show_spinner="Loading the run...")
 def _cached_run(path: str, saved_at: float) -> Run:
-    run = load_run(path)
-    if run.report is None and run.meta.get("status") in ("finished", "stopped"):
-        run.report = build_report(run.model, shared_dataset(run.config.dataset))
-    return run
+    """Keyed by the folder and its run.json's time: a run replaced under the same name is read anew."""
+    return load_run(path)
 
 
 def run_ids() -> list[str]:
@@ -67,7 +66,28 @@ def run_picker(label: str = "Run", key: str = "run_picker") -> str | None:
 
 
 @st.cache_resource(max_entries=8)
-def test_predictions(run_id: str) -> torch.Tensor:
-    """The predicted class of every test image for a saved run, computed once."""
-    run = get_run(run_id)
-    return predict(run.model, shared_dataset(run.config.dataset).test_images).argmax(1)
+def _test_predictions(path: str, saved_at: float, dataset_name: str) -> torch.Tensor:
+    run = _cached_run(path, saved_at)
+    return predict(run.model, shared_dataset(dataset_name).test_images).argmax(1)
+
+
+def test_predictions(run: Run) -> torch.Tensor:
+    """The predicted class of every test image for a saved run, computed once per run."""
+    saved_at = run.path.joinpath("run.json").stat().st_mtime
+    return _test_predictions(str(run.path), saved_at, run.config.dataset)
+
+
+def run_dataset(run: Run) -> Dataset | None:
+    """The data set a run was trained on, or None (with a message) if this server cannot load it."""
+    try:
+        dataset = shared_dataset(run.config.dataset)
+    except DataError as exc:
+        st.info(f"The images cannot be shown: {exc}")
+        return None
+    if dataset.n_test != run.meta.get("n_test"):
+        st.info(
+            f"This run was tested on another copy of {run.config.dataset} than the one loaded now "
+            f"({dataset.title}); its images cannot be shown."
+        )
+        return None
+    return dataset
