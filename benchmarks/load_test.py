@@ -4,16 +4,20 @@ Run by hand, never by the tests:  python benchmarks/load_test.py --sessions 10 [
 
 It starts ``streamlit run streamlit_app.py`` on a free port of 127.0.0.1 with an empty runs folder,
 opens N sessions (browser contexts of one headless Chromium, driven by Playwright), sets Epochs on
-the Train page in each, presses "Start training" in all of them within a second, and follows every
-session until its own run shows "Finished". Meanwhile it samples the memory (RSS) of the server
-process and of its children (the training workers).
+the Train page in each, presses "Start training" in all of them within a second or two, and
+follows every session until its own run shows "Finished". Meanwhile it samples the memory (RSS)
+of the server process and of its children (the training workers).
+
+A page still not showing "Finished" ``--stale-after`` seconds after its run was saved is reloaded,
+as a user would (the ``?job=`` URL brings the job back); that session still counts as failed.
 
 It prints: sessions, runs finished, failures, the queue places the sessions saw, the wait from the
 click to the start of training (``started_at`` in run.json), the time from the click to the
-"Finished" message, the peak memory of the server with its workers and of the server alone, and the
-total wall time. It exits non-zero if a session failed (no "Finished", a Streamlit exception or an
-st.error on its page, a run missing or not "finished") or if the peak total memory exceeds the limit.
-Screenshots of failing sessions go to a temp folder whose path is printed.
+"Finished" message and from the save to that message, the peak memory of the server with its
+workers and of the server alone, CPU time of both, and the total wall time. It exits non-zero if a
+session failed (no "Finished" without a reload, a Streamlit exception, an st.error or st.warning on
+its page, its run missing or not "finished") or if the peak total memory exceeds --max-memory-mb.
+Screenshots of failing sessions and the server log go to a temp folder whose path is printed.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+MAX_RELOADS = 3  # per session, each after a longer wait than the one before
 QUEUE_RE = re.compile(r"Waiting in the queue: place (\S+) of (\d+) jobs")
 
 # One round trip per poll: what a session's page shows now. Alerts are found by Streamlit's test ids.
@@ -58,6 +63,7 @@ PAGE_STATE_JS = """() => {
     warnings: texts('stAlertContentWarning'),
     errors: texts('stAlertContentError'),
     exceptions: texts('stException'),
+    caption_job: document.querySelector('[data-testid=stCaptionContainer] code')?.innerText || null,
     url: location.href,
   };
 }"""
@@ -68,6 +74,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--sessions", type=int, default=10, help="browser sessions training at once")
     parser.add_argument("--epochs", type=int, default=2, help="epochs per run (set with the slider)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds for the whole test after the clicks")
+    parser.add_argument("--stale-after", type=float, default=30, help="reload a page this long after its run was saved")
     parser.add_argument("--max-memory-mb", type=float, default=2048, help="fail above this peak server+workers RSS")
     parser.add_argument("--chromium", default=os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
     parser.add_argument("--keep", action="store_true", help="keep the runs folder and server log")
@@ -96,6 +103,8 @@ def start_server(port: int, runs_dir: Path, log_path: Path) -> subprocess.Popen:
         "--server.address=127.0.0.1",
         f"--server.port={port}",
         "--browser.gatherUsageStats=false",
+        # No reloading of edited modules mid-test: an edit elsewhere in the tree must not reset the queue.
+        "--server.fileWatcherType=none",
     ]
     with open(log_path, "w") as log:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -130,29 +139,36 @@ def stop_server(proc: subprocess.Popen) -> None:
     proc.wait(5)
 
 
-# --------------------------------------------------------------------------- memory
+# --------------------------------------------------------------------------- memory and CPU
 
 
-def children_of(pid: int) -> list[int]:
-    """Direct children, from /proc/<pid>/task/*/children, or by scanning every /proc/*/stat for the parent."""
-    task_files = list(Path(f"/proc/{pid}/task").glob("*/children"))
-    if task_files:
-        found: list[int] = []
-        for f in task_files:
+def descendants(pid: int) -> list[int]:
+    """All processes below ``pid``: from /proc/<pid>/task/*/children, else from one scan of /proc/*/stat."""
+    kids: dict[int, list[int]] = {}
+    if not list(Path(f"/proc/{pid}/task").glob("*/children")):  # a kernel without CONFIG_PROC_CHILDREN
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                text = stat.read_text()
+            except OSError:
+                continue  # the process ended while we looked
+            ppid = int(text[text.rfind(")") + 2 :].split()[1])  # the name in (...) may hold spaces
+            kids.setdefault(ppid, []).append(int(stat.parent.name))
+
+    def children(p: int) -> list[int]:
+        if kids:
+            return kids.get(p, [])
+        found = []
+        for f in Path(f"/proc/{p}/task").glob("*/children"):
             try:
                 found += [int(x) for x in f.read_text().split()]
             except OSError:
                 pass
         return found
-    found = []  # kernels without CONFIG_PROC_CHILDREN (the case on this machine)
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue  # the process ended while we looked
-        fields = text[text.rfind(")") + 2 :].split()  # the name in (...) may hold spaces
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
+
+    found, todo = [], children(pid)
+    while todo:
+        found.append(todo.pop())
+        todo += children(found[-1])
     return found
 
 
@@ -164,6 +180,17 @@ def rss_mb(pid: int) -> float:
     except OSError:
         pass
     return 0.0
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU time of ``pid`` itself and of the children it has reaped (the finished training workers)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return float("nan"), float("nan")  # the server has already gone
+    utime, stime, cutime, cstime = (int(x) for x in text[text.rfind(")") + 2 :].split()[11:15])
+    tick = os.sysconf("SC_CLK_TCK")
+    return (utime + stime) / tick, (cutime + cstime) / tick
 
 
 class MemorySampler(threading.Thread):
@@ -179,11 +206,7 @@ class MemorySampler(threading.Thread):
     def run(self) -> None:
         while not self._stop_event.wait(self.every):
             server = rss_mb(self.pid)
-            tree, todo = [], children_of(self.pid)
-            while todo:
-                pid = todo.pop()
-                tree.append(pid)
-                todo += children_of(pid)
+            tree = descendants(self.pid)
             self.peak_server = max(self.peak_server, server)
             self.peak_total = max(self.peak_total, server + sum(rss_mb(p) for p in tree))
             self.peak_workers = max(self.peak_workers, len(tree))
@@ -204,6 +227,7 @@ class Session:
     job_id: str | None = None
     queue_places: list[str] = field(default_factory=list)  # each distinct "place P of M" seen, in order
     finished_at: float | None = None
+    reloads: int = 0  # reloads needed because the page went stale
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -240,8 +264,8 @@ def click_start(session: Session) -> None:
 def poll(session: Session) -> None:
     """Read the page once and record the queue place, the job id, the finish, or a problem."""
     state = session.page.evaluate(PAGE_STATE_JS)
-    if session.job_id is None:
-        session.job_id = parse_qs(urlparse(state["url"]).query).get("job", [None])[0]
+    if session.job_id is None:  # from the URL, else from the "Run `<id>`" caption
+        session.job_id = parse_qs(urlparse(state["url"]).query).get("job", [state["caption_job"]])[0]
     if state["queue"] and (m := QUEUE_RE.search(state["queue"])):
         place = f"{m[1]}/{m[2]}"
         if not session.queue_places or session.queue_places[-1] != place:
@@ -253,33 +277,59 @@ def poll(session: Session) -> None:
         session.finished_at = time.time()
 
 
-def follow(sessions: list[Session], deadline: float) -> None:
-    """Poll every session in turn until each has finished or failed, or the deadline passes."""
+def reload_if_stale(session: Session, meta: dict | None, stale_after: float) -> None:
+    """Reload a page whose run was saved a while ago but which still does not say so; wait longer each time."""
+    if session.reloads >= MAX_RELOADS or not meta or not meta.get("saved_at"):
+        return
+    if time.time() - meta["saved_at"] > stale_after * (session.reloads + 1):
+        session.reloads += 1
+        session.page.reload()
+
+
+def follow(
+    sessions: list[Session], server: subprocess.Popen, runs_dir: Path, deadline: float, stale_after: float
+) -> None:
+    """Poll every session in turn until each has finished or failed, the deadline passes, the server
+    ends, or nothing is left to wait for (every run saved long ago)."""
+    clicked = [s for s in sessions if s.clicked_at is not None]
     while time.monotonic() < deadline:
-        waiting = [s for s in sessions if not s.done]
+        if server.poll() is not None:
+            print(f"the server exited with code {server.returncode} during the test")
+            break
+        waiting = [s for s in clicked if not s.done]
         if not waiting:
-            return
+            break
+        runs = read_runs(runs_dir)
         for s in waiting:
             try:
                 poll(s)
+                if not s.done:
+                    reload_if_stale(s, runs.get(s.job_id or ""), stale_after)
             except Exception as exc:  # a crashed page must not end the test for the others
                 s.problems.append(f"browser: {type(exc).__name__}: {exc}")
+        saved = [m["saved_at"] for m in runs.values() if m.get("saved_at")]
+        if len(saved) >= len(clicked) and time.time() - max(saved) > stale_after * (MAX_RELOADS + 1):
+            break
         time.sleep(0.5)
-    for s in sessions:
+    for s in clicked:
         if not s.done:
-            s.problems.append(f"no 'Finished' before the timeout (queue places seen: {s.queue_places or 'none'})")
+            s.problems.append(
+                f"never showed 'Finished' (reloads: {s.reloads}; queue places seen: {s.queue_places or 'none'})"
+            )
+        elif s.reloads and not s.problems:
+            s.problems.append(f"'Finished' only after {s.reloads} reload(s): the live view had gone stale")
 
 
 # --------------------------------------------------------------------------- checks and summary
 
 
 def read_runs(runs_dir: Path) -> dict[str, dict]:
-    """run.json of every run folder, by folder name; unreadable ones as {"status": "unreadable"}."""
+    """run.json of every run folder, by folder name; unreadable ones as {"status": "unreadable (...)"}."""
     runs = {}
     for folder in sorted(p for p in runs_dir.iterdir() if p.is_dir()):
         try:
             runs[folder.name] = json.loads((folder / "run.json").read_text())
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError) as exc:  # a ".partial" folder being written, or damage
             runs[folder.name] = {"status": f"unreadable ({exc})"}
     return runs
 
@@ -289,7 +339,7 @@ def check_runs(sessions: list[Session], runs: dict[str, dict]) -> list[str]:
     problems = []
     ids = [s.job_id for s in sessions if s.clicked_at is not None]
     if len(set(ids)) != len(ids):
-        problems.append(f"job ids are not distinct: {ids}")
+        problems.append(f"job ids are not distinct or not known: {ids}")
     for s in sessions:
         if s.clicked_at is None:
             continue
@@ -311,31 +361,32 @@ def spread(values: list[float]) -> str:
 
 
 def summary(
-    sessions: list[Session], runs: dict[str, dict], memory: MemorySampler, wall: float, other: list[str]
+    sessions: list[Session], runs: dict[str, dict], memory: MemorySampler, cpu: tuple[float, float], wall: float
 ) -> list[str]:
     clicked = [s for s in sessions if s.clicked_at is not None]
     metas = [(s, runs[s.job_id]) for s in clicked if s.job_id in runs]
     waits = [m["started_at"] - s.clicked_at for s, m in metas if m.get("started_at")]
     trains = [m["train_seconds"] for _, m in metas if m.get("train_seconds") is not None]
     to_finish = [s.finished_at - s.clicked_at for s in clicked if s.finished_at]
+    lag = [s.finished_at - m["saved_at"] for s, m in metas if s.finished_at and m.get("saved_at")]
     finished = sum(1 for m in runs.values() if m.get("status") == "finished")
     failed = [s for s in sessions if s.problems]
-    lines = [
+    return [
         f"sessions            {len(sessions)} ({len(clicked)} clicked Start training)",
         f"runs finished       {finished} of {len(runs)} run folders",
-        f"sessions failed     {len(failed)}",
+        f"sessions failed     {len(failed)} ({sum(1 for s in clicked if s.reloads)} needed a reload)",
         f"saw the queue       {sum(1 for s in clicked if s.queue_places)} sessions; first place seen per session: "
         + ", ".join(s.queue_places[0] if s.queue_places else "-" for s in clicked),
         f"click -> training   {spread(waits)}   (run.json started_at)",
         f"training alone      {spread(trains)}   (run.json train_seconds)",
-        f"click -> Finished   {spread(to_finish)}   (seen in the browser)",
+        f"click -> Finished   {spread(to_finish)}   (seen in the browser, reloads included)",
+        f"saved -> Finished   {spread(lag)}   (run.json saved_at to the browser)",
         f"peak memory         {memory.peak_total:.0f} MB server + workers, {memory.peak_server:.0f} MB server alone "
         f"(at most {memory.peak_workers} worker processes at once)",
+        f"CPU time            {cpu[0]:.0f} s server, {cpu[1]:.0f} s training workers; "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
         f"total wall time     {wall:.1f} s",
-    ]
-    lines += [f"FAILED session {s.index}: " + " | ".join(s.problems) for s in failed]
-    lines += [f"FAILED: {p}" for p in other]
-    return lines
+    ] + [f"FAILED session {s.index}: " + " | ".join(s.problems) for s in failed]
 
 
 def screenshot_failures(sessions: list[Session], shots: Path) -> None:
@@ -363,7 +414,6 @@ def main() -> int:
     server = start_server(port, runs_dir, work / "streamlit.log")
     memory = MemorySampler(server.pid)
     sessions: list[Session] = []
-    other: list[str] = []
     try:
         wait_healthy(url, server)
         memory.start()
@@ -385,17 +435,18 @@ def main() -> int:
                     click_start(s)
                 except Exception as exc:
                     s.problems.append(f"could not click Start training: {exc}")
-            follow(sessions, time.monotonic() + args.timeout)
+            follow(sessions, server, runs_dir, time.monotonic() + args.timeout, args.stale_after)
             time.sleep(1)  # the last run's folder is renamed into place just before "done" is sent
             runs = read_runs(runs_dir)
             other = check_runs(sessions, runs)
+            cpu = cpu_seconds(server.pid)  # while the server lives: its reaped workers are counted in it
             screenshot_failures(sessions, shots)
             browser.close()
         wall = time.monotonic() - t0
     finally:
         memory.stop()
         stop_server(server)
-    lines = summary(sessions, runs, memory, wall, other)
+    lines = summary(sessions, runs, memory, cpu, wall) + [f"FAILED: {p}" for p in other]
     too_big = memory.peak_total > args.max_memory_mb
     if too_big:
         lines.append(f"FAILED: peak memory {memory.peak_total:.0f} MB is over {args.max_memory_mb:.0f} MB")
@@ -403,10 +454,10 @@ def main() -> int:
     failed = too_big or other or any(s.problems for s in sessions)
     if failed:
         print(f"screenshots and server log: {work}")
-    elif not args.keep:
-        shutil.rmtree(work, ignore_errors=True)
-    else:
+    elif args.keep:
         print(f"runs and server log kept in {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
     return 1 if failed else 0
 
 

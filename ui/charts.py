@@ -81,6 +81,9 @@ def epoch_figure(epochs: list[EpochMetrics]) -> go.Figure:
 
 
 def confusion_figure(confusion: np.ndarray, classes: list[str]) -> go.Figure:
+    """The confusion matrix as a heatmap; an almost invisible marker on each cell makes cells clickable
+    (Streamlit reports clicks on points, and a heatmap has none)."""
+    k = len(classes)
     fig = go.Figure(
         go.Heatmap(
             z=confusion,
@@ -89,12 +92,23 @@ def confusion_figure(confusion: np.ndarray, classes: list[str]) -> go.Figure:
             colorscale="Blues",
             text=confusion,
             texttemplate="%{text}",
-            hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>",
+            hoverinfo="skip",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=[classes[j] for i in range(k) for j in range(k)],
+            y=[classes[i] for i in range(k) for j in range(k)],
+            customdata=confusion.reshape(-1),
+            mode="markers",
+            marker={"size": 30, "opacity": 0.01, "symbol": "square"},
+            hovertemplate="true %{y}, predicted %{x}: %{customdata}<extra>click to see them</extra>",
+            showlegend=False,
         )
     )
     fig.update_xaxes(title_text="predicted", type="category")
     fig.update_yaxes(title_text="true", autorange="reversed", type="category")
-    fig.update_layout(height=520, margin={"t": 20, "b": 40})
+    fig.update_layout(height=520, margin={"t": 20, "b": 40}, clickmode="event+select")
     return fig
 
 

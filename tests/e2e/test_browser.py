@@ -8,6 +8,8 @@ import time
 from helpers import confidently_right, digit_png, trained_run
 from playwright.sync_api import Page, expect
 
+from mnist_core.runs import load_run
+
 # Plotly keeps the decoded traces in _fullData; trace 0 of the live chart is the batch loss.
 LAST_STEP = """() => {
   const plots = [...document.querySelectorAll('.js-plotly-plot')];
@@ -93,3 +95,17 @@ def test_upload_a_digit_and_read_the_prediction(server, page: Page, sample, tmp_
     expect(headline).to_be_visible(timeout=60_000)
     assert headline.inner_text().startswith(f"Prediction: {true} ")
     expect(page.get_by_text("Centred by mass in 28x28")).to_be_visible()
+
+
+def test_click_a_confusion_cell_shows_its_images(server, page: Page, sample):
+    run = load_run(trained_run(server["runs"], sample, epochs=1))
+    count = int(run.report.confusion[3, 3])
+    page.goto(server["url"] + "/Report")
+    wait_for_app(page)
+    heatmap = page.locator(".js-plotly-plot").last
+    expect(heatmap).to_be_visible(timeout=60_000)
+    heatmap.scroll_into_view_if_needed()
+    box = heatmap.locator(".nsewdrag").first.bounding_box()
+    # the cell (true 3, predicted 3) of the 10x10 grid
+    page.mouse.click(box["x"] + box["width"] * 3.5 / 10, box["y"] + box["height"] * 3.5 / 10)
+    expect(page.get_by_text(f"{count} test images are 3 and were predicted 3")).to_be_visible(timeout=30_000)
