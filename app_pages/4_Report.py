@@ -6,17 +6,12 @@ from mnist_core.report import cell_indices, worst_cell
 from mnist_core.train import plateau_warning
 from mnist_core.visual import upscale
 from ui.charts import confusion_figure, epoch_figure, loss_figure
-from ui.state import get_run, run_dataset, run_picker, test_predictions
+from ui.state import chosen_run, run_dataset, test_predictions
 
 st.title("Report")
-run_id = run_picker()
-if run_id is None:
-    st.info("No saved runs yet. Train one on the **Train** page; it is saved here when it ends.")
-    st.page_link("app_pages/3_Train.py", label="Go to Train", icon=":material/show_chart:")
-    st.stop()
-run = get_run(run_id)
-if run is None:
-    st.stop()
+run = chosen_run(
+    "Run", key="run_picker", empty="No saved runs yet. Train one on the **Train** page; it is saved when it ends."
+)
 cfg, meta = run.config, run.meta
 st.caption(
     f"{meta.get('dataset_title', cfg.dataset)} · {cfg.optimiser}, lr {cfg.lr:g}, {cfg.epochs} epochs, "

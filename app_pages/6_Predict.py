@@ -5,17 +5,14 @@ import streamlit as st
 from mnist_core.digits import DigitError, digits_from_canvas, load_image, predict_digit, preprocess
 from mnist_core.visual import square_tile
 from ui.charts import probability_figure
-from ui.state import get_run, run_picker
+from ui.state import chosen_run
 
 st.title("Predict your own digit")
-run_id = run_picker("Model (a saved run)", key="predict_run")
-if run_id is None:
-    st.info("There is no trained run yet. Train one on the **Train** page, then come back to try your handwriting.")
-    st.page_link("app_pages/3_Train.py", label="Go to Train", icon=":material/show_chart:")
-    st.stop()
-run = get_run(run_id)
-if run is None:
-    st.stop()
+run = chosen_run(
+    "Model (a saved run)",
+    key="predict_run",
+    empty="There is no trained run yet. Train one on the **Train** page, then come back to try your handwriting.",
+)
 if run.meta.get("status") == "diverged":
     st.warning("This run diverged (its weights are NaN); choose another run.")
     st.stop()
@@ -70,4 +67,4 @@ classes = list(run.report.classes) if run.report else [str(k) for k in range(10)
 best = int(probs.argmax())
 st.subheader(f"Prediction: {classes[best]} ({probs[best]:.0%} sure)")
 st.plotly_chart(probability_figure(probs, classes), key="predict_probs")
-st.caption(f"Run `{run_id}`: test accuracy {run.meta.get('test_acc') or 0:.2%} on {run.meta.get('dataset_title')}.")
+st.caption(f"Run `{run.run_id}`: test accuracy {run.meta.get('test_acc') or 0:.2%} on {run.meta.get('dataset_title')}.")

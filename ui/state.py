@@ -65,6 +65,19 @@ def run_picker(label: str = "Run", key: str = "run_picker") -> str | None:
     return choice
 
 
+def chosen_run(label: str, key: str, empty: str) -> Run:
+    """The run picked in a select box, loaded; with no runs (or a damaged one) the page stops with a message."""
+    run_id = run_picker(label, key=key)
+    if run_id is None:
+        st.info(empty)
+        st.page_link("app_pages/3_Train.py", label="Go to Train", icon=":material/show_chart:")
+        st.stop()
+    run = get_run(run_id)
+    if run is None:
+        st.stop()
+    return run
+
+
 @st.cache_resource(max_entries=8)
 def _test_predictions(path: str, saved_at: float, dataset_name: str) -> torch.Tensor:
     run = _cached_run(path, saved_at)
