@@ -109,12 +109,19 @@ with view:
         right.code(torch_code, language="python")
 
 
-@st.fragment(run_every=0.5 if busy else None)
+# Twice a second while training; a job waiting in the queue only needs its place now and then,
+# which keeps a server with many waiting learners responsive.
+watched_state = job.state if job is not None else None
+
+
+@st.fragment(run_every=(0.5 if watched_state == "running" else 2.0) if busy else None)
 def live_view() -> None:
     job = session_job()
     if job is None:
         st.info(f"Set the knobs and press **Start training**. Data: {dataset.describe()}.")
         return
+    if busy and job.state != watched_state:  # queued -> running -> done: redraw the page (knobs, refresh rate)
+        st.rerun(scope="app")
     cfg = job.config
     st.caption(
         f"Run `{job.id}`: {cfg.optimiser}, lr {cfg.lr:g}, {cfg.epochs} epochs, batch {cfg.batch_size}, "
@@ -155,8 +162,6 @@ def live_view() -> None:
         if job.run_dir is not None:
             st.session_state["selected_run"] = job.id
             st.page_link("app_pages/4_Report.py", label="Open its report", icon=":material/analytics:")
-        if busy:  # the run ended while this page watched: redraw the whole page to re-enable the knobs
-            st.rerun(scope="app")
 
 
 with view:

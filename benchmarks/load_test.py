@@ -228,6 +228,8 @@ class Session:
     queue_places: list[str] = field(default_factory=list)  # each distinct "place P of M" seen, in order
     finished_at: float | None = None
     reloads: int = 0  # reloads needed because the page went stale
+    reloaded_at: float = 0.0
+    poll_errors: int = 0  # reads of the page that failed in a row
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -278,38 +280,49 @@ def poll(session: Session) -> None:
 
 
 def reload_if_stale(session: Session, meta: dict | None, stale_after: float) -> None:
-    """Reload a page whose run was saved a while ago but which still does not say so; wait longer each time."""
+    """Reload a page that still does not say "Finished" ``stale_after`` s after its run was saved (or after
+    its last reload). Only the navigation is awaited: a slow server must not hold up the other sessions."""
     if session.reloads >= MAX_RELOADS or not meta or not meta.get("saved_at"):
         return
-    if time.time() - meta["saved_at"] > stale_after * (session.reloads + 1):
+    if time.time() - max(meta["saved_at"], session.reloaded_at) > stale_after:
         session.reloads += 1
-        session.page.reload()
+        session.reloaded_at = time.time()
+        session.page.reload(wait_until="commit")
+
+
+def hopeless(session: Session, runs: dict[str, dict], expected: int, stale_after: float) -> bool:
+    """Nothing more to wait for: its reloads are spent, or (job id unknown) every run was saved long ago."""
+    now = time.time()
+    if session.reloads >= MAX_RELOADS:
+        return now - session.reloaded_at > stale_after
+    saved = [m["saved_at"] for m in runs.values() if m.get("saved_at")]
+    return session.job_id not in runs and len(saved) >= expected and now - max(saved) > stale_after * MAX_RELOADS
 
 
 def follow(
     sessions: list[Session], server: subprocess.Popen, runs_dir: Path, deadline: float, stale_after: float
 ) -> None:
-    """Poll every session in turn until each has finished or failed, the deadline passes, the server
-    ends, or nothing is left to wait for (every run saved long ago)."""
+    """Poll every session in turn until each has finished, failed or is hopeless, the deadline passes,
+    or the server ends."""
     clicked = [s for s in sessions if s.clicked_at is not None]
     while time.monotonic() < deadline:
         if server.poll() is not None:
             print(f"the server exited with code {server.returncode} during the test")
             break
-        waiting = [s for s in clicked if not s.done]
+        runs = read_runs(runs_dir)
+        waiting = [s for s in clicked if not s.done and not hopeless(s, runs, len(clicked), stale_after)]
         if not waiting:
             break
-        runs = read_runs(runs_dir)
         for s in waiting:
             try:
                 poll(s)
                 if not s.done:
                     reload_if_stale(s, runs.get(s.job_id or ""), stale_after)
-            except Exception as exc:  # a crashed page must not end the test for the others
-                s.problems.append(f"browser: {type(exc).__name__}: {exc}")
-        saved = [m["saved_at"] for m in runs.values() if m.get("saved_at")]
-        if len(saved) >= len(clicked) and time.time() - max(saved) > stale_after * (MAX_RELOADS + 1):
-            break
+                s.poll_errors = 0
+            except Exception as exc:  # a page mid-reload cannot be read; a crashed one must not stop the others
+                s.poll_errors += 1
+                if s.poll_errors >= 20:
+                    s.problems.append(f"browser: {type(exc).__name__}: {exc}")
         time.sleep(0.5)
     for s in clicked:
         if not s.done:

@@ -18,11 +18,12 @@ LAST_STEP = """() => {
 }"""
 
 
-def set_slider(page: Page, label: str, key: str) -> None:
-    """Focus a Streamlit slider by its label and press a key (Home / End / arrows)."""
+def set_slider(page: Page, label: str, key: str, expected: str) -> None:
+    """Focus a Streamlit slider by its label, press a key (Home / End / arrows), check its new value."""
     thumb = page.get_by_role("slider", name=label)
     thumb.focus()
     thumb.press(key)
+    expect(thumb).to_have_attribute("aria-valuetext", expected)
 
 
 def wait_for_app(page: Page) -> None:
@@ -37,8 +38,8 @@ def test_train_live_stop_and_report(server, page: Page):
     page.get_by_role("link", name="Train").click()
     expect(page.get_by_role("button", name="Start training")).to_be_enabled()
     # A long run on the sample: 30 epochs of batch 16, so there is time to watch it and stop it.
-    set_slider(page, "Epochs", "End")
-    set_slider(page, "Batch size", "Home")
+    set_slider(page, "Epochs", "End", "30")
+    set_slider(page, "Batch size", "Home", "16")
     time.sleep(1)
     page.get_by_role("button", name="Start training").click()
 
