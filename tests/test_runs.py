@@ -43,7 +43,8 @@ def test_save_and_reload_rebuilds_model_exactly(saved, blobs):
     assert run.config == trainer.config
     assert run.history.batch_losses == pytest.approx(trainer.history.batch_losses)
     assert [e.test_acc for e in run.history.epochs] == pytest.approx([e.test_acc for e in trainer.history.epochs])
-    assert run.history.full_losses == pytest.approx(trainer.history.full_losses)
+    assert [s for s, _ in run.history.full_losses] == [s for s, _ in trainer.history.full_losses]
+    assert [v for _, v in run.history.full_losses] == pytest.approx([v for _, v in trainer.history.full_losses])
     assert run.report.test_acc == report.test_acc
     assert run.meta["status"] == "finished"
     assert list_runs(folder.parent) == [folder]
