@@ -8,6 +8,9 @@ the Train page in each, presses "Start training" in all of them within a second 
 follows every session until its own run shows "Finished". Meanwhile it samples the memory (RSS)
 of the server process and of its children (the training workers).
 
+Chromium runs at a lower priority (``--browser-nice``): the browsers stand in for users' own
+machines and should not take CPU from the server they measure on this one.
+
 A page still not showing "Finished" ``--stale-after`` seconds after its run was saved is reloaded,
 as a user would (the ``?job=`` URL brings the job back); that session still counts as failed.
 
@@ -15,8 +18,9 @@ It prints: sessions, runs finished, failures, the queue places the sessions saw,
 click to the start of training (``started_at`` in run.json), the time from the click to the
 "Finished" message and from the save to that message, the peak memory of the server with its
 workers and of the server alone, CPU time of both, and the total wall time. It exits non-zero if a
-session failed (no "Finished" without a reload, a Streamlit exception, an st.error or st.warning on
-its page, its run missing or not "finished") or if the peak total memory exceeds --max-memory-mb.
+session failed (no "Finished" without a reload, a Streamlit exception or an st.error on its page,
+its run missing or not "finished"; an st.warning is only listed) or if the peak total memory is
+over --max-memory-mb.
 Screenshots of failing sessions and the server log go to a temp folder whose path is printed.
 """
 
@@ -76,6 +80,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=600, help="seconds for the whole test after the clicks")
     parser.add_argument("--stale-after", type=float, default=30, help="reload a page this long after its run was saved")
     parser.add_argument("--max-memory-mb", type=float, default=2048, help="fail above this peak server+workers RSS")
+    parser.add_argument("--browser-nice", type=int, default=10, help="niceness of this driver and Chromium")
     parser.add_argument("--chromium", default=os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
     parser.add_argument("--keep", action="store_true", help="keep the runs folder and server log")
     return parser.parse_args()
@@ -182,6 +187,25 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def describe(pid: int) -> str:
+    """``<state> <command>`` of a process, e.g. ``Z python -m mnist_core.worker`` for an unreaped one."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return "gone"
+    state = stat[stat.rfind(")") + 2]
+    name = stat[stat.find("(") : stat.rfind(")") + 1]
+    args = cmd.split()[1:4]  # without the interpreter's path
+    return f"{state} {' '.join(args) if args else name}"
+
+
+def tree_cpu_seconds(pids: list[int]) -> float:
+    """CPU time of the live processes ``pids`` (the browser's, here)."""
+    times = [cpu_seconds(pid)[0] for pid in pids]
+    return sum(t for t in times if t == t)  # NaN (a process that ended meanwhile) != itself
+
+
 def cpu_seconds(pid: int) -> tuple[float, float]:
     """CPU time of ``pid`` itself and of the children it has reaped (the finished training workers)."""
     try:
@@ -201,6 +225,7 @@ class MemorySampler(threading.Thread):
         self.pid, self.every = pid, every
         self.peak_total = self.peak_server = 0.0
         self.peak_workers = 0  # most descendant processes seen at once
+        self.peak_tree: list[str] = []  # what they were
         self._stop_event = threading.Event()
 
     def run(self) -> None:
@@ -209,7 +234,8 @@ class MemorySampler(threading.Thread):
             tree = descendants(self.pid)
             self.peak_server = max(self.peak_server, server)
             self.peak_total = max(self.peak_total, server + sum(rss_mb(p) for p in tree))
-            self.peak_workers = max(self.peak_workers, len(tree))
+            if len(tree) > self.peak_workers:
+                self.peak_workers, self.peak_tree = len(tree), [describe(p) for p in tree]
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -230,6 +256,7 @@ class Session:
     reloads: int = 0  # reloads needed because the page went stale
     reloaded_at: float = 0.0
     poll_errors: int = 0  # reads of the page that failed in a row
+    warnings: set[str] = field(default_factory=set)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -265,29 +292,32 @@ def click_start(session: Session) -> None:
 
 def poll(session: Session) -> None:
     """Read the page once and record the queue place, the job id, the finish, or a problem."""
-    state = session.page.evaluate(PAGE_STATE_JS)
+    # wait_for_function, unlike evaluate, takes a timeout: a page stuck loading must not stall the loop.
+    state = session.page.wait_for_function(PAGE_STATE_JS, polling=100, timeout=5_000).json_value()
     if session.job_id is None:  # from the URL, else from the "Run `<id>`" caption
         session.job_id = parse_qs(urlparse(state["url"]).query).get("job", [state["caption_job"]])[0]
     if state["queue"] and (m := QUEUE_RE.search(state["queue"])):
         place = f"{m[1]}/{m[2]}"
         if not session.queue_places or session.queue_places[-1] != place:
             session.queue_places.append(place)
-    for kind in ("exceptions", "errors", "warnings"):  # a warning here means stopped or cancelled
+    for kind in ("exceptions", "errors"):
         for text in state[kind]:
             session.problems.append(f"{kind[:-1]}: {text.strip()[:300]}")
+    # Warnings are advice (the loss plateau) or a stop; a stopped run is caught by its run.json status.
+    session.warnings.update(text.strip()[:60] + "..." for text in state["warnings"])
     if state["success"]:
         session.finished_at = time.time()
 
 
 def reload_if_stale(session: Session, meta: dict | None, stale_after: float) -> None:
     """Reload a page that still does not say "Finished" ``stale_after`` s after its run was saved (or after
-    its last reload). Only the navigation is awaited: a slow server must not hold up the other sessions."""
+    its last reload). Nothing is awaited: a slow server must not hold up the other sessions."""
     if session.reloads >= MAX_RELOADS or not meta or not meta.get("saved_at"):
         return
     if time.time() - max(meta["saved_at"], session.reloaded_at) > stale_after:
         session.reloads += 1
         session.reloaded_at = time.time()
-        session.page.reload(wait_until="commit")
+        session.page.evaluate("location.reload()")  # page.reload() waits for the swamped server: up to minutes
 
 
 def hopeless(session: Session, runs: dict[str, dict], expected: int, stale_after: float) -> bool:
@@ -374,7 +404,11 @@ def spread(values: list[float]) -> str:
 
 
 def summary(
-    sessions: list[Session], runs: dict[str, dict], memory: MemorySampler, cpu: tuple[float, float], wall: float
+    sessions: list[Session],
+    runs: dict[str, dict],
+    memory: MemorySampler,
+    cpu: tuple[float, float, float],
+    wall: float,
 ) -> list[str]:
     clicked = [s for s in sessions if s.clicked_at is not None]
     metas = [(s, runs[s.job_id]) for s in clicked if s.job_id in runs]
@@ -395,9 +429,12 @@ def summary(
         f"click -> Finished   {spread(to_finish)}   (seen in the browser, reloads included)",
         f"saved -> Finished   {spread(lag)}   (run.json saved_at to the browser)",
         f"peak memory         {memory.peak_total:.0f} MB server + workers, {memory.peak_server:.0f} MB server alone "
-        f"(at most {memory.peak_workers} worker processes at once)",
-        f"CPU time            {cpu[0]:.0f} s server, {cpu[1]:.0f} s training workers; "
+        f"(at most {memory.peak_workers} processes under the server at once: {'; '.join(memory.peak_tree)})",
+        f"CPU time            {cpu[0]:.0f} s server, {cpu[1]:.0f} s training workers, {cpu[2]:.0f} s Chromium "
+        f"(nice {os.nice(0)}); "
         f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
+        f"warnings seen       {sorted(set().union(*(s.warnings for s in sessions))) or 'none'} "
+        f"in {sum(1 for s in sessions if s.warnings)} sessions",
         f"total wall time     {wall:.1f} s",
     ] + [f"FAILED session {s.index}: " + " | ".join(s.problems) for s in failed]
 
@@ -416,6 +453,8 @@ def screenshot_failures(sessions: list[Session], shots: Path) -> None:
 
 def main() -> int:
     args = parse_args()
+    # A plain SIGTERM would skip the finally below and leave the server and its workers running.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     work = Path(tempfile.mkdtemp(prefix="mnist-load-"))
     runs_dir, shots = work / "runs", work / "screenshots"
     runs_dir.mkdir()
@@ -430,6 +469,8 @@ def main() -> int:
     try:
         wait_healthy(url, server)
         memory.start()
+        # The browsers stand in for users' machines: they must not take the server's CPU on this one.
+        os.nice(args.browser_nice)  # after the server started, so only this process and the browser get it
         with sync_playwright() as pw:
             # One Chromium, one context per session: separate cookies, so separate Streamlit sessions.
             browser = pw.chromium.launch(executable_path=args.chromium, headless=True, args=CHROMIUM_FLAGS)
@@ -453,13 +494,15 @@ def main() -> int:
             runs = read_runs(runs_dir)
             other = check_runs(sessions, runs)
             cpu = cpu_seconds(server.pid)  # while the server lives: its reaped workers are counted in it
+            server_tree = {server.pid, *descendants(server.pid)}
+            browser_cpu = tree_cpu_seconds([p for p in descendants(os.getpid()) if p not in server_tree])
             screenshot_failures(sessions, shots)
             browser.close()
         wall = time.monotonic() - t0
     finally:
         memory.stop()
         stop_server(server)
-    lines = summary(sessions, runs, memory, cpu, wall) + [f"FAILED: {p}" for p in other]
+    lines = summary(sessions, runs, memory, (*cpu, browser_cpu), wall) + [f"FAILED: {p}" for p in other]
     too_big = memory.peak_total > args.max_memory_mb
     if too_big:
         lines.append(f"FAILED: peak memory {memory.peak_total:.0f} MB is over {args.max_memory_mb:.0f} MB")

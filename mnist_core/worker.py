@@ -9,11 +9,14 @@ closing because the server went away, stops the run within one batch; it is save
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
 from dataclasses import asdict
 from typing import TextIO
+
+import torch
 
 from .data import load_dataset
 from .runs import finish_run
@@ -98,7 +101,17 @@ def run_job(spec: dict, out: TextIO, stop_event: threading.Event) -> str:
     return trainer.history.status
 
 
+def training_threads() -> int:
+    """``MNIST_TRAIN_THREADS``, else all cores but one: the web server that draws the live chart keeps a
+    core, because OpenMP threads that must wait for a busy core slow the loop several times over."""
+    try:
+        return max(1, int(os.environ.get("MNIST_TRAIN_THREADS", "0")) or (os.cpu_count() or 1) - 1)
+    except ValueError:
+        return 1
+
+
 def main() -> int:
+    torch.set_num_threads(training_threads())
     spec = json.loads(sys.stdin.readline())
     stop_event = threading.Event()
     threading.Thread(target=listen_for_stop, args=(sys.stdin, stop_event), daemon=True).start()
