@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 from conftest import CHROMIUM_FLAGS, chromium_path, free_port  # noqa: E402
+from load_test import start_server  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 
 def images_per_sec(run_dir: Path) -> float:
@@ -85,24 +85,7 @@ def main() -> None:
 
     runs = Path(tempfile.mkdtemp(prefix="bench-runs-"))
     port = free_port()
-    env = {**os.environ, "MNIST_RUNS_DIR": str(runs), "PYTHONPATH": str(ROOT)}
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "streamlit_app.py",
-            "--server.headless=true",
-            f"--server.port={port}",
-            "--server.address=127.0.0.1",
-            "--browser.gatherUsageStats=false",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server = start_server(port, runs, Path(tempfile.mkdtemp(prefix="bench-log-")) / "streamlit.log")
     cli, page_speeds = [], []
     try:
         time.sleep(5)
