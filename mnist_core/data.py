@@ -12,8 +12,10 @@ import gzip
 import os
 import socket
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import urlparse
 
 import numpy as np
@@ -24,6 +26,10 @@ LABEL_MAGIC = 2049  # IDX header of an unsigned-byte 1-D array
 SAMPLE_NAME = "MNIST sample (5,000 digits)"
 DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 DOWNLOAD_TIMEOUT_S = 3.0
+# No IDX file may claim more: full MNIST's largest file, the train images, holds 47 MB. A gzip bomb or a lying
+# header is refused before its data is inflated, and data is never read past what the header implies.
+MAX_IDX_BYTES = 256 * 2**20
+READ_CHUNK = 4 * 2**20  # inflate and read this much at a time
 
 DATASETS: dict[str, tuple[str, ...]] = {
     "mnist": tuple(str(d) for d in range(10)),
@@ -92,26 +98,24 @@ class Dataset:
 # --------------------------------------------------------------------------- IDX parsing
 
 
-def _read_bytes(path: Path) -> bytes:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"{path}: cannot be read ({exc.strerror or exc}).") from exc
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
-            raise DataError(f"{path}: the gzip stream is damaged or truncated ({exc}).") from exc
-    return raw
+def _read_exact(stream: BinaryIO, buf: bytearray) -> int:
+    """Fill ``buf`` from ``stream`` a chunk at a time; the number of bytes read (less only at the end)."""
+    view, done = memoryview(buf), 0
+    while done < len(view):
+        n = stream.readinto(view[done : done + READ_CHUNK])
+        if not n:
+            break
+        done += n
+    return done
 
 
-def parse_idx(path: Path | str, expect_magic: int) -> np.ndarray:
-    """Parse one IDX file (gzipped or not) into a uint8 array, checking every header field."""
-    path = Path(path)
-    raw = _read_bytes(path)
-    if len(raw) < 8:
-        raise DataError(f"{path}: only {len(raw)} bytes, too short for an IDX header.")
-    magic = struct.unpack(">i", raw[:4])[0]
+def _parse_stream(path: Path, stream: BinaryIO, expect_magic: int) -> np.ndarray:
+    """Read the IDX header, then exactly the data it implies, then check that nothing follows."""
+    head = bytearray(8)
+    got = _read_exact(stream, head)
+    if got < 8:
+        raise DataError(f"{path}: only {got} bytes, too short for an IDX header.")
+    magic = struct.unpack(">i", head[:4])[0]
     if magic != expect_magic:
         kind = "images" if expect_magic == IMAGE_MAGIC else "labels"
         raise DataError(
@@ -119,20 +123,56 @@ def parse_idx(path: Path | str, expect_magic: int) -> np.ndarray:
             "Is it the right file, and not an HTML error page or another format?"
         )
     ndim = 3 if expect_magic == IMAGE_MAGIC else 1
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"{path}: header truncated ({len(raw)} bytes, need {header}).")
-    dims = struct.unpack(f">{ndim}i", raw[4:header])
+    if ndim == 3:
+        rest = bytearray(8)
+        got = _read_exact(stream, rest)
+        if got < 8:
+            raise DataError(f"{path}: header truncated ({8 + got} bytes, need 16).")
+        head += rest
+    dims = struct.unpack(f">{ndim}i", head[4:])
     if any(d < 0 for d in dims) or (ndim == 3 and dims[1:] != (28, 28)):
         raise DataError(f"{path}: dimensions {dims}, expected (N, 28, 28) images.")
     expected = int(np.prod(dims, dtype=np.int64))
-    actual = len(raw) - header
-    if actual != expected:
+    if expected > MAX_IDX_BYTES:
+        raise DataError(
+            f"{path}: the header claims dimensions {dims} ({expected / 2**20:,.0f} MB of data), more than the "
+            f"{MAX_IDX_BYTES // 2**20} MB an MNIST-format file may hold. The file is damaged or not an MNIST file."
+        )
+    data = bytearray(expected)
+    actual = _read_exact(stream, data)
+    if actual < expected:
         raise DataError(
             f"{path}: {actual:,} data bytes for dimensions {dims}, expected {expected:,}; "
-            "the file is truncated or has trailing garbage. Download it again."
+            "the file is truncated. Download it again."
         )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+    if stream.read(1):  # for gzip, reading on to the end also checks the stream's length and CRC
+        raise DataError(
+            f"{path}: more data than its header's dimensions {dims} imply ({expected:,} bytes); the file has "
+            "trailing garbage or a wrong header. Download it again."
+        )
+    return np.frombuffer(data, dtype=np.uint8).reshape(dims)
+
+
+def parse_idx(path: Path | str, expect_magic: int) -> np.ndarray:
+    """Parse one IDX file (gzipped or not) into a uint8 array, checking every header field.
+
+    The data is read, and inflated, a chunk at a time and never past the size the header implies: a damaged
+    or hostile file costs at most that size, and never more than ``MAX_IDX_BYTES``.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as raw:
+            gzipped = raw.read(2) == b"\x1f\x8b"
+            raw.seek(0)
+            if not gzipped:
+                return _parse_stream(path, raw, expect_magic)
+            try:
+                with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
+                    return _parse_stream(path, stream, expect_magic)
+            except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+                raise DataError(f"{path}: the gzip stream is damaged or truncated ({exc}). Download it again.") from exc
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror or exc}).") from exc
 
 
 def _find_file(folder: Path, stem: str) -> Path | None:
@@ -161,6 +201,8 @@ def load_idx_folder(folder: Path | str, name: str = "mnist", source: str | None 
         if path is None:
             raise DataError(f"{folder}: missing {stem} (or {stem}.gz); a data folder needs all four IDX files.")
         arrays[key] = parse_idx(path, IMAGE_MAGIC if key.endswith("images") else LABEL_MAGIC)
+        if key.endswith("images") and len(arrays[key]) == 0:
+            raise DataError(f"{path}: holds no images; a data set needs at least one train and one test image.")
     for split in ("train", "test"):
         n_img, n_lab = len(arrays[f"{split}_images"]), len(arrays[f"{split}_labels"])
         if n_img != n_lab:
@@ -172,9 +214,9 @@ def load_idx_folder(folder: Path | str, name: str = "mnist", source: str | None 
         name=name,
         source=source or f"local folder {folder}",
         source_kind="local",
-        train_images=torch.from_numpy(arrays["train_images"].copy()),
+        train_images=torch.from_numpy(arrays["train_images"]),  # parse_idx's buffer is ours: no copy
         train_labels=torch.from_numpy(arrays["train_labels"].astype(np.int64)),
-        test_images=torch.from_numpy(arrays["test_images"].copy()),
+        test_images=torch.from_numpy(arrays["test_images"]),
         test_labels=torch.from_numpy(arrays["test_labels"].astype(np.int64)),
         classes=DATASETS[name],
     )
@@ -266,14 +308,23 @@ def load_dataset(
     """Load ``name`` from the first source that has it: local folder, download, embedded sample."""
     if name not in DATASETS:
         raise DataError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}.")
+    var = ENV_VARS[name]
+    env = os.environ.get(var)
+    if not data_dir and env and not Path(env).is_dir():
+        fallback = " to use a download or the embedded sample" if name == "mnist" else ""
+        raise DataError(
+            f"{var} is set to {env}, which is not a folder (does it exist?). Point {var} at the folder that holds "
+            f"the four IDX files, or unset it{fallback}."
+        )
+    by_hand = data_dir or env  # a folder the user named: it must hold the files, no silent fallback
     for root in local_candidates(name, data_dir):
         folder = _idx_folder(root, name)
         if folder is not None:
             return load_idx_folder(folder, name)
-        if data_dir is not None and root == Path(data_dir):
+        if by_hand and root == Path(by_hand):
             raise DataError(
-                f"{root}: no IDX files found (looked for {FILES['train_images']}[.gz], flat or in "
-                f"torchvision's <root>/MNIST/raw/ layout)."
+                f"{root}{'' if data_dir else f' (set by {var})'}: no IDX files found (looked for "
+                f"{FILES['train_images']}[.gz], flat or in torchvision's <root>/MNIST/raw/ layout)."
             )
     errors = []
     if allow_download:
