@@ -8,8 +8,11 @@ display, ``predict_digit`` asks a model. Images follow the project's convention:
 
 from __future__ import annotations
 
+import functools
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ParamSpec, TypeVar
 
 import numpy as np
 import torch
@@ -23,30 +26,103 @@ WORK_SIZE = 1024  # larger images are shrunk first: the result is 20 px tall any
 MIN_CONTRAST = 32  # grey levels between paper and the darkest stroke below which we see no digit
 INK_THRESHOLD = 0.2 * 255  # after levelling, what counts as ink for the bounding box
 NOISE_FLOOR = 0.1 * 255  # after levelling, paper texture and JPEG ringing, set to clean 0 as in MNIST
+STRIP_PIXELS = 1 << 20  # a big image is shrunk this many pixels at a time (4 MB in RGBA)
 BOX, FIELD = 20, 28
 NO_DIGIT = "No digit found: the image is blank or a single colour. Draw or upload a digit, dark on light or vice versa."
+TOO_LARGE = "The image is far too large to open safely. Crop or shrink it and try again."
+UNREADABLE = "This image could not be processed. Save it again as PNG or JPEG, or try another picture."
+OUT_OF_MEMORY = "The image needs more memory than this server can spare. Crop or shrink it and try again."
+
+Params = ParamSpec("Params")
+Result = TypeVar("Result")
 
 
 class DigitError(Exception):
     """An image could not be read or holds no digit; the message is meant for the user."""
 
 
+def _user_errors(func: Callable[Params, Result]) -> Callable[Params, Result]:
+    """The last line of defence of a public function: whatever goes wrong reaches the user as a ``DigitError``."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Params.args, **kwargs: Params.kwargs) -> Result:
+        try:
+            return func(*args, **kwargs)
+        except DigitError:
+            raise
+        except MemoryError as exc:
+            raise DigitError(OUT_OF_MEMORY) from exc
+        except Exception as exc:  # a Pillow or numpy surprise on a malformed image: plain words, never its text
+            raise DigitError(UNREADABLE) from exc
+
+    return wrapper
+
+
 # --------------------------------------------------------------------------- loading
 
 
+def _averageable(img: Image.Image) -> str:
+    """The mode in which ``img`` can be area-averaged without losing its look: palettes and bits are expanded."""
+    if img.mode in ("P", "PA") or (img.mode in ("L", "RGB") and "transparency" in img.info):
+        return "RGBA"  # palette indices and colour keys cannot be averaged; their colours and alpha can
+    if img.mode == "1":
+        return "L"
+    if img.mode.startswith("I;16"):
+        return "I"
+    return img.mode if img.mode in ("L", "LA", "RGB", "RGBA", "I", "F") else "RGB"
+
+
+def _shrink(img: Image.Image, side: int) -> Image.Image:
+    """``img`` with its longer side at most ``side`` px, area-averaged; small images are returned as they are.
+
+    The big image is averaged a strip at a time by a whole factor, so no second full-size copy is ever made
+    (Pillow's own resize of an RGBA image makes two); the small result is then resized exactly.
+    """
+    if max(img.size) <= side:
+        return img
+    factor = max(1, max(img.size) // side)
+    mode = _averageable(img)
+    if factor > 1 or mode != img.mode:
+        w, h = img.size
+        rows = factor * max(1, STRIP_PIXELS // (w * factor))  # a whole number of factor-high bands
+        small = Image.new(mode, (-(-w // factor), -(-h // factor)))
+        for top in range(0, h, rows):
+            strip = img.crop((0, top, w, min(h, top + rows))).convert(mode)  # crop keeps palette and transparency
+            small.paste(strip.reduce(factor) if factor > 1 else strip, (0, top // factor))
+        small.info.update((k, v) for k, v in img.info.items() if k in ("exif", "xmp"))  # for exif_transpose
+        img = small
+    scale = side / max(img.size)
+    return img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.BOX)
+
+
 def _flatten(img: Image.Image) -> Image.Image:
-    """``img`` without alpha ("L" or "RGB"): transparency is composited onto white, a see-through page is paper."""
+    """``img`` without alpha ("L" or "RGB"): transparency is composited onto white, a see-through page is paper.
+
+    When that leaves nothing to see (white or pale ink on a transparent page), the opaque pixels are the
+    drawing: the alpha channel is taken as the ink, dark on white.
+    """
     if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16/32-bit greyscale: Pillow's convert("L") would clip
-        a = np.asarray(img, dtype=np.float64)
-        return Image.fromarray(np.clip(a * 255 / max(a.max(), 255.0), 0, 255).astype(np.uint8))
+        a = np.nan_to_num(np.asarray(img, dtype=np.float32))  # float32: half the memory of float64, ample for 16 bits
+        return Image.fromarray(np.clip(a * (255 / max(float(a.max(initial=0)), 255.0)), 0, 255).astype(np.uint8))
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
         rgba = img.convert("RGBA")
-        return Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB")
+        on_white = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB")
+        lo, hi = on_white.convert("L").getextrema()
+        alpha = rgba.getchannel("A")
+        a_lo, a_hi = alpha.getextrema()
+        if hi - lo < MIN_CONTRAST <= a_hi - a_lo:
+            return ImageOps.invert(alpha)
+        return on_white
     return img if img.mode in ("L", "RGB") else img.convert("RGB")
 
 
+@_user_errors
 def load_image(data: bytes, max_pixels: int = 25_000_000) -> Image.Image:
-    """Open untrusted bytes as an upright "L" or "RGB" image, or raise ``DigitError`` saying what is wrong."""
+    """Open untrusted bytes as an upright "L" or "RGB" image, or raise ``DigitError`` saying what is wrong.
+
+    Memory stays bounded: the size is checked from the header before any pixel is decoded, JPEGs are decoded
+    at reduced scale, and the image is shrunk to ``WORK_SIZE`` right after decoding.
+    """
     if not data:
         raise DigitError("The file is empty: upload a PNG or JPEG image of a digit.")
     try:
@@ -54,9 +130,9 @@ def load_image(data: bytes, max_pixels: int = 25_000_000) -> Image.Image:
     except UnidentifiedImageError as exc:
         raise DigitError("This file is not an image we can read; upload a PNG or JPEG image.") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # Pillow's own, global limit
-        raise DigitError(f"The image is far too large to open safely ({exc}). Crop or shrink it.") from exc
+        raise DigitError(TOO_LARGE) from exc
     except (OSError, SyntaxError, ValueError) as exc:
-        raise DigitError(f"The image file is damaged ({exc}); save it again and re-upload.") from exc
+        raise DigitError("The image file is damaged or truncated; save it again and re-upload.") from exc
     w, h = img.size
     if w * h > max_pixels:  # our own limit, checked before a single pixel is decoded
         raise DigitError(
@@ -66,8 +142,11 @@ def load_image(data: bytes, max_pixels: int = 25_000_000) -> Image.Image:
     img.draft("L" if img.mode == "L" else "RGB", (2 * WORK_SIZE, 2 * WORK_SIZE))  # JPEG: decode at reduced size
     try:
         img.load()  # decode now, so a truncated or corrupt file fails here and not halfway through preprocessing
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DigitError(TOO_LARGE) from exc
     except (OSError, SyntaxError, ValueError) as exc:
-        raise DigitError(f"The image file is damaged or incomplete ({exc}); save it again and re-upload.") from exc
+        raise DigitError("The image file is damaged or truncated; save it again and re-upload.") from exc
+    img = _shrink(img, WORK_SIZE)  # at once: the full-size decode is let go before any other copy is made
     try:
         img = ImageOps.exif_transpose(img)  # phone photos are stored sideways with an orientation tag
     except Exception:  # a broken EXIF block should not cost the user the picture; orientation is a nicety
@@ -78,14 +157,19 @@ def load_image(data: bytes, max_pixels: int = 25_000_000) -> Image.Image:
         raise DigitError(f"The image's colour mode {img.mode} is not supported; save it as PNG or JPEG.") from exc
 
 
-def digits_from_canvas(rgba: np.ndarray) -> Image.Image:
-    """A drawing canvas's (H, W, 4) RGBA array (strokes on transparent) -> an "RGB" image on white paper."""
+@_user_errors
+def digits_from_canvas(rgba: np.ndarray, max_pixels: int = 25_000_000) -> Image.Image:
+    """A drawing canvas's (H, W, 4) RGBA array (strokes on transparent) -> an "L" or "RGB" image on white paper."""
     a = np.asarray(rgba)
     if a.ndim != 3 or a.shape[2] not in (3, 4):
         raise DigitError(f"expected an (H, W, 4) RGBA canvas, got an array of shape {a.shape}.")
+    if a.shape[0] * a.shape[1] > max_pixels:
+        raise DigitError(TOO_LARGE)
+    if a.size == 0:
+        raise DigitError(NO_DIGIT)
     if a.dtype != np.uint8:  # some canvases hand back floats, in 0-1 or 0-255
-        a = a.astype(np.float64) * (255 if a.max(initial=0) <= 1 else 1)
-        a = np.clip(np.rint(a), 0, 255).astype(np.uint8)
+        a = np.nan_to_num(a.astype(np.float32))
+        a = np.clip(np.rint(a * (255 if a.max(initial=0) <= 1 else 1)), 0, 255).astype(np.uint8)
     return _flatten(Image.fromarray(np.ascontiguousarray(a), "RGBA" if a.shape[2] == 4 else "RGB"))
 
 
@@ -127,17 +211,21 @@ def _crop_ink(inverted: np.ndarray) -> np.ndarray:
     img = inverted.astype(np.float32)
     paper = float(np.median(_border(img)))
     # A 3x3 median drops lone specks (sensor noise, JPEG speckle) before we look for the ink, but it also
-    # erases 1-px strokes, so a drawing made only of those is measured unfiltered.
+    # erases 1-px strokes, so a drawing made only of those is measured unfiltered. It can also invent ink
+    # (a paper pixel ringed by dots): when its box holds none, the unfiltered image is measured instead.
     smooth = np.asarray(Image.fromarray(inverted).filter(ImageFilter.MedianFilter(3)), dtype=np.float32)
-    ref = smooth if smooth.max() - paper >= MIN_CONTRAST else img
-    contrast = float(ref.max()) - paper
-    if contrast < MIN_CONTRAST:
-        raise DigitError(NO_DIGIT)
-    ink = np.clip((img - paper) * (255 / contrast), 0, 255)
-    ink[ink < NOISE_FLOOR] = 0
-    mask = (ref - paper) * (255 / contrast) > INK_THRESHOLD
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    return np.rint(ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]).astype(np.uint8)
+    for ref in (smooth, img):
+        contrast = float(ref.max()) - paper
+        if contrast < MIN_CONTRAST:
+            continue
+        ink = np.clip((img - paper) * (255 / contrast), 0, 255)
+        ink[ink < NOISE_FLOOR] = 0
+        mask = (ref - paper) * (255 / contrast) > INK_THRESHOLD
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        cropped = np.rint(ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]).astype(np.uint8)
+        if cropped.any():
+            return cropped
+    raise DigitError(NO_DIGIT)
 
 
 def _fit(cropped: np.ndarray) -> np.ndarray:
@@ -156,6 +244,8 @@ def _centre(fitted: np.ndarray) -> np.ndarray:
     weights = fitted.astype(np.float64)
     rows, cols = np.indices(fitted.shape)
     total = weights.sum()
+    if not total > 0:  # no ink left to weigh (also catches NaN): there is no centre of mass to use
+        raise DigitError(NO_DIGIT)
     cy, cx = (weights * rows).sum() / total, (weights * cols).sum() / total
     h, w = fitted.shape
     top = min(max(int(np.floor(FIELD / 2 - cy + 0.5)), 0), FIELD - h)  # floor(x + .5): no banker's rounding
@@ -165,12 +255,12 @@ def _centre(fitted: np.ndarray) -> np.ndarray:
     return final
 
 
+@_user_errors
 def preprocess(image: Image.Image) -> Preprocessed:
     """MNIST's framing of ``image``: greyscale, ink bright, cropped, 20 px, centred by mass in 28x28."""
-    img = _flatten(image).convert("L")
-    if max(img.size) > WORK_SIZE:
-        scale = WORK_SIZE / max(img.size)
-        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.BOX)
+    if min(image.size) < 1:
+        raise DigitError(NO_DIGIT)
+    img = _flatten(_shrink(image, WORK_SIZE)).convert("L")
     grey = np.asarray(img, dtype=np.uint8)
     # Ink is whatever lies further from the paper's tone: dark ink on light (even dim grey) paper is inverted,
     # because MNIST wants the ink bright.

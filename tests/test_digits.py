@@ -174,6 +174,13 @@ def test_exif_orientation_is_applied():
     assert img.size == (100, 200)
 
 
+def test_exif_orientation_survives_shrinking_a_big_photo():
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    img = load_image(to_bytes(draw(size=(3000, 1500), points=[(200, 750), (2800, 750)], width=60), "JPEG", exif=exif))
+    assert img.size == (digits.WORK_SIZE // 2, digits.WORK_SIZE)
+
+
 def test_sixteen_bit_greyscale_is_scaled_not_clipped():
     a = (np.asarray(draw(), dtype=np.uint16) * 257).astype(np.uint16)  # 0 and 65535
     img = load_image(to_bytes(Image.fromarray(a), "PNG"))
