@@ -26,6 +26,7 @@ except Exception:  # optional, and it must not take the page down if it fails to
 
 source = st.radio("Digit from", ["Upload an image", "Draw it"] if st_canvas else ["Upload an image"], horizontal=True)
 image = None
+# load_image, digits_from_canvas and preprocess raise nothing but DigitError, whose message is for the user.
 try:
     if source == "Draw it":
         drawn = st_canvas(
