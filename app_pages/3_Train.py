@@ -1,15 +1,17 @@
-"""Train: the tutorial's knobs, a live loss chart fed by a background run, and Stop."""
+"""Train: the tutorial's knobs, a live loss chart, and the run's controls: pause, step, resume, stop,
+and a new learning rate or momentum while it trains."""
 
-import numpy as np
+import time
+
 import streamlit as st
 
-from mnist_core.train import LOOP_STYLES, OPTIMISERS, TrainConfig, available_devices, plateau_warning
-from ui.charts import loss_figure
+from mnist_core.jobs import Job, QueueError
+from mnist_core.train import CONFIG_FIELDS, LOOP_STYLES, TrainConfig, available_devices, plateau_warning
+from ui.charts import LIVE_POINTS, loss_figure
 from ui.common import current
-from ui.state import job_queue, remember_job, session_job
+from ui.state import job_queue, owner, session_job
 
 dataset, device = current()
-LEARNING_RATES = sorted({float(f"{v:.2g}") for v in np.logspace(-4, 0, 41)})  # 1e-4 ... 1, 10 per decade
 CODE = {
     "train!": (
         "@epochs 10 Flux.train!(loss, ps, train_data, opt, cb=callback)",
@@ -25,83 +27,98 @@ CODE = {
         "    for p, g in zip(params, grads):\n        p.sub_(lr * g)",
     ),
 }
+KNOBS = ("lr", "epochs", "batch_size", "optimiser", "momentum", "loop", "seed", "device", "record_every")
+ACK_TIMEOUT_S = 5.0  # how long a control button waits for the trainer to confirm before the page redraws anyway
 
 st.title("Train")
-job = session_job()
-busy = job is not None and not job.done
 queue = job_queue()
+me = owner()
+job = session_job()
+active = job is not None and not job.done
+live = job is not None and job.state == "running"  # running or paused: the live knobs steer it
+
+# The knobs show the run's own settings after a refresh or a visit from another page.
+if job is not None and st.session_state.get("knobs_of") != job.id:
+    for name in KNOBS:
+        st.session_state[f"keep_{name}"] = getattr(job.config, name)
+    if job.history is not None and job.history.lr_schedule:
+        st.session_state["keep_lr"] = job.history.lr_schedule[-1][1]
+    st.session_state["knobs_of"] = job.id
+tutorial = TrainConfig()  # the tutorial's defaults, kept across pages once changed
+for name in KNOBS:
+    st.session_state.setdefault(f"keep_{name}", getattr(tutorial, name))
+
+
+def send_knob(name: str) -> None:
+    """A live knob moved while the run trains: the trainer uses it from its next batch on."""
+    current_job = session_job()
+    if current_job is None or current_job.state != "running":
+        return
+    try:
+        queue.control(current_job.id, me, "set", **{name: st.session_state[f"keep_{name}"]})
+    except QueueError as exc:
+        st.session_state["control_error"] = str(exc)
+
+
+def knob_widget(name: str, **extra):
+    """The widget of one TrainConfig field, from its one definition (label, help, range, choices)."""
+    k = TrainConfig.knob(name)
+    key = f"keep_{name}"
+    disabled = active and not (k.live and live)
+    common = {"key": key, "help": k.help[:1].upper() + k.help[1:] + ".", "disabled": disabled}
+    if k.live:
+        common["on_change"], common["args"] = send_knob, (name,)
+    if k.offer:
+        options = sorted({*k.offer, st.session_state[key]})
+        return st.select_slider(k.label, options, format_func=lambda v: f"{v:g}", **common, **extra)
+    if k.choices:
+        if len(k.choices) <= 4:
+            return st.radio(k.label, k.choices, horizontal=name != "loop", **common, **extra)
+        return st.selectbox(k.label, k.choices, **common, **extra)
+    if isinstance(CONFIG_FIELDS[name].default, float):
+        return st.slider(k.label, float(k.low), float(k.high), step=0.01, **common, **extra)
+    if k.high - k.low <= 1000:
+        return st.slider(k.label, int(k.low), int(k.high), **common, **extra)
+    return st.number_input(k.label, int(k.low), int(k.high), **common, **extra)
+
 
 controls, view = st.columns([1, 2.6], gap="large")
 with controls:
-    tutorial = TrainConfig()  # the tutorial's defaults, kept across pages once changed
-    for key, value in {
-        "keep_lr": tutorial.lr,
-        "keep_epochs": tutorial.epochs,
-        "keep_batch": tutorial.batch_size,
-        "keep_opt": tutorial.optimiser,
-        "keep_loop": tutorial.loop,
-        "keep_seed": tutorial.seed,
-        "keep_device": tutorial.device,
-        "keep_record": tutorial.record_every,
-    }.items():
-        st.session_state.setdefault(key, value)
-    lr = st.select_slider(
-        "Learning rate (log scale)",
-        LEARNING_RATES,
-        key="keep_lr",
-        format_func=lambda v: f"{v:g}",
-        disabled=busy,
-        help="The tutorial uses Descent(0.1).",
-    )
-    epochs = st.slider("Epochs", 1, 30, key="keep_epochs", disabled=busy)
-    batch_size = st.select_slider("Batch size", [16, 32, 64, 128, 256, 512, 1024], key="keep_batch", disabled=busy)
-    optimiser = st.radio(
-        "Optimiser",
-        OPTIMISERS,
-        key="keep_opt",
-        horizontal=True,
-        disabled=busy,
-        help="Descent is plain gradient descent; the article names Momentum and ADAM as better.",
-    )
-    loop = st.radio("Loop style", list(LOOP_STYLES), format_func=LOOP_STYLES.get, key="keep_loop", disabled=busy)
+    values = {"lr": knob_widget("lr")}
+    if live:
+        st.caption("Move the learning rate while it trains: the change applies from the next batch.")
+    values["epochs"] = knob_widget("epochs")
+    values["batch_size"] = knob_widget("batch_size")
+    values["optimiser"] = knob_widget("optimiser")
+    if values["optimiser"] != "Descent":
+        values["momentum"] = knob_widget("momentum")
+    values["loop"] = knob_widget("loop", format_func=LOOP_STYLES.get)
     with st.expander("Advanced"):
-        seed = st.number_input("Seed", 0, 2**31 - 1, key="keep_seed", disabled=busy)
-        device_choice = st.selectbox("Device", available_devices(), key="keep_device", disabled=busy)
-        record_every = st.number_input(
-            "Loss on the whole train set every N batches (0 = off)",
-            0,
-            100_000,
-            key="keep_record",
-            disabled=busy,
-            help="The tutorial's callback. It evaluates every training image: costly.",
+        values["seed"] = knob_widget("seed")
+        if st.session_state["keep_device"] not in available_devices():
+            st.session_state["keep_device"] = "auto"
+        values["device"] = st.selectbox(
+            TrainConfig.knob("device").label, available_devices(), key="keep_device", disabled=active
         )
-    start = st.button("Start training", type="primary", disabled=busy, use_container_width=True)
-    stop = st.button("Stop", disabled=not busy, use_container_width=True)
+        values["record_every"] = knob_widget("record_every")
+    start = st.button("Start training", type="primary", disabled=active, use_container_width=True)
+    if error := st.session_state.pop("control_error", None):
+        st.error(error)
 
 if start:
-    config = TrainConfig(
-        dataset=dataset.name,
-        lr=lr,
-        epochs=epochs,
-        batch_size=batch_size,
-        optimiser=optimiser,
-        loop=loop,
-        seed=int(seed),
-        device=device_choice,
-        record_every=int(record_every),
-    )
+    settings = {name: values.get(name, st.session_state[f"keep_{name}"]) for name in KNOBS}
+    config = TrainConfig(dataset=dataset.name, **settings)
     try:
-        # Offline (the sample is in use) the child need not try the network again.
-        remember_job(queue.submit(config, allow_download=dataset.source_kind != "sample"))
+        # Offline (the sample is in use) the trainer need not try the network again.
+        new = queue.submit(config, owner=me, allow_download=dataset.source_kind != "sample")
+        st.session_state["knobs_of"] = new.id
         st.rerun()
     except ValueError as exc:
         controls.error(str(exc))
-if stop and job is not None:
-    queue.stop(job.id)
 
 with view:
-    flux_code, torch_code = CODE[loop]
-    with st.expander(f"What the loop style does: {LOOP_STYLES[loop]}"):
+    flux_code, torch_code = CODE[st.session_state["keep_loop"]]
+    with st.expander(f"What the loop style does: {LOOP_STYLES[st.session_state['keep_loop']]}"):
         left, right = st.columns(2)
         left.caption("Flux (the tutorial)")
         left.code(flux_code, language="julia")
@@ -109,59 +126,130 @@ with view:
         right.code(torch_code, language="python")
 
 
-# Twice a second while training; a job waiting in the queue only needs its place now and then,
-# which keeps a server with many waiting learners responsive.
-watched_state = job.state if job is not None else None
+def mode(j: Job | None) -> tuple:
+    """What decides the page's layout and refresh rate: a change of it redraws the whole page."""
+    if j is None:
+        return (None,)
+    return (j.id, j.state, j.history is not None and j.history.paused)
 
 
-@st.fragment(run_every=(0.5 if watched_state == "running" else 2.0) if busy else None)
+watched = mode(job)
+paused = job is not None and job.history is not None and job.history.paused
+# Four refreshes a second while it trains; a waiting job only needs its place now and then; a paused
+# or ended run needs none (a control button redraws the view itself once the trainer confirms).
+refresh = None if not active or paused else (1.0 if job.state == "queued" else 0.25)
+
+
+def act(j: Job, action: str, **kwargs) -> None:
+    """Send a control and wait (bounded) for the trainer to confirm it, so the view shows the result."""
+    before = j.history.step if j.history else 0
+    try:
+        queue.control(j.id, me, action, **kwargs)
+    except QueueError as exc:
+        st.session_state["control_error"] = str(exc)
+        return
+    confirmed = {
+        "stop": lambda: j.done,
+        "pause": lambda: j.done or j.history.paused,
+        "resume": lambda: j.done or not j.history.paused,
+        "step": lambda: j.done or (j.history.paused and j.history.step > before),
+        "epoch": lambda: j.done or (j.history.paused and j.history.step > before),
+    }[action]
+    deadline = time.monotonic() + ACK_TIMEOUT_S
+    while not confirmed() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+@st.fragment(run_every=refresh)
 def live_view() -> None:
-    job = session_job()
-    if job is None:
+    j = session_job()
+    if j is None:
         st.info(f"Set the knobs and press **Start training**. Data: {dataset.describe()}.")
         return
-    if busy and job.state != watched_state:  # queued -> running -> done: redraw the page (knobs, refresh rate)
+    if mode(j) != watched:  # queued -> running -> paused -> done: redraw the page (knobs, refresh rate)
         st.rerun(scope="app")
-    cfg = job.config
+    cfg = j.config
+    h = j.history
+    buttons = st.columns(4)
+    if j.state == "queued":
+        if buttons[0].button("Cancel", key="cancel", use_container_width=True):
+            act(j, "stop")
+            st.rerun(scope="app")
+    elif j.state == "running":
+        if h.paused:
+            if buttons[0].button(
+                "Resume", key="resume", type="primary", icon=":material/play_arrow:", use_container_width=True
+            ):
+                act(j, "resume")
+            if buttons[1].button("Step 1 batch", key="step", icon=":material/skip_next:", use_container_width=True):
+                act(j, "step", batches=1)
+            if buttons[2].button("Step 1 epoch", key="epoch", icon=":material/fast_forward:", use_container_width=True):
+                act(j, "epoch")
+        elif buttons[0].button("Pause", key="pause", icon=":material/pause:", use_container_width=True):
+            act(j, "pause")
+        if buttons[3].button("Stop", key="stop", icon=":material/stop:", use_container_width=True):
+            act(j, "stop")
+        if mode(j) != watched:
+            st.rerun(scope="app")
+    momentum = f", momentum {cfg.momentum:g}" if cfg.optimiser != "Descent" else ""
     st.caption(
-        f"Run `{job.id}`: {cfg.optimiser}, lr {cfg.lr:g}, {cfg.epochs} epochs, batch {cfg.batch_size}, "
+        f"Run `{j.id}`: {cfg.optimiser}, lr {cfg.lr:g}{momentum}, {cfg.epochs} epochs, batch {cfg.batch_size}, "
         f"loop {cfg.loop}, seed {cfg.seed}"
     )
-    if job.state == "queued":
-        place = queue.position(job.id)
+    if j.state == "queued":
+        running, waiting = queue.busy()
         st.info(
-            f"Waiting in the queue: place {place} of {len(queue.active())} jobs. "
+            f"Waiting in the queue: place {queue.position(j.id)} of {waiting} waiting ({running} training now). "
             f"Training runs {queue.max_concurrent} at a time so each finishes as fast as it can."
         )
-    h = job.history
-    if h is not None:
+    if h is None:
+        return
+    if j.phase == "warming":
+        st.info("Getting the trainer ready: PyTorch is starting and the data is being loaded (once per server).")
+    elif h.step == 0 and not j.done:
+        st.info(f"Starting: the data goes to the {device.split(' (')[0]} and the first batch trains...")
+    else:
         left = h.seconds_left
+        state = f"paused at step {h.step}" if h.paused else f"step {h.step}/{h.total_steps}"
         st.progress(
             min(h.step / max(h.total_steps, 1), 1.0),
-            text=f"epoch {h.epoch}/{cfg.epochs} · step {h.step}/{h.total_steps} · "
-            f"{h.images_per_sec:,.0f} images/s" + (f" · about {left:.0f} s left" if left is not None else ""),
+            text=f"epoch {h.epoch}/{cfg.epochs} · {state} · {h.images_per_sec:,.0f} images/s"
+            + (f" · about {left:.0f} s left" if left is not None and not h.paused else ""),
         )
-        if h.epochs:
-            e = h.epochs[-1]
-            st.caption(f"after epoch {e.epoch}: test accuracy {e.test_acc:.2%}, train loss {e.train_loss:.4f}")
-        warning = plateau_warning(h.epochs)
-        if warning:
-            st.warning(warning)
-        st.plotly_chart(
-            loss_figure(list(h.batch_losses), list(h.epochs), list(h.full_losses), h.total_steps), key="live_chart"
-        )
-    if job.done:
-        if job.outcome == "finished" and job.run_dir is not None:
-            st.success(f"{job.message} Test accuracy {h.epochs[-1].test_acc:.2%}. The run is saved.")
-        elif job.outcome == "diverged":
-            st.error(job.message)
-        elif job.outcome in ("stopped", "cancelled"):
-            st.warning(job.message + (" The partial run is saved and can be reported on." if job.run_dir else ""))
-        else:
-            st.error(job.message)
-        if job.run_dir is not None:
-            st.session_state["selected_run"] = job.id
-            st.page_link("app_pages/4_Report.py", label="Open its report", icon=":material/analytics:")
+    if h.epochs:
+        e = h.epochs[-1]
+        st.caption(f"after epoch {e.epoch}: test accuracy {e.test_acc:.2%}, train loss {e.train_loss:.4f}")
+    if len(h.lr_schedule) > 1:
+        st.caption("Learning rate: " + " → ".join(f"{lr:g} (from step {s + 1})" for s, lr in h.lr_schedule))
+    if warning := plateau_warning(h.epochs):
+        st.warning(warning)
+    figure = loss_figure(
+        h.batch_losses[:],
+        h.epochs[:],
+        h.full_losses[:],
+        h.total_steps,
+        lr_schedule=h.lr_schedule[:],
+        max_points=LIVE_POINTS,
+    )
+    st.plotly_chart(figure, key="live_chart")
+    if h.paused and (queue.root / j.id / "report.json").is_file():
+        st.session_state["selected_run"] = j.id
+        st.page_link("app_pages/4_Report.py", label="Report of the paused model", icon=":material/analytics:")
+    if j.done:
+        outcome_message(j)
+
+
+def outcome_message(j: Job) -> None:
+    h = j.history
+    if j.outcome == "finished" and j.run_dir is not None and h and h.epochs:
+        st.success(f"{j.message} Test accuracy {h.epochs[-1].test_acc:.2%}. The run is saved.")
+    elif j.outcome in ("stopped", "cancelled", "interrupted"):
+        st.warning(j.message + (" The partial run is saved and can be reported on." if j.run_dir else ""))
+    else:
+        st.error(j.message)
+    if j.run_dir is not None:
+        st.session_state["selected_run"] = j.run_dir.name
+        st.page_link("app_pages/4_Report.py", label="Open its report", icon=":material/analytics:")
 
 
 with view:

@@ -8,13 +8,9 @@ from ui.state import get_run, job_queue
 
 st.title("Runs")
 
-active = job_queue().active()
-if active:
-    st.info(
-        "Training now or waiting: "
-        + "; ".join(f"`{j.id}` ({'running' if j.state == 'running' else 'waiting'})" for j in active)
-        + ". Each run appears below when it ends."
-    )
+running, waiting = job_queue().busy()
+if running or waiting:
+    st.info(f"Training now: {running} run(s); waiting: {waiting}. Each run appears below when it ends.")
 
 with st.expander("Add a run from an archive"):
     upload = st.file_uploader("A run archive (.zip) downloaded from this page", type=["zip"], key="run_upload")

@@ -12,31 +12,11 @@ import sys
 import time
 from dataclasses import fields
 
-from .data import DATASETS, DataError, load_dataset
-from .model import INIT_STYLES, first_prediction, format_layer_table, layer_table
+from .data import DataError, load_dataset
+from .model import first_prediction, format_layer_table, layer_table
 from .report import Report, build_report
 from .runs import RunError, finish_run, load_run
-from .train import DEVICES, LOOP_STYLES, OPTIMISERS, Callback, EpochMetrics, TrainConfig, Trainer
-
-HELP = {
-    "dataset": "data set to train on",
-    "lr": "learning rate (the tutorial's Descent(0.1))",
-    "epochs": "passes over the training set",
-    "batch_size": "images per batch",
-    "optimiser": "Descent (plain SGD), Momentum or ADAM",
-    "loop": "train! (high level), gradient (hand-written loop) or manual (p -= lr * grad)",
-    "seed": "seed of the initial weights and batch order",
-    "device": "auto picks CUDA, then MPS, then CPU",
-    "init": "flux (Glorot-uniform, zero bias) or pytorch (its default init)",
-    "record_every": "the tutorial's callback: loss over the whole train set every N batches (0 = off)",
-}
-CHOICES = {
-    "dataset": list(DATASETS),
-    "optimiser": list(OPTIMISERS),
-    "loop": list(LOOP_STYLES),
-    "device": list(DEVICES),
-    "init": list(INIT_STYLES),
-}
+from .train import Callback, EpochMetrics, TrainConfig, Trainer
 
 
 class ProgressBar(Callback):
@@ -138,15 +118,15 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--offline", action="store_true", help="do not try to download")
 
     train = sub.add_parser("train", parents=[common], help="train the tutorial's model")
-    defaults = TrainConfig()
-    for f in fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
+    for f in fields(TrainConfig):  # each flag from the field's one definition, as the Train page reads it
+        knob = TrainConfig.knob(f.name)
+        bounds = f" [{knob.low:g} .. {knob.high:g}]" if knob.low is not None else ""
         train.add_argument(
-            flag,
-            type=type(getattr(defaults, f.name)),
-            default=getattr(defaults, f.name),
-            choices=CHOICES.get(f.name),
-            help=f"{HELP[f.name]} (default: %(default)s)",
+            "--" + f.name.replace("_", "-"),
+            type=type(f.default),
+            default=f.default,
+            choices=knob.choices,
+            help=f"{knob.help}{bounds} (default: %(default)s)",
         )
     train.add_argument("--runs-dir", help="where to save the run (default: MNIST_RUNS_DIR or ./runs)")
     train.set_defaults(func=cmd_train)

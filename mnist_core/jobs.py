@@ -1,16 +1,24 @@
-"""One queue for the training jobs of every session; each job trains in its own process.
+"""One queue for the training jobs of every session, trained by warm processes.
 
-The queue lives once per server process and a browser session keeps only a job's id. A job
-trains in a child process (``mnist_core.worker``) so that the web server's Python work never
-holds the GIL against the training loop; the child streams its losses back every fraction
-of a second into a ``History`` the pages read. The child saves the run folder itself when the
-run ends (finished, stopped, diverged or failed), so a closed tab or a refresh loses nothing.
+The queue lives once per server process. Each of its ``max_concurrent`` slots keeps one training
+process (``mnist_core.worker``) warm: torch imported and the data sets loaded before any job, so
+a job starts training at once. Training never runs in the server's Python, whose GIL would slow
+the loop. The process streams its losses back every tenth of a second into a ``History`` the
+pages read, and saves the run folder itself, so a closed tab or a refresh loses nothing. A
+process that dies is replaced at once and its job is marked failed (its last checkpoint stays on
+disk as "interrupted").
+
+A job belongs to the session that started it: every action on it (stop, pause, step, a new
+learning rate) needs its ``owner`` secret, which never appears on a page or in a URL. Other
+visitors learn only how busy the queue is. One owner has at most one active job, and the line is
+at most ``max_waiting`` long.
 """
 
 from __future__ import annotations
 
-import json
 import os
+import queue as queue_lib
+import secrets
 import subprocess
 import sys
 import threading
@@ -19,18 +27,34 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import protocol as p
 from .runs import new_run_id, runs_root
-from .train import EpochMetrics, History, TrainConfig
+from .train import EpochMetrics, History, TrainConfig, check_knob
+from .worker import NOTHING_TRAINED
 
 KEEP_FINISHED = 100  # finished jobs remembered in memory (their runs stay on disk regardless)
+READY_TIMEOUT_S = 600.0  # a process that is not warm by then is replaced
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return max(1, int(os.environ.get(name, default)))
+    except ValueError:
+        return default
 
 
 def default_max_concurrent() -> int:
     """``MNIST_MAX_JOBS``, else 1: on a 2-core machine two runs only slow each other down."""
-    try:
-        return max(1, int(os.environ.get("MNIST_MAX_JOBS", "1")))
-    except ValueError:
-        return 1
+    return _env_int("MNIST_MAX_JOBS", 1)
+
+
+def default_max_waiting() -> int:
+    """``MNIST_MAX_QUEUE``, else 20: how many jobs may wait for a trainer."""
+    return _env_int("MNIST_MAX_QUEUE", 20)
+
+
+class QueueError(ValueError):
+    """A job was refused or an action was not allowed; the message is meant for the user."""
 
 
 @dataclass
@@ -39,16 +63,19 @@ class Job:
 
     id: str  # also the name of its run folder
     config: TrainConfig
+    owner: str = field(default="", repr=False)  # the secret of the session that started it
     allow_download: bool = True  # False when the server already knows there is no network
     submitted_at: float = field(default_factory=time.time)
     history: History | None = None  # None while waiting
     state: str = "queued"  # queued, running, done
-    outcome: str = ""  # when done: finished, stopped, diverged, failed or cancelled
+    # while running: "warming" (the trainer is still starting), "loading" (data to the device), "training"
+    phase: str = "queued"
+    outcome: str = ""  # when done: one of train.ENDINGS
     message: str = ""
     run_dir: Path | None = None
     started_at: float | None = None
     stop_requested: bool = False
-    training: bool = False  # the child has loaded its data and started the loop
+    updated_at: float = 0.0  # time.monotonic() of the last message from the trainer
     process: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
@@ -56,41 +83,143 @@ class Job:
         return self.state == "done"
 
 
+class TrainerProcess:
+    """One warm training process: started, read by a thread of its own, told what to do."""
+
+    def __init__(self, args: list[str], env: dict) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mnist_core.worker", *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        self.messages: queue_lib.Queue = queue_lib.Queue()  # decoded messages of a job; None at EOF
+        self.ready = False  # warm and idle: said Ready and has no job since
+        self.jobs_done = 0
+        self._said = threading.Event()  # set on Ready or at the end
+        threading.Thread(target=self._read, name=f"mnist-trainer-{self.proc.pid}", daemon=True).start()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            try:
+                message = p.decode(line)
+            except p.ProtocolError:
+                continue  # not ours; the trainer keeps stdout for the protocol, but be lenient
+            if isinstance(message, p.Ready):
+                self.ready, self.jobs_done = True, message.jobs_done
+                self._said.set()
+            else:
+                self.messages.put(message)
+        self.ready = False
+        self.messages.put(None)
+        self._said.set()
+
+    def send(self, message: p.Message) -> bool:
+        try:
+            self.proc.stdin.write(p.encode(message))
+            self.proc.stdin.flush()
+            return True
+        except (BrokenPipeError, ValueError, OSError):
+            return False  # it has ended; its reader will say so
+
+    def next(self, timeout: float | None = None) -> p.Message | None:
+        """The next message; None when the process has ended (or nothing came within ``timeout``)."""
+        try:
+            return self.messages.get(timeout=timeout)
+        except queue_lib.Empty:
+            return None
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> bool:
+        """Block until the process is warm and idle; False if it ended (or took longer than ``timeout``)."""
+        self._said.wait(timeout)
+        return self.ready
+
+    def give(self, job: p.Job) -> None:
+        """Hand over a job; the process is busy until it says Ready again."""
+        self.ready = False
+        self._said.clear()
+        self.send(job)
+
+    def end(self) -> int:
+        """Ask it to quit, then make sure it is gone; returns its exit code."""
+        self.send(p.Quit())
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            return self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+
 # --------------------------------------------------------------------------- the queue
 
 
 class JobQueue:
-    """First come, first served; at most ``max_concurrent`` jobs train at once, each in a process."""
+    """First come, first served; ``max_concurrent`` warm trainers, each training one job at a time."""
 
     def __init__(
         self,
         root: Path | str | None = None,
         max_concurrent: int | None = None,
         data_dir: Path | str | None = None,
+        preload: tuple[str, ...] = ("mnist",),
+        allow_download: bool = True,
+        max_waiting: int | None = None,
     ) -> None:
-        self.root = runs_root(root).resolve()  # the child may not share our idea of "."
+        self.root = runs_root(root).resolve()  # the trainer may not share our idea of "."
         self.max_concurrent = max_concurrent or default_max_concurrent()
-        self.data_dir = str(data_dir) if data_dir else None  # else the child looks where load_dataset does
+        self.max_waiting = max_waiting or default_max_waiting()
+        self.data_dir = str(data_dir) if data_dir else None  # else the trainer looks where load_dataset does
+        self.preload, self.allow_download = tuple(preload), allow_download
         self._jobs: dict[str, Job] = {}
         self._waiting: deque[Job] = deque()
         self._cond = threading.Condition()
-        self._workers: list[threading.Thread] = []
+        self.trainers: list[TrainerProcess | None] = [None] * self.max_concurrent  # one per slot
+        self.started_processes = 0
+        self._closed = False
+        self._slots = [
+            threading.Thread(target=self._slot, args=(i,), name=f"mnist-slot-{i}", daemon=True)
+            for i in range(self.max_concurrent)
+        ]
+        for slot in self._slots:
+            slot.start()  # each warms its trainer now, before any job
 
     # ----------------------------------------------------------------- for the pages
 
-    def submit(self, config: TrainConfig, allow_download: bool = True) -> Job:
-        """Queue a run; raises ValueError for a bad config before anything is queued."""
+    def submit(self, config: TrainConfig, owner: str = "", allow_download: bool = True) -> Job:
+        """Queue a run for ``owner``; raises ValueError (a QueueError for the queue's own limits) first."""
         config.validate()
-        job = Job(id=new_run_id(config), config=config, allow_download=allow_download)
         with self._cond:
+            if owner and any(j.owner == owner and not j.done for j in self._jobs.values()):
+                raise QueueError("You already have a run training or waiting: stop it before starting another.")
+            if len(self._waiting) >= self.max_waiting:
+                raise QueueError(
+                    f"The training queue is full ({len(self._waiting)} runs waiting). Try again in a few minutes."
+                )
+            job = Job(id=new_run_id(config), config=config, owner=owner, allow_download=allow_download)
             self._jobs[job.id] = job
             self._waiting.append(job)
-            self._start_workers()
-            self._cond.notify()
+            self._cond.notify_all()
         return job
 
     def get(self, job_id: str | None) -> Job | None:
         return self._jobs.get(job_id) if job_id else None
+
+    def latest_of(self, owner: str) -> Job | None:
+        """The newest job of ``owner``: the one a refreshed page shows again."""
+        if not owner:
+            return None
+        with self._cond:
+            mine = [j for j in self._jobs.values() if secrets.compare_digest(j.owner, owner)]
+        return max(mine, key=lambda j: j.submitted_at, default=None)
 
     def position(self, job_id: str) -> int | None:
         """1-based place in the waiting line, or None if the job is not waiting."""
@@ -100,19 +229,57 @@ class JobQueue:
                     return i
         return None
 
-    def stop(self, job_id: str) -> None:
-        """Stop a running job within one batch (its run is saved), or take a waiting one out of the line."""
+    def busy(self) -> tuple[int, int]:
+        """(running, waiting): all another visitor may know of the queue."""
         with self._cond:
-            job = self._jobs.get(job_id)
-            if job is None or job.done:
+            return sum(j.state == "running" for j in self._jobs.values()), len(self._waiting)
+
+    def _owned(self, job_id: str, owner: str) -> Job:
+        job = self._jobs.get(job_id)
+        if job is None or not owner or not secrets.compare_digest(job.owner, owner):
+            raise QueueError("This run belongs to another session; only the session that started it can steer it.")
+        return job
+
+    def stop(self, job_id: str, owner: str) -> None:
+        """Stop a running job within one batch (its run is saved), or take a waiting one out of the line at once."""
+        with self._cond:
+            job = self._owned(job_id, owner)
+            if job.done:
                 return
             job.stop_requested = True
-            if job.process is not None:
-                self._stop_child(job)
             if job in self._waiting:
                 self._waiting.remove(job)
-                job.state, job.outcome = "done", "cancelled"
+                job.state, job.phase, job.outcome = "done", "done", "cancelled"
                 job.message = "Cancelled while waiting in the queue; nothing was trained."
+                return
+            trainer = self._trainer_of(job)
+        if trainer is not None:
+            trainer.send(p.Control(action="stop"))
+
+    def control(
+        self,
+        job_id: str,
+        owner: str,
+        action: str,
+        batches: int = 1,
+        lr: float | None = None,
+        momentum: float | None = None,
+    ) -> None:
+        """Pause, resume, step (``batches``), step to the end of the epoch, or set the lr/momentum of a running job."""
+        if action == "stop":
+            return self.stop(job_id, owner)
+        if action not in p.CONTROL_ACTIONS:
+            raise QueueError(f"unknown action {action!r}")
+        if action == "set":
+            problems = [m for n, v in (("lr", lr), ("momentum", momentum)) if v is not None and (m := check_knob(n, v))]
+            if problems:
+                raise QueueError("; ".join(problems) + ".")
+        with self._cond:
+            job = self._owned(job_id, owner)
+            trainer = self._trainer_of(job) if job.state == "running" else None
+        if trainer is None:
+            raise QueueError("The run is not training now, so it cannot be paused, stepped or changed.")
+        trainer.send(p.Control(action=action, batches=int(batches), lr=lr, momentum=momentum))
 
     def active(self) -> list[Job]:
         """Running jobs, then waiting ones in order."""
@@ -129,109 +296,131 @@ class JobQueue:
             time.sleep(0.05)
         return True
 
-    # ----------------------------------------------------------------- workers
+    def wait_warm(self, timeout: float = READY_TIMEOUT_S) -> bool:
+        """Block until every slot has a warm trainer (for tests, scripts and benchmarks)."""
+        deadline = time.monotonic() + timeout
+        while not all(t is not None and t.ready for t in self.trainers):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
 
-    def _start_workers(self) -> None:
-        self._workers = [w for w in self._workers if w.is_alive()]
-        while len(self._workers) < self.max_concurrent:
-            worker = threading.Thread(target=self._work, name=f"mnist-job-{len(self._workers)}", daemon=True)
-            worker.start()
-            self._workers.append(worker)
+    def close(self) -> None:
+        """End the trainers (a running job is saved as interrupted)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        for trainer in self.trainers:
+            if trainer is not None:
+                trainer.end()
 
-    def _work(self) -> None:
-        while True:
-            with self._cond:
-                while not self._waiting:
-                    self._cond.wait()
-                job = self._waiting.popleft()
-                job.state, job.started_at = "running", time.time()
-                job.history = History(status="running", started_at=job.started_at)
-            try:
-                self._supervise(job)
-            except Exception as exc:  # never let one job take the worker down
-                job.outcome, job.message = "failed", f"Training failed: {exc}"
-            finally:
-                job.state = "done"
-                if job.history is not None and job.history.status == "running":
-                    job.history.status = job.outcome or "failed"
-                with self._cond:
-                    self._forget_old()
+    # ----------------------------------------------------------------- slots
 
-    def _supervise(self, job: Job) -> None:
-        """Start the child and mirror what it sends into ``job.history`` until it is done."""
-        spec = {
-            "job_id": job.id,
-            "config": job.config.to_dict(),
-            "root": str(self.root),
-            "data_dir": self.data_dir,
-            "allow_download": job.allow_download,
-        }
+    def _trainer_of(self, job: Job) -> TrainerProcess | None:
+        for trainer in self.trainers:
+            if trainer is not None and job.process is trainer.proc:
+                return trainer
+        return None
+
+    def _spawn(self) -> TrainerProcess:
         package_root = str(Path(__file__).resolve().parents[1])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+        args = ["--preload", ",".join(self.preload)]
+        if self.data_dir:
+            args += ["--data-dir", self.data_dir]
+        if not self.allow_download:
+            args.append("--offline")
+        self.started_processes += 1
         # Same working directory as the server, so relative data and cache folders mean the same thing.
-        with subprocess.Popen(
-            [sys.executable, "-m", "mnist_core.worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-        ) as proc:
+        return TrainerProcess(args, env)
+
+    def _next_job(self) -> Job | None:
+        with self._cond:
+            while not self._waiting and not self._closed:
+                self._cond.wait()
+            if self._closed:
+                return None
+            job = self._waiting.popleft()
+            job.state, job.started_at = "running", time.time()
+            job.history = History(status="running", started_at=job.started_at)
+            return job
+
+    def _slot(self, i: int) -> None:
+        trainer = self.trainers[i] = self._spawn()
+        while True:
+            job = self._next_job()
+            if job is None:
+                return
+            job.phase = "loading" if trainer.ready else "warming"
             try:
-                proc.stdin.write(json.dumps(spec) + "\n")  # the spec goes first, before any "stop"
-                proc.stdin.flush()
-                with self._cond:
-                    job.process = proc
-                    if job.stop_requested:  # Stop pressed while the child was starting
-                        self._stop_child(job)
-                self._mirror(job, proc)
+                if trainer.proc.poll() is not None or not trainer.wait_ready():
+                    trainer.end()  # it died or hung while warming: a fresh one, and this job tries it once more
+                    trainer = self.trainers[i] = self._spawn()
+                    if not trainer.wait_ready():
+                        raise RuntimeError("the training process could not start (see the server log)")
+                self._run(job, trainer)
+            except Exception as exc:  # never let one job take the slot down
+                job.outcome, job.message = "failed", f"Training failed: {exc}"
             finally:
-                if proc.poll() is None:  # we stopped listening: the child must not live on unread
-                    proc.kill()
-                code = proc.wait()
-        if not job.outcome:
-            if job.stop_requested and job.history.step == 0:
-                job.outcome, job.message = "cancelled", "Stopped before training began; nothing was trained."
-            else:
-                job.outcome = "failed"
-                job.message = f"The training process ended unexpectedly (exit code {code})."
+                with self._cond:
+                    job.state, job.phase = "done", "done"
+                    if job.history.status == "running":
+                        job.history.status = job.outcome or "failed"
+                        job.history.message = job.message
+                    job.history.paused = False
+                    self._forget_old()
+            trainer.wait_ready(timeout=30)  # it says Ready again unless it recycles itself (then it exits)
+            if trainer.proc.poll() is not None or not trainer.ready:
+                trainer.end()
+                trainer = self.trainers[i] = self._spawn()  # warms while the learner reads the result
 
-    @staticmethod
-    def _mirror(job: Job, proc: subprocess.Popen) -> None:
-        h = job.history
-        for line in proc.stdout:
-            try:
-                msg = json.loads(line)
-                kind = msg.pop("kind")
-            except (ValueError, AttributeError, KeyError, TypeError):
-                continue  # not ours (a library printing); the protocol lines are JSON objects with a kind
-            if kind == "start":
-                job.training = True
-                h.total_steps, h.steps_per_epoch = msg["total_steps"], msg["steps_per_epoch"]
-                h.started_at = msg["started_at"]
-            elif kind == "batches":
-                del h.batch_losses[msg["first_step"] - 1 :]  # normally a no-op; keeps the order exact
-                h.batch_losses.extend(msg["losses"])
-                h.full_losses.extend(tuple(x) for x in msg["full_losses"])
-                h.epoch, h.step = msg["epoch"], msg["step"]
-                h.train_seconds, h.images_done = msg["train_seconds"], msg["images_done"]
-            elif kind == "epoch":
-                h.epochs.append(EpochMetrics(**msg["metrics"]))
-            elif kind == "done":
-                job.outcome, job.message = msg["status"], msg["message"]
-                job.run_dir = Path(msg["run_dir"]) if msg["run_dir"] else None
-                h.status, h.message = job.outcome, job.message
-
-    @staticmethod
-    def _stop_child(job: Job) -> None:
-        """Ask a training child to stop (it saves its run); one still loading data is ended outright."""
-        if not job.training:
-            job.process.terminate()
+    def _run(self, job: Job, trainer: TrainerProcess) -> None:
+        """Hand ``job`` to the warm ``trainer`` and mirror what it sends into ``job.history`` until it is done."""
+        job.phase = "loading"
+        with self._cond:
+            job.process = trainer.proc
+            cancelled = job.stop_requested
+        if cancelled:
+            job.outcome, job.message = "cancelled", NOTHING_TRAINED
             return
-        try:
-            job.process.stdin.write("stop\n")
-            job.process.stdin.flush()
-        except (BrokenPipeError, ValueError, OSError):
-            pass  # the child has already ended
+        trainer.give(p.Job(job.id, job.config.to_dict(), str(self.root), self.data_dir, job.allow_download))
+        if job.stop_requested:  # Stop pressed while we were handing it over
+            trainer.send(p.Control(action="stop"))
+        h = job.history
+        while True:
+            message = trainer.next()
+            job.updated_at = time.monotonic()
+            if message is None:  # the process died: its last checkpoint, if any, is on disk as "interrupted"
+                code = trainer.proc.wait()
+                folder = self.root / job.id
+                job.run_dir = folder if (folder / "run.json").is_file() else None
+                job.outcome = "interrupted" if job.run_dir else "failed"
+                job.message = f"The training process ended unexpectedly (exit code {code}) at step {h.step}. " + (
+                    "What it had learned by its last save is kept." if job.run_dir else "Nothing had been saved yet."
+                )
+                return
+            if isinstance(message, p.Start):
+                job.phase = "training"
+                h.total_steps, h.steps_per_epoch = message.total_steps, message.steps_per_epoch
+                h.started_at = message.started_at
+                h.record_knobs(0, message.lr, message.momentum)
+            elif isinstance(message, p.Batches):
+                del h.batch_losses[message.first_step - 1 :]  # normally a no-op; keeps the order exact
+                h.batch_losses.extend(message.losses)
+                h.full_losses.extend((int(s), v) for s, v in message.full_losses)
+                h.epoch, h.step = message.epoch, message.step
+                h.train_seconds, h.images_done = message.train_seconds, message.images_done
+            elif isinstance(message, p.Epoch):
+                h.epochs.append(EpochMetrics(**message.metrics))
+            elif isinstance(message, p.Knobs):
+                h.record_knobs(message.step, message.lr, message.momentum)
+            elif isinstance(message, p.State):
+                h.paused = message.paused
+            elif isinstance(message, p.Done):
+                job.outcome, job.message = message.status, message.message
+                job.run_dir = Path(message.run_dir) if message.run_dir else None
+                h.status, h.message, h.paused = job.outcome, job.message, False
+                return
 
     def _forget_old(self) -> None:
         finished = [j for j in self._jobs.values() if j.done]

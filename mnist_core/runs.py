@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import secrets
 import shutil
@@ -61,9 +62,15 @@ class Run:
 
 
 def save_run(
-    trainer: Trainer, report: Report | None = None, root: Path | str | None = None, run_id: str | None = None
+    trainer: Trainer,
+    report: Report | None = None,
+    root: Path | str | None = None,
+    run_id: str | None = None,
+    status: str | None = None,
+    message: str | None = None,
 ) -> Path:
-    """Write ``trainer``'s run (finished, stopped or diverged) to its folder and return the folder."""
+    """Write ``trainer``'s run to its folder and return the folder. ``status`` and ``message`` override the
+    history's (a checkpoint of a run still training is saved as "interrupted")."""
     h = trainer.history
     folder = runs_root(root) / (run_id or new_run_id(trainer.config))
     tmp = folder.with_name(folder.name + ".partial")
@@ -72,8 +79,8 @@ def save_run(
     meta = {
         "format": FORMAT_VERSION,
         "config": trainer.config.to_dict(),
-        "status": h.status,
-        "message": h.message,
+        "status": status or h.status,
+        "message": h.message if message is None else message,
         "device": device_label(trainer.device),
         "dataset_title": trainer.dataset.title,
         "dataset_source": trainer.dataset.source,
@@ -88,6 +95,8 @@ def save_run(
         "started_at": h.started_at,
         "saved_at": time.time(),
         "test_acc": report.test_acc if report else (h.epochs[-1].test_acc if h.epochs else None),
+        "lr_schedule": [list(x) for x in h.lr_schedule],
+        "momentum_schedule": [list(x) for x in h.momentum_schedule],
     }
     (tmp / "run.json").write_text(json.dumps(meta, indent=2))
     pd.DataFrame({"step": range(1, len(h.batch_losses) + 1), "loss": list(h.batch_losses)}).to_csv(
@@ -200,6 +209,10 @@ def load_run(path: Path | str, with_model: bool = True) -> Run:
             train_seconds=float(meta.get("train_seconds", 0.0)),
             started_at=float(meta.get("started_at", 0.0)),
             images_done=int(meta.get("images_done", 0)),
+            lr_schedule=_schedule(meta.get("lr_schedule"), config.lr),
+            momentum_schedule=_schedule(
+                meta.get("momentum_schedule"), config.momentum if config.optimiser != "Descent" else None
+            ),
         )
         full = path / "full_losses.csv"
         if full.exists():
@@ -216,6 +229,24 @@ def load_run(path: Path | str, with_model: bool = True) -> Run:
             raise RunError(f"{path / 'report.json'}: damaged ({exc}).") from exc
     model = load_weights(path / "weights.safetensors") if with_model else None
     return Run(path=path, config=config, meta=meta, history=history, report=report, model=model)
+
+
+def _schedule(pairs: object, first: float | None) -> list[tuple[int, float]]:
+    """A saved (step, value) schedule, checked; a run saved before schedules existed used its config's value."""
+    if pairs is None:
+        return [] if first is None else [(0, float(first))]
+    if not isinstance(pairs, list) or len(pairs) > 100_000:
+        raise ValueError("a schedule must be a list of (step, value) pairs")
+    out = []
+    for pair in pairs:
+        step, value = pair  # raises on anything that is not a pair
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise ValueError(f"a schedule step must be a whole number >= 0, not {step!r}")
+        value = float(value)
+        if not math.isfinite(value):
+            raise ValueError(f"a schedule value must be a finite number, not {value!r}")
+        out.append((step, value))
+    return out
 
 
 def _check_report(report: Report, n_test: int) -> None:

@@ -13,6 +13,7 @@ import math
 import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -27,46 +28,105 @@ LOOP_STYLES = {
     "manual": "Update by hand: p .-= lr .* gs[p] (Descent only)",
 }
 DEVICES = ("auto", "cpu", "cuda", "mps")
+# How a run can end: the words the engine, the queue, the run folder and the pages share.
+ENDINGS = ("finished", "stopped", "diverged", "failed", "interrupted", "cancelled")
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One definition of a config field for every place that offers it: the CLI flags, the Train page."""
+
+    label: str  # what the page calls it
+    help: str  # one line for --help and the widget's tooltip
+    choices: tuple | None = None  # allowed values, in the order offered
+    low: float | None = None  # inclusive range of a number
+    high: float | None = None
+    log: bool = False  # a number best chosen on a log scale (the page offers 10 values per decade)
+    offer: tuple | None = None  # the values the page's slider offers, where not every allowed value is useful
+    live: bool = False  # may change while the run trains (Control "set")
+
+
+def log_values(low: float, high: float, per_decade: int = 10) -> list[float]:
+    """Rounded values from ``low`` to ``high`` evenly spaced on a log scale: what a log slider offers."""
+    n = round(math.log10(high / low) * per_decade) + 1
+    return sorted({float(f"{low * (high / low) ** (i / (n - 1)):.2g}") for i in range(n)})
+
+
+def knob(default: Any, **spec: Any) -> Any:
+    return field(default=default, metadata={"knob": Knob(**spec)})
 
 
 @dataclass
 class TrainConfig:
-    """Every knob the tutorial turns, with the tutorial's defaults."""
+    """Every knob the tutorial turns, with the tutorial's defaults; each field's ``Knob`` says how it may be set."""
 
-    dataset: str = "mnist"  # "mnist" or "fashion-mnist"
-    lr: float = 0.1  # learning rate, the tutorial's Descent(0.1)
-    epochs: int = 10  # the tutorial's @epochs 10
-    batch_size: int = 128  # the tutorial's DataLoader batchsize
-    optimiser: str = "Descent"  # Descent (plain SGD), Momentum (rho 0.9) or ADAM
-    loop: str = "train!"  # one of LOOP_STYLES
-    seed: int = 0  # initial weights and batch order
-    device: str = "auto"  # auto picks CUDA, then MPS, then CPU
-    init: str = "flux"  # "flux" (Glorot-uniform, zero bias) or "pytorch" (its defaults)
-    record_every: int = 0  # the tutorial's callback: loss over the whole train set every N batches; 0 = off
+    dataset: str = knob("mnist", label="Data set", help="data set to train on", choices=tuple(DATASETS))
+    lr: float = knob(
+        0.1,
+        label="Learning rate (log scale)",
+        help="learning rate; the tutorial uses Descent(0.1)",
+        low=1e-7,
+        high=1e9,  # the page offers 1e-5 ... 10; beyond, only the CLI (a learner can still make the loss NaN)
+        log=True,
+        offer=tuple(log_values(1e-5, 10.0)),
+        live=True,
+    )
+    epochs: int = knob(
+        10, label="Epochs", help="passes over the training set (the tutorial's @epochs 10)", low=1, high=100
+    )
+    batch_size: int = knob(
+        128,
+        label="Batch size",
+        help="images per batch (the tutorial's DataLoader batchsize 128)",
+        low=1,
+        high=4096,
+        offer=(8, 16, 32, 64, 128, 256, 512, 1024, 2048),
+    )
+    optimiser: str = knob(
+        "Descent",
+        label="Optimiser",
+        help="Descent is plain gradient descent; the article names Momentum and ADAM as better",
+        choices=OPTIMISERS,
+    )
+    momentum: float = knob(
+        0.9,
+        label="Momentum",
+        help="Momentum's rho and ADAM's beta1 (how much of the last update carries on); Descent has none",
+        low=0.0,
+        high=0.99,
+        live=True,
+    )
+    loop: str = knob(
+        "train!",
+        label="Loop style",
+        help="train! (high level), gradient (hand-written loop) or manual (p -= lr * grad, Descent only)",
+        choices=tuple(LOOP_STYLES),
+    )
+    seed: int = knob(0, label="Seed", help="seed of the initial weights and batch order", low=0, high=2**31 - 1)
+    device: str = knob("auto", label="Device", help="auto picks CUDA, then MPS, then CPU", choices=DEVICES)
+    init: str = knob(
+        "flux",
+        label="Initial weights",
+        help="flux (Glorot-uniform, zero bias) or pytorch (its defaults)",
+        choices=INIT_STYLES,
+    )
+    record_every: int = knob(
+        0,
+        label="Loss on the whole train set every N batches (0 = off)",
+        help="the tutorial's callback: loss over the whole train set every N batches (0 = off); costly",
+        low=0,
+        high=100_000,
+    )
+
+    @staticmethod
+    def knob(name: str) -> Knob:
+        return CONFIG_FIELDS[name].metadata["knob"]
 
     def validate(self) -> None:
         """Raise ValueError with a message a user can act on."""
-        problems = []
-        if self.dataset not in DATASETS:
-            problems.append(f"dataset must be one of {', '.join(DATASETS)}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            problems.append("learning rate must be a positive number")
-        if not 1 <= self.epochs <= 1000:
-            problems.append("epochs must be between 1 and 1000")
-        if not 1 <= self.batch_size <= 65536:
-            problems.append("batch size must be between 1 and 65536")
-        if self.optimiser not in OPTIMISERS:
-            problems.append(f"optimiser must be one of {', '.join(OPTIMISERS)}")
-        if self.loop not in LOOP_STYLES:
-            problems.append(f"loop style must be one of {', '.join(LOOP_STYLES)}")
+        problems = [p for f in fields(self) if (p := check_knob(f.name, getattr(self, f.name)))]
         if self.loop == "manual" and self.optimiser != "Descent":
             problems.append("the update by hand (p .-= lr .* grad) is plain Descent; choose Descent or another loop")
-        if self.device not in DEVICES:
-            problems.append(f"device must be one of {', '.join(DEVICES)}")
-        if self.init not in INIT_STYLES:
-            problems.append(f"init must be one of {', '.join(INIT_STYLES)}")
-        if self.record_every < 0:
-            problems.append("record_every must be 0 (off) or a positive number of batches")
         if problems:
             raise ValueError("; ".join(problems) + ".")
 
@@ -76,8 +136,30 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
         """Build from a dict, ignoring unknown keys (older or newer run folders)."""
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls(**{k: v for k, v in data.items() if k in CONFIG_FIELDS})
+
+
+CONFIG_FIELDS = {f.name: f for f in fields(TrainConfig)}
+
+
+def check_knob(name: str, value: Any) -> str | None:
+    """What is wrong with ``value`` for the config field ``name``, or None if it is allowed."""
+    k = TrainConfig.knob(name)
+    default = CONFIG_FIELDS[name].default
+    name = k.label.split(" (")[0].lower()  # "learning rate", "batch size": the words the learner sees
+    if k.choices is not None:
+        return None if value in k.choices else f"{name} must be one of {', '.join(map(str, k.choices))}"
+    if isinstance(default, (int, float)) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            return f"{name} must be a number"
+        if isinstance(default, int) and number != int(number):
+            return f"{name} must be a whole number"
+        if not (math.isfinite(number) and k.low <= number <= k.high):
+            return f"{name} must be between {k.low:g} and {k.high:g}"
+        return None
+    return f"{name} has the wrong type"
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -154,6 +236,10 @@ class History:
     batch_losses: list[float] = field(default_factory=list)  # one per batch, in order
     epochs: list[EpochMetrics] = field(default_factory=list)
     full_losses: list[tuple[int, float]] = field(default_factory=list)  # (step, loss) from the recorder
+    # (step, value): from step+1 on the run used this learning rate / momentum; the first pair is (0, the config's)
+    lr_schedule: list[tuple[int, float]] = field(default_factory=list)
+    momentum_schedule: list[tuple[int, float]] = field(default_factory=list)  # empty for Descent
+    paused: bool = False  # waiting for resume or step
     status: str = "pending"
     message: str = ""
     train_seconds: float = 0.0  # time spent in training steps
@@ -161,21 +247,27 @@ class History:
 
     images_done: int = 0  # training images processed so far
 
+    def record_knobs(self, step: int, lr: float, momentum: float | None) -> None:
+        """After ``step`` steps the run trains with ``lr`` (and ``momentum``): extend the schedules if they moved."""
+        if not self.lr_schedule or lr != self.lr_schedule[-1][1]:
+            self.lr_schedule.append((step, lr))
+        if momentum is not None and (not self.momentum_schedule or momentum != self.momentum_schedule[-1][1]):
+            self.momentum_schedule.append((step, momentum))
+
     @property
     def images_per_sec(self) -> float:
         return self.images_done / self.train_seconds if self.train_seconds > 0 else 0.0
 
     @property
     def seconds_left(self) -> float | None:
-        """Estimated seconds to the end, from the pace so far; None before the first batch."""
+        """Estimated training seconds to the end, from the pace so far; None before the first batch."""
         if self.step == 0 or self.status != "running":
             return None
-        elapsed = time.time() - self.started_at
-        return elapsed / self.step * (self.total_steps - self.step)
+        return self.train_seconds / self.step * (self.total_steps - self.step)
 
     @property
     def done(self) -> bool:
-        return self.status in ("finished", "stopped", "diverged", "failed")
+        return self.status in ENDINGS
 
 
 def plateau_warning(epochs: list[EpochMetrics], classes: int = 10) -> str | None:
@@ -209,7 +301,96 @@ class Callback:
 
     def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> None: ...
 
+    def on_pause(self, trainer: Trainer, paused: bool) -> None:
+        """The loop stopped to wait for resume or step (``paused``), or goes on again."""
+
+    def on_knobs(self, trainer: Trainer, step: int, lr: float, momentum: float | None) -> None:
+        """A learning-rate or momentum change took effect after ``step`` steps."""
+
     def on_train_end(self, trainer: Trainer) -> None: ...
+
+
+class RunControl:
+    """Stop, pause, step and knob changes for a run, safe to call from any thread.
+
+    The loop asks ``wait_turn`` before every batch: it blocks while paused (unless a step was
+    granted) and says whether to stop. A knob change waits in ``take_knobs`` for the next batch.
+    """
+
+    def __init__(self, stop_event: threading.Event | None = None) -> None:
+        self.stop_event = stop_event or threading.Event()
+        self._cond = threading.Condition()
+        self._paused = False
+        self._budget = 0  # batches granted by step() while paused
+        self._to_epoch_end = False  # step_epoch(): run on until the epoch ends
+        self._knobs: dict[str, float] = {}
+        self.stop_status, self.stop_reason = "stopped", "Stopped by the user"
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def stop(self, status: str = "stopped", reason: str = "Stopped by the user") -> None:
+        """Stop before the next batch; the run ends with ``status`` and a message starting with ``reason``."""
+        with self._cond:
+            if not self.stop_event.is_set():
+                self.stop_status, self.stop_reason = status, reason
+            self.stop_event.set()
+            self._cond.notify_all()
+
+    def pause(self) -> None:
+        with self._cond:
+            self._paused, self._budget, self._to_epoch_end = True, 0, False
+
+    def resume(self) -> None:
+        with self._cond:
+            self._paused, self._budget, self._to_epoch_end = False, 0, False
+            self._cond.notify_all()
+
+    def step(self, batches: int = 1) -> None:
+        """While paused: train ``batches`` more, then pause again. (Running: pause after them.)"""
+        with self._cond:
+            self._paused, self._budget = True, max(1, int(batches))
+            self._cond.notify_all()
+
+    def step_epoch(self) -> None:
+        """While paused: train to the end of the current epoch (a whole one at an epoch boundary), then pause."""
+        with self._cond:
+            self._paused, self._to_epoch_end = True, True
+            self._cond.notify_all()
+
+    def set_knobs(self, lr: float | None = None, momentum: float | None = None) -> None:
+        """From the next batch on, train with this learning rate and/or momentum (checked first)."""
+        problems = [
+            p for name, v in (("lr", lr), ("momentum", momentum)) if v is not None and (p := check_knob(name, v))
+        ]
+        if problems:
+            raise ValueError("; ".join(problems) + ".")
+        with self._cond:
+            self._knobs.update({k: float(v) for k, v in (("lr", lr), ("momentum", momentum)) if v is not None})
+
+    def take_knobs(self) -> dict[str, float]:
+        with self._cond:
+            knobs, self._knobs = self._knobs, {}
+            return knobs
+
+    def must_wait(self) -> bool:
+        """True if the next batch would wait for resume or step."""
+        with self._cond:
+            return self._paused and not self._budget and not self._to_epoch_end and not self.stop_event.is_set()
+
+    def wait_turn(self) -> bool:
+        """Block while paused; then use up one granted step. False if the run must stop."""
+        with self._cond:
+            while self._paused and not self._budget and not self._to_epoch_end and not self.stop_event.is_set():
+                self._cond.wait()
+            if self._budget:
+                self._budget -= 1
+            return not self.stop_event.is_set()
+
+    def epoch_ended(self) -> None:
+        with self._cond:
+            self._to_epoch_end = False
 
 
 class LossRecorder(Callback):
@@ -237,6 +418,7 @@ class Trainer:
         dataset: Dataset,
         callbacks: list[Callback] | tuple[Callback, ...] = (),
         stop_event: threading.Event | None = None,
+        control: RunControl | None = None,
     ) -> None:
         config.validate()
         self.config = config
@@ -245,7 +427,10 @@ class Trainer:
         self.callbacks = list(callbacks)
         if config.record_every:
             self.callbacks.append(LossRecorder(config.record_every))
-        self.stop_event = stop_event or threading.Event()
+        self.control = control or RunControl(stop_event)
+        self.stop_event = self.control.stop_event
+        self.lr = config.lr  # the learning rate in use now (a live change moves it)
+        self.momentum = config.momentum if config.optimiser != "Descent" else None
         # channels_last lets oneDNN (CPU) and cuDNN pick their fastest kernels for these small convs.
         self.model = build_model(config.init, seed=config.seed).to(self.device, memory_format=torch.channels_last)
         steps_per_epoch = math.ceil(dataset.n_train / config.batch_size)
@@ -259,7 +444,7 @@ class Trainer:
 
     def stop(self) -> None:
         """Ask the run to stop; it does so before its next batch and keeps what it learned."""
-        self.stop_event.set()
+        self.control.stop()
 
     def start(self) -> threading.Thread:
         """Run in a daemon thread and return it; read ``history`` meanwhile."""
@@ -285,10 +470,27 @@ class Trainer:
         params = self.model.parameters()
         lr = self.config.lr
         if self.config.optimiser == "Momentum":
-            return torch.optim.SGD(params, lr=lr, momentum=0.9, foreach=True)
+            return torch.optim.SGD(params, lr=lr, momentum=self.config.momentum, foreach=True)
         if self.config.optimiser == "ADAM":
-            return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), eps=1e-8, foreach=True)
+            return torch.optim.Adam(params, lr=lr, betas=(self.config.momentum, 0.999), eps=1e-8, foreach=True)
         return torch.optim.SGD(params, lr=lr, foreach=True)
+
+    def _apply_knobs(self, opt: torch.optim.Optimizer, knobs: dict[str, float]) -> None:
+        """A live change: the optimiser keeps its state (momentum buffers, ADAM's moments), only the knobs move."""
+        h = self.history
+        if "lr" in knobs:
+            self.lr = knobs["lr"]
+        if "momentum" in knobs and self.momentum is not None:
+            self.momentum = knobs["momentum"]
+        for group in opt.param_groups:
+            group["lr"] = self.lr
+            if self.config.optimiser == "Momentum":
+                group["momentum"] = self.momentum
+            elif self.config.optimiser == "ADAM":
+                group["betas"] = (self.momentum, group["betas"][1])
+        h.record_knobs(h.step, self.lr, self.momentum)
+        for cb in self.callbacks:
+            cb.on_knobs(self, h.step, self.lr, self.momentum)
 
     def _update_step(self, loss: torch.Tensor, params: list[torch.Tensor], opt: torch.optim.Optimizer) -> None:
         """One update, in the loop style of the config; all three agree for Descent."""
@@ -309,12 +511,14 @@ class Trainer:
             grads = torch.autograd.grad(loss, params)
             with torch.no_grad():
                 for p, g in zip(params, grads):
-                    p.sub_(self.config.lr * g)
+                    p.sub_(self.lr * g)
 
     def run(self) -> History:
         """Train to the end, a stop, or a non-finite loss; return the history (also ``self.history``)."""
         h = self.history
         h.status, h.started_at = "running", time.time()
+        h.lr_schedule, h.momentum_schedule = [], []
+        h.record_knobs(0, self.lr, self.momentum)
         try:
             self._run()
         except Exception as exc:  # a failed run is recorded, never lost
@@ -346,10 +550,25 @@ class Trainer:
             correct = torch.zeros((), device=self.device, dtype=torch.long)
             trained_before = h.train_seconds
             t0 = time.perf_counter()
+            waited = 0.0  # seconds paused in this epoch: not training time
             seen = 0
             for start in range(0, n, bs):
-                if self.stop_event.is_set():
+                if self.control.must_wait():
+                    if not self._deliver(pending, epoch):
+                        break
+                    h.train_seconds = trained_before + (time.perf_counter() - t0 - waited)
+                    t_wait = time.perf_counter()
+                    self._set_paused(True)
+                    go_on = self.control.wait_turn()
+                    waited += time.perf_counter() - t_wait
+                    if not self.control.paused:
+                        self._set_paused(False)
+                else:
+                    go_on = self.control.wait_turn()
+                if not go_on:
                     break
+                if knobs := self.control.take_knobs():
+                    self._apply_knobs(opt, knobs)
                 idx = perm[start : start + bs]
                 xb, yb = self._x_train[idx], self._y_train[idx]  # (B, 1, 28, 28), (B,)
                 logits = model.logits(xb)
@@ -362,11 +581,12 @@ class Trainer:
                 pending.append(loss)
                 h.step += 1
                 h.images_done += len(yb)
-                h.train_seconds = trained_before + (time.perf_counter() - t0)
+                h.train_seconds = trained_before + (time.perf_counter() - t0 - waited)
                 if len(pending) >= self.flush_every and not self._deliver(pending, epoch):
                     break
             self._deliver(pending, epoch)
-            seconds = time.perf_counter() - t0
+            self.control.epoch_ended()
+            seconds = time.perf_counter() - t0 - waited
             h.train_seconds = trained_before + seconds
             if h.status == "diverged":
                 break
@@ -386,12 +606,18 @@ class Trainer:
                     for cb in self.callbacks:
                         cb.on_epoch_end(self, metrics)
             if self.stop_event.is_set():
-                h.status = "stopped"
-                h.message = f"Stopped by the user at step {h.step} of {h.total_steps} (epoch {epoch})."
+                h.paused = False
+                h.status = self.control.stop_status
+                h.message = f"{self.control.stop_reason} at step {h.step} of {h.total_steps} (epoch {epoch})."
                 return
         if h.status == "running":
             h.status = "finished"
             h.message = f"Finished {cfg.epochs} epochs ({h.step} steps)."
+
+    def _set_paused(self, paused: bool) -> None:
+        self.history.paused = paused
+        for cb in self.callbacks:
+            cb.on_pause(self, paused)
 
     def _deliver(self, pending: list[torch.Tensor], epoch: int) -> bool:
         """Hand the pending losses to the history and callbacks, in order; False if one is not finite."""
@@ -408,7 +634,7 @@ class Trainer:
                 h.step = step - 1
                 h.message = (
                     f"The loss became {value} at step {step} (epoch {epoch}) and training stopped. "
-                    f"The learning rate {self.config.lr:g} is too high for {self.config.optimiser}: "
+                    f"The learning rate {self.lr:g} is too high for {self.config.optimiser}: "
                     "try a lower one (for example 10x lower)."
                 )
                 return False

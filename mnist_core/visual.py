@@ -13,13 +13,8 @@ from .model import LayerRow
 
 def smooth(values: list[float] | np.ndarray, weight: float = 0.9) -> np.ndarray:
     """TensorBoard's smoothing: an exponential moving average, debiased so it starts at the data."""
-    values = np.asarray(values, dtype=np.float64)
-    out = np.empty_like(values)
-    avg = 0.0
-    for i, v in enumerate(values):
-        avg = weight * avg + (1 - weight) * v
-        out[i] = avg / (1 - weight ** (i + 1))
-    return out
+    # pandas' adjusted EWM is exactly the debiased average: sum(w^i x[t-i]) / sum(w^i).
+    return pd.Series(np.asarray(values, dtype=np.float64)).ewm(alpha=1 - weight, adjust=True).mean().to_numpy()
 
 
 def thin(values: list[float] | np.ndarray, max_points: int = 2000) -> tuple[np.ndarray, np.ndarray]:

@@ -1,15 +1,23 @@
-"""The training child process: ``python -m mnist_core.worker``, driven by ``jobs.JobQueue``.
+"""The training process: ``python -m mnist_core.worker``, kept warm by ``jobs.JobQueue``.
 
-Reads one JSON line on stdin (job id, config, runs folder, data folder), trains, saves the run
-folder, and writes its progress as JSON lines on stdout: ``start``, ``batches`` (new losses every
-fraction of a second), ``epoch`` and finally ``done``. A later ``stop`` line on stdin, or stdin
-closing because the server went away, stops the run within one batch; it is saved all the same.
+It imports torch and loads the data sets it is told to preload *before* any job arrives, says
+``Ready``, and then trains one ``Job`` after another, each saved to its run folder by this process
+(so a closed tab loses nothing). While a job trains, ``Control`` lines steer it (stop, pause,
+resume, step, new learning rate or momentum) from the next batch on. Every message is defined in
+``protocol.py``; they travel as JSON lines on stdin and on the original stdout, which is kept for
+the protocol alone (``print`` from any library goes to stderr instead).
+
+A job leaves nothing behind in the process: the trainer seeds its own generators, builds a new
+model and optimiser, and drops them when it ends. After ``RECYCLE_AFTER`` jobs the process exits
+anyway and the queue starts a fresh one, so a slow leak cannot grow without bound. If stdin
+closes (the server went away) the running job is saved as "interrupted" and the process ends.
 """
 
 from __future__ import annotations
 
-import json
+import argparse
 import os
+import queue
 import sys
 import threading
 import time
@@ -18,39 +26,63 @@ from typing import TextIO
 
 import torch
 
-from .data import load_dataset
-from .runs import finish_run
-from .train import Callback, EpochMetrics, TrainConfig, Trainer
+from . import protocol as p
+from .data import DATASETS, Dataset, load_dataset
+from .runs import finish_run, save_run
+from .train import Callback, EpochMetrics, RunControl, TrainConfig, Trainer
 
-SEND_EVERY_S = 0.2  # how often new losses are sent
+SEND_EVERY_S = 0.1  # how often new losses are sent; the first loss of a run goes at once
+CHECKPOINT_EVERY_S = 5.0  # at an epoch end, the run folder is written if the last write is older than this
+RECYCLE_AFTER = 25  # jobs per process
+NOTHING_TRAINED = "Stopped before training began; nothing was trained."
 
 
 class Sender(Callback):
-    """Streams a run's progress as JSON lines: losses in chunks, epochs, the recorder's losses."""
+    """Streams a run's progress: losses in chunks, epochs, knob changes, pauses."""
 
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
+    def __init__(self, send, checkpoint=None) -> None:
+        self.send = send
+        self.checkpoint = checkpoint  # called at epoch ends and pauses, with the trainer and whether to report
         self.losses: list[float] = []
         self.sent = 0  # losses sent so far; steps are numbered 1, 2, ... in order
         self.full_sent = 0
-        self.last = time.monotonic()
-
-    def send(self, kind: str, **data) -> None:
-        self.out.write(json.dumps({"kind": kind, **data}) + "\n")
-        self.out.flush()
+        self.last = 0.0
+        self.last_checkpoint = time.monotonic()
 
     def on_train_start(self, trainer: Trainer) -> None:
         h = trainer.history
-        self.send("start", total_steps=h.total_steps, steps_per_epoch=h.steps_per_epoch, started_at=h.started_at)
+        self.send(
+            p.Start(
+                total_steps=h.total_steps,
+                steps_per_epoch=h.steps_per_epoch,
+                started_at=h.started_at,
+                lr=trainer.lr,
+                momentum=trainer.momentum,
+            )
+        )
 
     def on_batch_end(self, trainer: Trainer, step: int, epoch: int, loss: float) -> None:
         self.losses.append(loss)
-        if time.monotonic() - self.last >= SEND_EVERY_S:
+        if self.sent == 0 or time.monotonic() - self.last >= SEND_EVERY_S:
             self.flush(trainer)
 
     def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> None:
         self.flush(trainer)
-        self.send("epoch", metrics=asdict(metrics))
+        self.send(p.Epoch(metrics=asdict(metrics)))
+        if self.checkpoint and time.monotonic() - self.last_checkpoint >= CHECKPOINT_EVERY_S:
+            self.checkpoint(trainer, False)
+            self.last_checkpoint = time.monotonic()
+
+    def on_pause(self, trainer: Trainer, paused: bool) -> None:
+        self.flush(trainer)
+        self.send(p.State(paused=paused, step=trainer.history.step))
+        if paused and self.checkpoint and not trainer.control.stop_event.is_set():
+            self.checkpoint(trainer, True)  # the paused model can be reported on
+            self.last_checkpoint = time.monotonic()
+
+    def on_knobs(self, trainer: Trainer, step: int, lr: float, momentum: float | None) -> None:
+        self.flush(trainer)
+        self.send(p.Knobs(step=step, lr=lr, momentum=momentum))
 
     def on_train_end(self, trainer: Trainer) -> None:
         self.flush(trainer)
@@ -62,43 +94,147 @@ class Sender(Callback):
         first_step = self.sent + 1
         self.sent += len(self.losses)
         self.send(
-            "batches",
-            first_step=first_step,
-            losses=self.losses,
-            epoch=h.epoch,
-            step=h.step,
-            train_seconds=h.train_seconds,
-            images_done=h.images_done,
-            full_losses=full,
+            p.Batches(
+                first_step=first_step,
+                losses=self.losses,
+                epoch=h.epoch,
+                step=h.step,
+                train_seconds=h.train_seconds,
+                images_done=h.images_done,
+                full_losses=[list(x) for x in full],
+            )
         )
         self.losses = []
         self.last = time.monotonic()
 
 
-def listen_for_stop(stream: TextIO, stop_event: threading.Event) -> None:
-    """Set ``stop_event`` on a ``stop`` line or when the parent closes the pipe."""
-    for line in stream:
-        if line.strip() == "stop":
-            break
-    stop_event.set()
+class WarmProcess:
+    """The loop of one training process: read messages, keep data sets, train jobs."""
 
+    def __init__(self, out: TextIO, data_dir: str | None = None) -> None:
+        self.out = out
+        self.data_dir = data_dir
+        self.datasets: dict[tuple[str, str | None], Dataset] = {}
+        self.inbox: queue.Queue = queue.Queue()  # (Job, RunControl) or Quit
+        self.control: RunControl | None = None  # of the job being read for or trained now
+        self.lock = threading.Lock()
+        self.jobs_done = 0
 
-def run_job(spec: dict, out: TextIO, stop_event: threading.Event) -> str:
-    """Train the job described by ``spec``, save it, send ``done``; returns the outcome."""
-    sender = Sender(out)
-    try:
-        config = TrainConfig.from_dict(spec["config"])
-        dataset = load_dataset(
-            config.dataset, data_dir=spec.get("data_dir"), allow_download=spec.get("allow_download", True)
+    def send(self, message: p.Message) -> None:
+        with self.lock:
+            self.out.write(p.encode(message))
+            self.out.flush()
+
+    def dataset(self, name: str, data_dir: str | None = None, allow_download: bool = True) -> Dataset:
+        """Loaded once per process: a warm process keeps every data set it has loaded."""
+        key = (name, data_dir or self.data_dir)
+        if key not in self.datasets:
+            self.datasets[key] = load_dataset(name, data_dir=key[1], allow_download=allow_download)
+        return self.datasets[key]
+
+    def preload(self, names: list[str], allow_download: bool) -> None:
+        for name in names:
+            try:
+                self.dataset(name, allow_download=allow_download)
+            except Exception as exc:  # a missing set is reported by the job that asks for it
+                print(f"preload of {name} failed: {exc}", file=sys.stderr)
+
+    def warm_up(self) -> None:
+        """Train a throwaway model for two batches: torch's first forward and backward pass (thread pool,
+        kernel selection) costs about a second, which the learner's first job then does not pay."""
+        rng = torch.Generator().manual_seed(0)
+        images = torch.randint(0, 256, (256, 28, 28), dtype=torch.uint8, generator=rng)
+        labels = torch.arange(256) % 10
+        scratch = Dataset("mnist", "warm-up", "sample", images, labels, images[:64], labels[:64], DATASETS["mnist"])
+        for batch_size in (128, 64):
+            Trainer(TrainConfig(epochs=1, batch_size=batch_size), scratch).run()
+
+    def read(self, stream: TextIO) -> None:
+        """The reader thread: controls act at once, jobs wait in the inbox; EOF means the server is gone."""
+        for line in stream:
+            try:
+                message = p.decode(line)
+            except p.ProtocolError as exc:
+                print(f"ignored: {exc}", file=sys.stderr)
+                continue
+            if isinstance(message, p.Job):
+                self.control = RunControl()
+                self.inbox.put((message, self.control))
+            elif isinstance(message, p.Control) and self.control is not None:
+                self.steer(self.control, message)
+            elif isinstance(message, p.Quit):
+                self.inbox.put(message)
+        if self.control is not None:
+            self.control.stop("interrupted", "The web server went away; training ended")
+        self.inbox.put(p.Quit())
+
+    @staticmethod
+    def steer(control: RunControl, message: p.Control) -> None:
+        action = message.action
+        if action == "stop":
+            control.stop()
+        elif action == "pause":
+            control.pause()
+        elif action == "resume":
+            control.resume()
+        elif action == "step":
+            control.step(message.batches)
+        elif action == "epoch":
+            control.step_epoch()
+        elif action == "set":
+            try:
+                control.set_knobs(lr=message.lr, momentum=message.momentum)
+            except ValueError as exc:  # the queue checks first; this only guards the process
+                print(f"ignored knob change: {exc}", file=sys.stderr)
+
+    def serve(self) -> None:
+        while True:
+            self.send(p.Ready(pid=os.getpid(), datasets=[k[0] for k in self.datasets], jobs_done=self.jobs_done))
+            item = self.inbox.get()
+            if isinstance(item, p.Quit):
+                return
+            job, control = item
+            self.run_job(job, control)
+            self.jobs_done += 1
+            if self.jobs_done >= RECYCLE_AFTER:
+                return
+
+    def run_job(self, job: p.Job, control: RunControl) -> str:
+        """Train the job, save it, send ``Done``; returns the outcome."""
+        checkpoint = lambda trainer, with_report: self.checkpoint(trainer, job, with_report)
+        sender = Sender(self.send, checkpoint)
+        try:
+            config = TrainConfig.from_dict(job.config)
+            dataset = self.dataset(config.dataset, job.data_dir, job.allow_download)
+            trainer = Trainer(config, dataset, callbacks=[sender], control=control)
+        except Exception as exc:  # a data set that cannot load, a device that is missing
+            self.send(p.Done(status="failed", message=f"Could not start: {exc}", run_dir=None))
+            return "failed"
+        if control.stop_event.is_set():  # stopped before the first batch: nothing to save
+            self.send(p.Done(status="cancelled", message=NOTHING_TRAINED, run_dir=None))
+            return "cancelled"
+        trainer.run()
+        run_dir, _, message = finish_run(trainer, dataset, root=job.root, run_id=job.job_id)
+        self.send(p.Done(status=trainer.history.status, message=message, run_dir=run_dir and str(run_dir)))
+        return trainer.history.status
+
+    @staticmethod
+    def checkpoint(trainer: Trainer, job: p.Job, with_report: bool) -> None:
+        """Write the run folder as it is now, marked "interrupted": if this process dies, that is the truth."""
+        h = trainer.history
+        message = (
+            f"The training process ended at step {h.step} of {h.total_steps} (epoch {h.epoch}) before the run did; "
+            "this is what it had learned by its last save."
         )
-        trainer = Trainer(config, dataset, callbacks=[sender], stop_event=stop_event)
-    except Exception as exc:  # a data set that cannot load, a device that is missing
-        sender.send("done", status="failed", message=f"Could not start: {exc}", run_dir=None)
-        return "failed"
-    trainer.run()
-    run_dir, _, message = finish_run(trainer, dataset, root=spec.get("root"), run_id=spec["job_id"])
-    sender.send("done", status=trainer.history.status, message=message, run_dir=run_dir and str(run_dir))
-    return trainer.history.status
+        try:
+            report = None
+            if with_report:
+                from .report import build_report
+
+                report = build_report(trainer.model, trainer.dataset)
+            save_run(trainer, report, root=job.root, run_id=job.job_id, status="interrupted", message=message)
+        except Exception as exc:  # a checkpoint that fails must not end the run
+            print(f"checkpoint failed: {exc}", file=sys.stderr)
 
 
 def training_threads() -> int:
@@ -110,12 +246,21 @@ def training_threads() -> int:
         return 1
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mnist_core.worker", description=__doc__.splitlines()[0])
+    parser.add_argument("--preload", default="", help="comma-separated data sets to load before the first job")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--offline", action="store_true", help="do not try to download while preloading")
+    args = parser.parse_args(argv)
+    # The protocol owns the real stdout; anything a library prints goes to stderr.
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     torch.set_num_threads(training_threads())
-    spec = json.loads(sys.stdin.readline())
-    stop_event = threading.Event()
-    threading.Thread(target=listen_for_stop, args=(sys.stdin, stop_event), daemon=True).start()
-    run_job(spec, sys.stdout, stop_event)
+    process = WarmProcess(out, data_dir=args.data_dir)
+    process.preload([n for n in args.preload.split(",") if n], allow_download=not args.offline)
+    process.warm_up()
+    threading.Thread(target=process.read, args=(sys.stdin,), daemon=True).start()
+    process.serve()
     return 0
 
 

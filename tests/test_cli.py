@@ -42,7 +42,7 @@ def test_train_then_evaluate(tmp_path):
 
 def test_bad_arguments_give_clear_errors(tmp_path):
     out = cli("train", "--lr", "-1", "--offline", "--runs-dir", str(tmp_path))
-    assert out.returncode == 2 and "learning rate must be a positive number" in out.stderr
+    assert out.returncode == 2 and "learning rate must be between" in out.stderr
     out = cli("evaluate", str(tmp_path / "missing"))
     assert out.returncode == 2 and "no such run folder" in out.stderr
     assert list(tmp_path.iterdir()) == []

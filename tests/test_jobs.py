@@ -25,9 +25,26 @@ def data_dir(tmp_path):
     return folder
 
 
-def test_jobs_queue_in_order_and_save_runs(tmp_path, data_dir):
-    queue = JobQueue(root=tmp_path / "runs", max_concurrent=1, data_dir=data_dir)
-    jobs = [queue.submit(TrainConfig(epochs=2, batch_size=64, seed=s, optimiser="ADAM", lr=0.01)) for s in range(3)]
+@pytest.fixture
+def make_queue():
+    """JobQueue(...) whose trainers are ended after the test."""
+    made = []
+
+    def make(**kwargs) -> JobQueue:
+        made.append(JobQueue(**kwargs))
+        return made[-1]
+
+    yield make
+    for queue in made:
+        queue.close()
+
+
+def test_jobs_queue_in_order_and_save_runs(tmp_path, data_dir, make_queue):
+    queue = make_queue(root=tmp_path / "runs", max_concurrent=1, data_dir=data_dir)
+    jobs = [
+        queue.submit(TrainConfig(epochs=2, batch_size=64, seed=s, optimiser="ADAM", lr=0.01), owner=f"o{s}")
+        for s in range(3)
+    ]
     deadline = time.monotonic() + 30
     while jobs[0].state != "running" and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -46,17 +63,17 @@ def test_jobs_queue_in_order_and_save_runs(tmp_path, data_dir):
     assert run.report.test_acc > 0.5
 
 
-def test_stop_running_and_cancel_waiting(tmp_path, data_dir):
-    queue = JobQueue(root=tmp_path / "runs", max_concurrent=1, data_dir=data_dir)
-    long = queue.submit(TrainConfig(epochs=1000, batch_size=16))
-    waiting = queue.submit(TrainConfig(epochs=1))
+def test_stop_running_and_cancel_waiting(tmp_path, data_dir, make_queue):
+    queue = make_queue(root=tmp_path / "runs", max_concurrent=1, data_dir=data_dir)
+    long = queue.submit(TrainConfig(epochs=100, batch_size=16), owner="a")
+    waiting = queue.submit(TrainConfig(epochs=1), owner="b")
     deadline = time.monotonic() + 120
     while (long.history is None or long.history.step < 5) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert long.history.step >= 5
-    queue.stop(waiting.id)
-    assert waiting.outcome == "cancelled" and queue.position(waiting.id) is None
-    queue.stop(long.id)
+    queue.stop(waiting.id, "b")
+    assert waiting.done and waiting.outcome == "cancelled" and queue.position(waiting.id) is None
+    queue.stop(long.id, "a")
     assert queue.wait_idle(timeout=120)
     assert long.outcome == "stopped"
     run = load_run(long.run_dir)
@@ -64,22 +81,22 @@ def test_stop_running_and_cancel_waiting(tmp_path, data_dir):
     assert [p.name for p in list_runs(tmp_path / "runs")] == [long.id]  # the cancelled job left nothing
 
 
-def test_failed_start_is_reported(tmp_path):
-    queue = JobQueue(root=tmp_path / "runs", data_dir=tmp_path / "empty")
+def test_failed_start_is_reported(tmp_path, make_queue):
+    queue = make_queue(root=tmp_path / "runs", data_dir=tmp_path / "empty")
     job = queue.submit(TrainConfig(epochs=1))
     assert queue.wait_idle(timeout=120)
     assert job.outcome == "failed" and "no IDX files" in job.message
 
 
-def test_bad_config_is_refused_before_queueing(tmp_path):
-    queue = JobQueue(root=tmp_path)
+def test_bad_config_is_refused_before_queueing(tmp_path, make_queue):
+    queue = make_queue(root=tmp_path)
     with pytest.raises(ValueError, match="learning rate"):
         queue.submit(TrainConfig(lr=-1))
     assert queue.active() == []
 
 
-def test_diverged_job_is_saved_with_its_message(tmp_path, data_dir):
-    queue = JobQueue(root=tmp_path / "runs", data_dir=data_dir)
+def test_diverged_job_is_saved_with_its_message(tmp_path, data_dir, make_queue):
+    queue = make_queue(root=tmp_path / "runs", data_dir=data_dir)
     job = queue.submit(TrainConfig(epochs=3, batch_size=16, lr=1e9))
     assert queue.wait_idle(timeout=120)
     assert job.outcome == "diverged" and "lower" in job.message
@@ -88,27 +105,27 @@ def test_diverged_job_is_saved_with_its_message(tmp_path, data_dir):
     assert len(run.history.batch_losses) == job.history.step < run.history.total_steps
 
 
-def test_stop_right_after_submit_ends_cleanly(tmp_path, data_dir):
-    """Stop pressed while the child is still starting: no crash, nothing half-saved."""
-    queue = JobQueue(root=tmp_path / "runs", data_dir=data_dir)
-    job = queue.submit(TrainConfig(epochs=1000, batch_size=16))
+def test_stop_right_after_submit_ends_cleanly(tmp_path, data_dir, make_queue):
+    """Stop pressed while the job is handed to the trainer: no crash, nothing half-saved, the trainer stays warm."""
+    queue = make_queue(root=tmp_path / "runs", data_dir=data_dir)
+    job = queue.submit(TrainConfig(epochs=100, batch_size=16), owner="a")
     deadline = time.monotonic() + 30
     while job.process is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    queue.stop(job.id)
+        time.sleep(0.001)
+    queue.stop(job.id, "a")
     assert queue.wait_idle(timeout=120)
     assert job.outcome in ("cancelled", "stopped"), job.message
     if job.outcome == "stopped":  # it had begun: then its partial run is saved
         assert load_run(job.run_dir).meta["status"] == "stopped"
     else:
         assert list_runs(tmp_path / "runs") == []
-    assert job.process.poll() is not None  # the child is gone
+    assert queue.wait_warm(timeout=60) and queue.trainers[0].proc is job.process  # the same process, ready again
 
 
-def test_runs_are_saved_where_the_server_looks(tmp_path, data_dir, monkeypatch):
+def test_runs_are_saved_where_the_server_looks(tmp_path, data_dir, monkeypatch, make_queue):
     """A relative runs folder means the server's working directory, not the child's."""
     monkeypatch.chdir(tmp_path)
-    queue = JobQueue(root="relative-runs", data_dir=data_dir)
+    queue = make_queue(root="relative-runs", data_dir=data_dir)
     job = queue.submit(TrainConfig(epochs=1, batch_size=128))
     assert queue.wait_idle(timeout=120)
     assert job.outcome == "finished"

@@ -67,9 +67,9 @@ def test_model_page_table_and_prediction(runs_dir):
 
 def test_train_then_report(runs_dir):
     at = open_page("app_pages/3_Train.py")
-    assert [b.label for b in at.button] == ["Start training", "Stop"]
+    assert [b.label for b in at.button] == ["Start training"]
     at.slider(key="keep_epochs").set_value(1)
-    at.radio(key="keep_opt").set_value("ADAM")
+    at.radio(key="keep_optimiser").set_value("ADAM")
     at.select_slider(key="keep_lr").set_value(0.01)
     at.button[0].click().run()
     assert not at.exception, at.exception

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import secrets
+
 import streamlit as st
 import torch
 
@@ -12,25 +15,55 @@ from mnist_core.runs import Run, RunError, list_runs, load_run, runs_root
 
 from .common import shared_dataset
 
+OWNER_COOKIE = "mnist_owner"
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{32,64}")
 
-@st.cache_resource
+
+def _close_queue(queue: JobQueue) -> None:
+    queue.close()
+
+
+@st.cache_resource(on_release=_close_queue)
 def job_queue() -> JobQueue:
-    """One queue per server process: every session's training goes through it."""
-    return JobQueue()
+    """One queue per server process: every session's training goes through it. Its trainers start
+    warming now, with the data set the server offers by default already loaded."""
+    try:
+        offline = shared_dataset("mnist").source_kind == "sample"  # the server found no network: nor will they
+    except DataError:
+        offline = False
+    return JobQueue(preload=("mnist",), allow_download=not offline)
+
+
+def _cookie() -> str:
+    token = st.context.cookies.get(OWNER_COOKIE)
+    return token if isinstance(token, str) else ""  # AppTest has no browser, hence no cookies
+
+
+def owner() -> str:
+    """This browser's secret: it owns the jobs it starts. Kept in a cookie (never in a page or a URL) so a
+    refresh, a new session of the same browser, finds its run again and no other visitor can steer it."""
+    if "owner" not in st.session_state:
+        token = _cookie()
+        st.session_state["owner"] = token if _TOKEN.fullmatch(token) else secrets.token_urlsafe(32)
+    return st.session_state["owner"]
+
+
+def keep_owner_cookie() -> None:
+    """Store the owner secret in this browser (once per session, if it is not there yet)."""
+    token = owner()
+    if _cookie() == token or st.session_state.get("owner_cookie_sent"):
+        return
+    st.session_state["owner_cookie_sent"] = True
+    with st.sidebar:
+        st.html(
+            f"<script>document.cookie = '{OWNER_COOKIE}={token}; path=/; max-age=31536000; SameSite=Strict';</script>",
+            unsafe_allow_javascript=True,
+        )
 
 
 def session_job() -> Job | None:
-    """This session's latest job. Its id is also kept in the URL, so a refresh finds it again."""
-    job_id = st.session_state.get("job_id") or st.query_params.get("job")
-    job = job_queue().get(job_id)
-    if job is not None:
-        st.session_state["job_id"] = job.id
-    return job
-
-
-def remember_job(job: Job) -> None:
-    st.session_state["job_id"] = job.id
-    st.query_params["job"] = job.id
+    """This browser's latest job, running or ended."""
+    return job_queue().latest_of(owner())
 
 
 @st.cache_resource(max_entries=32, show_spinner="Loading the run...")
