@@ -21,8 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
-from conftest import CHROMIUM_FLAGS, chromium_path, free_port  # noqa: E402
-from load_test import start_server  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from appserver import CHROMIUM_FLAGS, chromium_path, free_port, start_server  # noqa: E402  (shared with tests/e2e)
 
 
 def images_per_sec(run_dir: Path) -> float:

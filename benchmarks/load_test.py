@@ -32,14 +32,12 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -48,7 +46,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
-from conftest import CHROMIUM_FLAGS  # noqa: E402  (the browser tests' launch flags)
+from appserver import CHROMIUM_FLAGS, free_port, start_server, wait_healthy  # noqa: E402  (shared with tests/e2e)
 
 MAX_RELOADS = 3  # per session, each after a longer wait than the one before
 QUEUE_RE = re.compile(r"Waiting in the queue: place (\S+) of (\d+) jobs")
@@ -82,45 +80,6 @@ def parse_args() -> argparse.Namespace:
 
 
 # --------------------------------------------------------------------------- the server
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(port: int, runs_dir: Path, log_path: Path) -> subprocess.Popen:
-    """``streamlit run`` in its own process group, so that the group (server + workers) can be ended whole."""
-    env = {**os.environ, "MNIST_RUNS_DIR": str(runs_dir), "PYTHONPATH": str(ROOT)}
-    cmd = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        "streamlit_app.py",
-        "--server.headless=true",
-        "--server.address=127.0.0.1",
-        f"--server.port={port}",
-        "--browser.gatherUsageStats=false",
-        # No reloading of edited modules mid-test: an edit elsewhere in the tree must not reset the queue.
-        "--server.fileWatcherType=none",
-    ]
-    with open(log_path, "w") as log:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with code {proc.returncode}")
-        try:
-            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).status == 200:
-                return
-        except OSError:
-            time.sleep(0.3)
-    raise RuntimeError(f"streamlit was not healthy after {timeout:.0f} s")
 
 
 def stop_server(proc: subprocess.Popen) -> None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import numpy as np
 import pytest
 from helpers import blobs_dataset, write_idx
 
-from mnist_core.jobs import JobQueue
+from mnist_core.jobs import JobQueue, QueueError
 from mnist_core.runs import list_runs, load_run
 from mnist_core.train import TrainConfig
 
@@ -130,3 +132,105 @@ def test_runs_are_saved_where_the_server_looks(tmp_path, data_dir, monkeypatch, 
     assert queue.wait_idle(timeout=120)
     assert job.outcome == "finished"
     assert job.run_dir.parent == tmp_path / "relative-runs"
+
+
+def wait_for(condition, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)
+
+
+def test_warm_trainer_takes_job_after_job_and_stays_clean(tmp_path, data_dir, make_queue):
+    """No new process (hence no new import) per job, and a job trained after another one gives exactly
+    the losses it gives as the process's first job."""
+    queue = make_queue(root=tmp_path / "runs", data_dir=data_dir)
+    assert queue.wait_warm(timeout=120)
+    pid = queue.trainers[0].pid
+    jobs = []
+    for seed in (0, 5, 0):
+        jobs.append(queue.submit(TrainConfig(epochs=1, batch_size=64, seed=seed), owner="me"))
+        assert queue.wait_idle(timeout=120)
+    assert [j.outcome for j in jobs] == ["finished"] * 3
+    assert {j.process.pid for j in jobs} == {pid} and queue.started_processes == 1
+    assert jobs[0].history.batch_losses == jobs[2].history.batch_losses
+    assert jobs[0].history.batch_losses != jobs[1].history.batch_losses
+
+
+def test_pause_step_and_lr_change_are_recorded_in_the_run(tmp_path, data_dir, make_queue):
+    queue = make_queue(root=tmp_path / "runs", data_dir=data_dir)
+    job = queue.submit(TrainConfig(epochs=100, batch_size=16), owner="me")
+    wait_for(lambda: job.history is not None and job.history.step >= 3)
+    queue.control(job.id, "me", "pause")
+    wait_for(lambda: job.history.paused)
+    paused_at = job.history.step
+    assert len(job.history.batch_losses) == paused_at  # everything up to the pause is drawn
+    queue.control(job.id, "me", "step", batches=2)
+    wait_for(lambda: job.history.step == paused_at + 2 and job.history.paused)
+    queue.control(job.id, "me", "set", lr=0.01)
+    queue.control(job.id, "me", "step")
+    wait_for(lambda: job.history.step == paused_at + 3)
+    assert job.history.lr_schedule == [(0, 0.1), (paused_at + 2, 0.01)]
+    # the paused model was saved with its report, marked "interrupted" in case the process dies
+    checkpoint = load_run(tmp_path / "runs" / job.id)
+    assert checkpoint.meta["status"] == "interrupted" and checkpoint.report is not None
+    with pytest.raises(QueueError, match="learning rate"):
+        queue.control(job.id, "me", "set", lr=-1)
+    queue.control(job.id, "me", "resume")
+    wait_for(lambda: not job.history.paused and job.history.step > paused_at + 5)
+    queue.stop(job.id, "me")
+    assert queue.wait_idle(timeout=120)
+    run = load_run(job.run_dir)
+    assert run.meta["status"] == "stopped"
+    assert run.history.lr_schedule == job.history.lr_schedule == [(0, 0.1), (paused_at + 2, 0.01)]
+    assert run.history.batch_losses == pytest.approx(job.history.batch_losses)
+
+
+def test_only_the_owner_can_steer_and_the_queue_has_limits(tmp_path, data_dir, make_queue):
+    queue = make_queue(root=tmp_path / "runs", data_dir=data_dir, max_waiting=1)
+    mine = queue.submit(TrainConfig(epochs=100, batch_size=16), owner="victim")
+    wait_for(lambda: mine.history is not None and mine.history.step > 0)
+    for action in ("stop", "pause", "resume", "step", "set"):
+        with pytest.raises(QueueError, match="another session"):
+            queue.control(mine.id, "attacker", action, lr=0.5)
+    with pytest.raises(QueueError, match="another session"):
+        queue.stop(mine.id, "")
+    with pytest.raises(QueueError, match="already have a run"):
+        queue.submit(TrainConfig(epochs=1), owner="victim")
+    assert queue.latest_of("attacker") is None and queue.busy() == (1, 0)
+    waiting = queue.submit(TrainConfig(epochs=1), owner="second")
+    with pytest.raises(QueueError, match="queue is full"):
+        queue.submit(TrainConfig(epochs=1), owner="third")
+    queue.stop(waiting.id, "second")
+    step = mine.history.step
+    wait_for(lambda: mine.history.step > step)  # the victim's run went on through all of it
+    assert not mine.done and not mine.history.paused
+    queue.stop(mine.id, "victim")
+    assert queue.wait_idle(timeout=120) and mine.outcome == "stopped"
+
+
+def test_a_killed_trainer_is_replaced_and_its_run_kept(tmp_path, data_dir, make_queue):
+    queue = make_queue(root=tmp_path / "runs", data_dir=data_dir)
+    job = queue.submit(TrainConfig(epochs=100, batch_size=16), owner="me")
+    wait_for(lambda: job.history is not None and job.history.step >= 3)
+    queue.control(job.id, "me", "pause")  # a pause saves a checkpoint
+    wait_for(lambda: job.history.paused and (tmp_path / "runs" / job.id / "run.json").exists())
+    old = job.process.pid
+    os.kill(old, signal.SIGKILL)  # as the kernel's OOM killer would
+    assert queue.wait_idle(timeout=120)
+    assert job.outcome == "interrupted" and "ended unexpectedly" in job.message
+    run = load_run(job.run_dir)
+    assert run.meta["status"] == "interrupted" and len(run.history.batch_losses) == job.history.step
+    assert queue.wait_warm(timeout=120) and queue.trainers[0].pid != old
+    again = queue.submit(TrainConfig(epochs=1, batch_size=64), owner="me")
+    assert queue.wait_idle(timeout=120) and again.outcome == "finished"
+
+
+def test_a_server_that_goes_away_leaves_the_run_interrupted(tmp_path, data_dir, make_queue):
+    queue = make_queue(root=tmp_path / "runs", data_dir=data_dir)
+    job = queue.submit(TrainConfig(epochs=100, batch_size=16), owner="me")
+    wait_for(lambda: job.history is not None and job.history.step >= 3)
+    queue.close()  # what the server's exit does to the trainer's stdin
+    run = load_run(tmp_path / "runs" / job.id)
+    assert run.meta["status"] == "interrupted"
+    assert run.meta["message"].startswith("The web server went away")

@@ -230,7 +230,7 @@ def test_archives_with_bad_contents_are_refused(saved, tmp_path, tamper, words):
 def test_full_losses_without_columns_is_damage(saved):
     _, _, folder = saved
     (folder / "full_losses.csv").write_text("a,b\n1,2\n")
-    with pytest.raises(RunError, match="metrics files are damaged"):
+    with pytest.raises(RunError, match="full_losses.csv: the columns must be step,loss"):
         load_run(folder)
 
 

@@ -178,3 +178,117 @@ def test_dead_network_is_explained(sample):
     assert warning is not None and "lower learning rate" in warning
     healthy = train(TrainConfig(epochs=1, optimiser="ADAM", lr=0.01), sample)
     assert plateau_warning(healthy.history.epochs) is None
+
+
+# --------------------------------------------------------------------------- pause, step, live knobs
+
+
+class SetAt(Callback):
+    """Changes the knobs through the run's control after batch ``step``, as the queue does from another thread."""
+
+    def __init__(self, step, **knobs):
+        self.step, self.knobs = step, knobs
+
+    def on_batch_end(self, trainer, step, epoch, loss):
+        if step == self.step:
+            trainer.control.set_knobs(**self.knobs)
+
+
+def test_three_loop_styles_agree_with_an_lr_change_mid_run(blobs):
+    runs = [
+        train(TrainConfig(epochs=2, batch_size=32, loop=loop, seed=3), blobs, callbacks=[SetAt(5, lr=0.02)])
+        for loop in ("train!", "gradient", "manual")
+    ]
+    for run in runs:
+        assert run.history.lr_schedule == [(0, 0.1), (5, 0.02)] and run.lr == 0.02
+    for other in runs[1:]:
+        for a, b in zip(_weights(runs[0]), _weights(other)):
+            assert torch.allclose(a, b, atol=1e-6, rtol=1e-5)
+    # and the change mattered: the same run without it ends elsewhere
+    plain = train(TrainConfig(epochs=2, batch_size=32, seed=3), blobs)
+    assert plain.history.batch_losses[:6] == runs[0].history.batch_losses[:6]
+    assert plain.history.batch_losses[6:] != pytest.approx(runs[0].history.batch_losses[6:], rel=1e-4)
+
+
+def test_an_lr_change_takes_effect_at_the_next_batch(blobs):
+    seen = []
+
+    class Rate(Callback):
+        def on_batch_end(self, trainer, step, epoch, loss):
+            seen.append(trainer.lr)
+
+    train(TrainConfig(epochs=1, batch_size=32, seed=1), blobs, callbacks=[SetAt(3, lr=0.5), Rate()])
+    assert seen[:3] == [0.1, 0.1, 0.1] and set(seen[3:]) == {0.5}
+
+
+def test_momentum_change_is_recorded_and_used(blobs):
+    trainer = Trainer(
+        TrainConfig(epochs=1, batch_size=32, optimiser="Momentum"), blobs, callbacks=[SetAt(2, momentum=0.5)]
+    )
+    trainer.run()
+    assert trainer.history.momentum_schedule == [(0, 0.9), (2, 0.5)]
+    assert trainer.history.lr_schedule == [(0, 0.1)]
+    adam = train(
+        TrainConfig(epochs=1, batch_size=32, optimiser="ADAM", lr=0.01), blobs, callbacks=[SetAt(1, momentum=0.8)]
+    )
+    assert adam.history.momentum_schedule == [(0, 0.9), (1, 0.8)]
+    assert train(TrainConfig(epochs=1, batch_size=64), blobs).history.momentum_schedule == []  # Descent has none
+
+
+def test_bad_live_knobs_are_refused(blobs):
+    trainer = Trainer(TrainConfig(epochs=1), blobs)
+    with pytest.raises(ValueError, match="learning rate"):
+        trainer.control.set_knobs(lr=-1)
+    with pytest.raises(ValueError, match="momentum"):
+        trainer.control.set_knobs(momentum=1.5)
+
+
+def wait_for(condition, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.005)
+
+
+def test_pause_step_epoch_resume(blobs):
+    events = []
+
+    class Watch(Callback):
+        def on_pause(self, trainer, paused):
+            events.append((paused, trainer.history.step))
+
+    trainer = Trainer(TrainConfig(epochs=4, batch_size=16), blobs, callbacks=[Watch()])  # 16 steps per epoch
+    control = trainer.control
+    control.pause()  # paused before the first batch
+    trainer.start()
+    wait_for(lambda: trainer.history.paused)
+    assert trainer.history.step == 0 and events == [(True, 0)]
+    control.step()
+    wait_for(lambda: trainer.history.step == 1 and trainer.history.paused and len(events) == 2)
+    control.step(3)
+    wait_for(lambda: trainer.history.step == 4 and len(events) == 3)
+    assert len(trainer.history.batch_losses) == 4
+    control.step_epoch()  # to the end of epoch 1
+    wait_for(lambda: trainer.history.step == 16 and len(events) == 4)
+    assert len(trainer.history.epochs) == 1
+    control.step_epoch()  # at an epoch boundary: one whole epoch
+    wait_for(lambda: trainer.history.step == 32 and len(events) == 5)
+    train_seconds = trainer.history.train_seconds
+    control.resume()
+    trainer.thread.join(60)
+    h = trainer.history
+    assert h.status == "finished" and h.step == 64 and not h.paused
+    assert events[-1] == (False, 32)
+    assert h.train_seconds >= train_seconds
+    assert sum(e.seconds for e in h.epochs) == pytest.approx(h.train_seconds, rel=0.05)
+
+
+def test_stop_while_paused_and_interrupted_status(blobs):
+    trainer = Trainer(TrainConfig(epochs=4, batch_size=16), blobs)
+    trainer.control.pause()
+    trainer.start()
+    wait_for(lambda: trainer.history.paused)
+    trainer.control.stop("interrupted", "The web server went away; training ended")
+    trainer.thread.join(60)
+    assert trainer.history.status == "interrupted"
+    assert trainer.history.message.startswith("The web server went away; training ended at step 0")

@@ -2,85 +2,31 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
-
 import pytest
+from appserver import CHROMIUM_FLAGS, ROOT, chromium_path, free_port, start_server, stop_server, wait_healthy
 from playwright.sync_api import expect
 
 # A page redraw on a busy 2-core machine can take longer than Playwright's default 5 s.
 expect.set_options(timeout=30_000)
 
-ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "tests" / "e2e" / "screenshots"
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-def chromium_path() -> str | None:
-    for candidate in (os.environ.get("CHROMIUM_PATH"), "/usr/bin/chromium", shutil.which("chromium")):
-        if candidate and Path(candidate).exists():
-            return candidate
-    return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
-    """Start the app with an empty runs folder; yield its URL; stop it."""
+    """Start the app with an empty runs folder; yield its URL; stop it with its trainers."""
     port = free_port()
     runs = tmp_path_factory.mktemp("runs")
-    env = {**os.environ, "MNIST_RUNS_DIR": str(runs), "PYTHONPATH": str(ROOT)}
-    log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "w+")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "streamlit_app.py",
-            "--server.headless=true",
-            f"--server.port={port}",
-            "--server.address=127.0.0.1",
-            "--browser.gatherUsageStats=false",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    log_path = tmp_path_factory.mktemp("log") / "streamlit.log"
+    proc = start_server(port, runs, log_path)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).status == 200:
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        log.seek(0)
-        pytest.fail("streamlit did not start:\n" + log.read())
-    yield {"url": url, "runs": runs}
-    proc.terminate()
-    proc.wait(20)
+    try:
+        wait_healthy(url, proc)
+    except RuntimeError as exc:
+        stop_server(proc)
+        pytest.fail(f"{exc}:\n{log_path.read_text()}")
+    yield {"url": url, "runs": runs, "log": log_path}
+    stop_server(proc)
 
 
 @pytest.fixture(scope="session")

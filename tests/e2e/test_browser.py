@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 
 from helpers import confidently_right, digit_png, trained_run
 from playwright.sync_api import Page, expect
@@ -30,39 +29,77 @@ def wait_for_app(page: Page) -> None:
     expect(page.get_by_test_id("stSidebar")).to_contain_text("Device", timeout=60_000)
 
 
-def test_train_live_stop_and_report(server, page: Page):
+def last_step(page: Page) -> int:
+    return page.evaluate(LAST_STEP)
+
+
+def wait_step(page: Page, condition: str) -> int:
+    """Wait until the live chart's last step satisfies ``condition`` (a JS expression of ``s``); return it."""
+    page.wait_for_function(f"(() => {{ const s = ({LAST_STEP})(); return {condition}; }})", timeout=60_000)
+    return last_step(page)
+
+
+def main_button(page: Page, name: str):
+    """A button of the page itself (the header has a Stop of its own)."""
+    return page.get_by_test_id("stMain").get_by_role("button", name=re.compile(rf"{name}$"))
+
+
+def test_train_pause_step_change_lr_refresh_stop(server, page: Page):
     page.goto(server["url"])
     wait_for_app(page)
     expect(page.get_by_role("heading", name="Watch a neural network learn")).to_be_visible()
 
     page.get_by_role("link", name="Train").click()
     expect(page.get_by_role("button", name="Start training")).to_be_enabled()
-    # A long run on the sample: 30 epochs of batch 16, so there is time to watch it and stop it.
-    set_slider(page, "Epochs", "End", "30")
-    set_slider(page, "Batch size", "Home", "16")
-    time.sleep(1)
+    # A long run on the sample: 100 epochs of batch 8, so there is time to steer it.
+    set_slider(page, "Epochs", "End", "100")
+    set_slider(page, "Batch size", "Home", "8")
     page.get_by_role("button", name="Start training").click()
 
-    stop = page.locator("button[kind=secondary]", has_text="Stop")  # not the header's own Stop
-    expect(stop).to_be_enabled(timeout=30_000)
-    page.wait_for_function(f"({LAST_STEP})() > 0", timeout=60_000)
-    first = page.evaluate(LAST_STEP)
-    page.wait_for_function(f"({LAST_STEP})() > {first}", timeout=30_000)
-    second = page.evaluate(LAST_STEP)
-    assert second > first > 0, "the live chart did not gain points"
-    expect(page.get_by_text(re.compile(r"epoch \d+/30 · step \d+/7500"))).to_be_visible()
+    first = wait_step(page, "s > 0")
+    wait_step(page, f"s > {first}")
+    expect(page.get_by_text(re.compile(r"epoch \d+/100 · step \d+/50000"))).to_be_visible()
 
-    # A refresh is a new session: the run goes on, and the job id in the URL finds it again.
-    assert "job=" in page.url
+    # Pause freezes the chart: one Step then adds exactly one point.
+    main_button(page, "Pause").click()
+    expect(main_button(page, "Resume")).to_be_visible()
+    expect(page.get_by_text(re.compile(r"paused at step \d+"))).to_be_visible()
+    paused_at = last_step(page)
+    main_button(page, "Step 1 batch").click()
+    assert wait_step(page, f"s > {paused_at}") == paused_at + 1
+    expect(page.get_by_text(f"paused at step {paused_at + 1}")).to_be_visible()
+
+    # A new learning rate while paused applies from the next batch, and the chart marks it.
+    set_slider(page, "Learning rate (log scale)", "ArrowLeft", "0.079")
+    main_button(page, "Step 1 batch").click()
+    wait_step(page, f"s > {paused_at + 1}")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.js-plotly-plot')].pop().layout.shapes.length === 1", timeout=30_000
+    )
+    expect(page.get_by_text(f"0.079 (from step {paused_at + 2})")).to_be_visible()
+
+    main_button(page, "Resume").click()
+    expect(main_button(page, "Pause")).to_be_visible()
+    resumed = wait_step(page, f"s > {paused_at + 2}")
+
+    # A refresh is a new session: the browser's own secret finds the run, and the knobs show its settings.
     page.reload()
     wait_for_app(page)
-    page.wait_for_function(f"({LAST_STEP})() > {second}", timeout=60_000)
+    wait_step(page, f"s > {resumed}")
+    assert "job=" not in page.url  # nothing in the URL another visitor could use
+    expect(page.get_by_role("slider", name="Epochs")).to_have_attribute("aria-valuetext", "100")
+    expect(page.get_by_role("slider", name="Batch size")).to_have_attribute("aria-valuetext", "8")
+    expect(page.get_by_role("slider", name="Learning rate (log scale)")).to_have_attribute("aria-valuetext", "0.079")
 
-    stop.click()
+    main_button(page, "Stop").click()
     expect(page.get_by_text("Stopped by the user")).to_be_visible(timeout=30_000)
     expect(page.get_by_role("button", name="Start training")).to_be_enabled(timeout=30_000)
-    stopped_at = page.evaluate(LAST_STEP)
-    assert stopped_at < 7500
+    assert last_step(page) < 50000
+
+    (run_dir,) = [p for p in server["runs"].iterdir() if load_run(p).config.batch_size == 8]
+    run = load_run(run_dir)
+    assert run.meta["status"] == "stopped"
+    assert run.history.lr_schedule == [(0, 0.1), (paused_at + 1, 0.079)]
 
     page.get_by_role("link", name="Open its report").click()
     expect(page.get_by_role("heading", name="Report")).to_be_visible()
@@ -70,7 +107,38 @@ def test_train_live_stop_and_report(server, page: Page):
     expect(metric).to_contain_text("%", timeout=60_000)
     value = float(re.search(r"([\d.]+)%", metric.inner_text()).group(1))
     assert 0 <= value <= 100
-    expect(page.get_by_text("status stopped")).to_be_visible()
+
+
+def test_a_queued_job_is_cancelled_at_once_and_others_cannot_see_it(server, browser, page: Page):
+    """Two visitors: the second waits behind the first, cannot see or steer the first's run, and Cancel frees
+    its page at once."""
+    first = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    first.goto(server["url"] + "/Train")
+    wait_for_app(first)
+    set_slider(first, "Epochs", "End", "100")
+    set_slider(first, "Batch size", "Home", "8")
+    first.get_by_role("button", name="Start training").click()
+    wait_step(first, "s > 0")
+    their_id = first.locator("[data-testid=stCaptionContainer] code").first.inner_text()
+
+    page.goto(server["url"] + "/Train")
+    wait_for_app(page)
+    page.get_by_role("button", name="Start training").click()
+    expect(page.get_by_text(re.compile("Waiting in the queue: place 1"))).to_be_visible()
+    assert their_id not in page.content()
+    page.get_by_role("link", name="Runs").click()
+    expect(page.get_by_text(re.compile(r"Training now: 1 run"))).to_be_visible()
+    assert their_id not in page.content()
+
+    page.get_by_role("link", name="Train").click()
+    main_button(page, "Cancel").click()
+    expect(page.get_by_text("Cancelled while waiting in the queue")).to_be_visible()
+    expect(page.get_by_role("button", name="Start training")).to_be_enabled()
+
+    wait_step(first, "s > 0")  # the first visitor's run goes on
+    main_button(first, "Stop").click()
+    expect(first.get_by_text("Stopped by the user")).to_be_visible(timeout=30_000)
+    first.context.close()
 
 
 def test_every_page_shows_without_error(server, page: Page):

@@ -1,0 +1,195 @@
+"""How the live loop feels in a browser: Start -> first point, refresh rate and lag, Pause, Stop, server CPU.
+
+Run by hand, never by the tests:
+    python benchmarks/bench_live_loop.py [--runs 5] [--tabs 10] [--checkout PATH]
+
+It starts ``streamlit run`` (from this tree, or from ``--checkout``, another checkout of the project,
+to measure an older commit with the same script) with an empty runs folder and the embedded MNIST
+sample, opens the Train page in headless Chromium on the same machine, and with the tutorial's
+defaults (Descent 0.1, batch 128) measures:
+
+- Start -> first loss point drawn: the click, then the first time the chart's batch-loss trace has a
+  point (read from Plotly's own data in the page), ``--runs`` times (each run then stopped).
+- Refreshes per second of the chart while training, and how far the drawn point lags the trainer:
+  each time the last drawn step changes, the browser notes the wall time; the trainer's time of that
+  step is estimated from the saved run (started_at + step / steps-per-second; evaluation is ~1% here).
+- Server CPU ms per refresh: the server process's CPU time (from /proc; trainers are separate
+  processes) over the watched window, divided by the refreshes the browser saw.
+- Pause -> chart frozen: the last change of the drawn step after the click (0 if none came).
+- Stop -> "Stopped" shown.
+- Idle: ``--tabs`` tabs open on the Train page, no job: the server's CPU share over 20 s.
+Prints one line per figure; medians over the runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+from appserver import CHROMIUM_FLAGS, chromium_path, free_port, start_server, stop_server, wait_healthy  # noqa: E402
+
+# Notes every change of the last drawn step of the live chart: [epoch ms, step].
+WATCH_JS = """() => {
+  window.__seen = [];
+  const last = () => {
+    const plots = [...document.querySelectorAll('.js-plotly-plot')];
+    const x = plots.length ? plots[plots.length - 1]._fullData?.[0]?.x : null;
+    return x && x.length ? Number(x[x.length - 1]) : 0;
+  };
+  let prev = last();
+  const tick = () => {
+    const now = last();
+    if (now !== prev) { window.__seen.push([performance.timeOrigin + performance.now(), now]); prev = now; }
+    window.__tick = requestAnimationFrame(tick);
+  };
+  tick();
+}"""
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def newest_run(runs: Path, before: set) -> dict | None:
+    new = [p for p in runs.iterdir() if p not in before and (p / "run.json").is_file()]
+    return json.loads((max(new) / "run.json").read_text()) if new else None
+
+
+def open_train(page, url: str) -> None:
+    page.goto(url + "/Train")
+    page.get_by_role("button", name="Start training").wait_for(timeout=120_000)
+    page.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidget]')", timeout=60_000)
+
+
+def one_run(page, url: str, runs: Path, server_pid: int, watch_s: float) -> dict:
+    open_train(page, url)
+    # A long run (the most epochs the slider offers) so there is time to watch, pause and stop it.
+    epochs = page.get_by_role("slider", name="Epochs")
+    epochs.focus()
+    epochs.press("End")
+    time.sleep(0.5)
+    before = set(runs.iterdir())
+    page.evaluate(WATCH_JS)
+    cpu0 = cpu_seconds(server_pid)
+    t_click = time.time()
+    page.get_by_role("button", name="Start training").click()
+    page.wait_for_function("() => window.__seen.length > 0", timeout=120_000, polling="raf")
+    first = page.evaluate("() => window.__seen[0][0]") / 1000 - t_click
+    time.sleep(watch_s)
+    seen = page.evaluate("() => window.__seen")
+    cpu = cpu_seconds(server_pid) - cpu0
+    t_end = time.time()
+    result = {"first_point_s": first, "seen": seen, "window": (t_click, t_end), "cpu_s": cpu}
+    pause = page.get_by_role("button", name="Pause")
+    if pause.count():
+        n = len(page.evaluate("() => window.__seen"))
+        t_pause = time.time()
+        pause.click()
+        page.get_by_role("button", name="Resume").wait_for(timeout=30_000)
+        time.sleep(2.0)
+        after = page.evaluate("() => window.__seen")[n:]
+        result["pause_frozen_s"] = max([s[0] / 1000 - t_pause for s in after], default=0.0)
+        result["pause_grew_after_2s"] = any(s[0] / 1000 > t_pause + 2.0 for s in after)
+        page.get_by_role("button", name="Resume").click()
+        page.get_by_role("button", name="Pause").wait_for(timeout=30_000)
+    t_stop = time.time()
+    page.get_by_test_id("stMain").get_by_role("button", name=re.compile(r"Stop$")).click()
+    page.get_by_text("Stopped by the user").wait_for(timeout=60_000)
+    result["stop_s"] = time.time() - t_stop
+    page.evaluate("() => cancelAnimationFrame(window.__tick)")
+    deadline = time.monotonic() + 30
+    while (meta := newest_run(runs, before)) is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    result["meta"] = meta
+    return result
+
+
+def lag_and_rate(result: dict) -> tuple[float, float]:
+    """(refreshes per second, median lag in s) over the watched window, from the saved run's pace."""
+    meta, seen = result["meta"], result["seen"]
+    t_click, t_end = result["window"]
+    rate = meta["steps"] / meta["train_seconds"]  # steps per second of training
+    points = [(t / 1000, step) for t, step in seen if t / 1000 <= t_end]
+    lags = [t - (meta["started_at"] + step / rate) for t, step in points]
+    span = points[-1][0] - points[0][0] if len(points) > 1 else float("nan")
+    return (len(points) - 1) / span, statistics.median(lags)
+
+
+def idle_cpu(browser, url: str, server_pid: int, tabs: int, window_s: float = 20.0) -> float:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    pages = [context.new_page() for _ in range(tabs)]
+    for page in pages:
+        open_train(page, url)
+    time.sleep(3)
+    c0, t0 = cpu_seconds(server_pid), time.monotonic()
+    time.sleep(window_s)
+    share = (cpu_seconds(server_pid) - c0) / (time.monotonic() - t0)
+    context.close()
+    return share
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--watch", type=float, default=6.0, help="seconds to watch each run before pausing")
+    parser.add_argument("--tabs", type=int, default=10)
+    parser.add_argument("--checkout", type=Path, default=ROOT, help="the project checkout to serve")
+    args = parser.parse_args()
+    import appserver
+    from playwright.sync_api import sync_playwright
+
+    appserver.ROOT = args.checkout.resolve()  # start_server runs streamlit from there
+    runs = Path(tempfile.mkdtemp(prefix="bench-runs-"))
+    log = Path(tempfile.mkdtemp(prefix="bench-log-")) / "streamlit.log"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = start_server(port, runs, log, env={"MNIST_DATA_DIR": ""})
+    results = []
+    try:
+        wait_healthy(url, server)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_FLAGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            open_train(page, url)  # the first page view of a fresh server starts its trainers
+            time.sleep(15)
+            for i in range(args.runs):
+                r = one_run(page, url, runs, server.pid, args.watch)
+                rate, lag = lag_and_rate(r)
+                r.update(rate=rate, lag=lag, cpu_ms_per_refresh=1000 * r["cpu_s"] / max(1, len(r["seen"])))
+                results.append(r)
+                print(
+                    f"run {i + 1}: first point {r['first_point_s']:.2f} s, {rate:.1f} refreshes/s, lag {lag:.2f} s, "
+                    f"server {r['cpu_ms_per_refresh']:.0f} ms CPU/refresh, stop {r['stop_s']:.2f} s"
+                    + (f", pause froze after {r['pause_frozen_s']:.2f} s" if "pause_frozen_s" in r else ""),
+                    flush=True,
+                )
+            idle = idle_cpu(browser, url, server.pid, args.tabs)
+            browser.close()
+    finally:
+        stop_server(server)
+
+    def med(key: str) -> str:
+        values = [r[key] for r in results if key in r]
+        return f"{statistics.median(values):.2f}" if values else "n/a"
+
+    print(f"served from {args.checkout}; {args.runs} runs, tutorial defaults on the MNIST sample")
+    every = [round(r["first_point_s"], 2) for r in results]
+    print(f"start -> first point drawn: median {med('first_point_s')} s (all: {every})")
+    print(f"chart refreshes while training: median {med('rate')} /s; drawn point lags the trainer by {med('lag')} s")
+    print(f"server CPU per refresh (one watching tab): median {med('cpu_ms_per_refresh')} ms")
+    print(f"pause -> chart frozen: median {med('pause_frozen_s')} s; stop -> 'Stopped' shown: median {med('stop_s')} s")
+    print(f"idle server with {args.tabs} Train tabs open, no job: {idle:.1%} of a core")
+
+
+if __name__ == "__main__":
+    main()
