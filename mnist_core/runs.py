@@ -1,8 +1,14 @@
-"""Saving and loading runs: one folder per run under ``runs/``.
+"""A run on disk: one typed schema, used by save, load and import alike.
 
-A run folder holds ``run.json`` (config, status, timings, data set), ``batches.csv`` (loss of
-every batch), ``epochs.csv`` (per-epoch metrics), ``report.json`` and ``weights.safetensors``.
-Weights are read with safetensors, never unpickled, and checked against the model's shapes.
+A run folder holds ``run.json`` (a ``RunMeta``: config, status, message, data set, timings, the lr and
+momentum schedules), ``batches.csv`` (the loss of every batch), ``epochs.csv`` (per-epoch metrics), optionally
+``full_losses.csv`` (the tutorial's loss recorder) and ``report.json``, and ``weights.safetensors``.
+
+A folder written here and an archive from a stranger pass the same checks: every file is bounded in size
+before it is parsed (JSON in nesting depth too), then checked field by field: types, finite numbers, ranges,
+lengths, and that the fields fit together. Anything else is a ``RunError`` naming the file and the field.
+What ``save_run`` writes always passes (it keeps at most what ``load_run`` accepts). Weights are read with
+safetensors, never unpickled, and checked against the model's shapes.
 """
 
 from __future__ import annotations
@@ -11,28 +17,62 @@ import io
 import json
 import math
 import os
+import re
 import secrets
 import shutil
+import string
+import struct
 import time
 import zipfile
+import zlib
+from array import array
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from itertools import takewhile
 from pathlib import Path, PurePosixPath
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save_file
 
-from .data import Dataset
+from .data import DATASETS, Dataset
 from .model import TutorialCNN
-from .report import Report, build_report
-from .train import EpochMetrics, History, TrainConfig, Trainer, device_label
+from .report import Report, build_report, per_class_table
+from .train import CONFIG_FIELDS, ENDINGS, EpochMetrics, History, TrainConfig, Trainer, device_label
 
 FORMAT_VERSION = 1
 
+# What one run can hold. Each bound is what a real run needs, so one run costs a page a bounded amount.
+MAX_IMAGES = 1_000_000  # per split: more than the largest IDX file the loader accepts (256 MB, 342,000 images)
+MAX_BATCH_LOSSES = 750_000  # 100 epochs of 60,000 images at batch 8, the smallest batch the Train page offers
+MAX_FULL_LOSSES = 10_000  # each one evaluates the whole training set: 100 epochs of batch 128, every 5 batches
+MAX_SCHEDULE = 200  # lr (or momentum) settings in one run, the config's own included
+MAX_MISTAKES = 256  # build_report keeps 16
+MAX_MESSAGE = 2_000  # characters; save keeps the first ones
+MAX_LABEL = 1_000  # characters of the device, the data set's title and its source (a folder path)
+MAX_JSON_DEPTH = 5  # run.json and report.json nest 3 deep
+_BATCH_LINE = 32  # the longest line of batches.csv: a 6-digit step, a comma, a float's repr (<= 24), a newline
+ARCHIVE_FILES = {  # the only names a run (folder or archive) holds, with the most bytes each may have
+    "run.json": 100_000,  # about 20 kB with full schedules and the longest message
+    "batches.csv": 16 + MAX_BATCH_LOSSES * _BATCH_LINE,  # 24 MB
+    "epochs.csv": 64_000,  # 100 rows of 7 numbers
+    "full_losses.csv": 16 + MAX_FULL_LOSSES * 40,
+    "report.json": 64_000,  # 256 mistakes are about 20 kB
+    "weights.safetensors": 256_000,  # 15,594 float32 weights are about 63 kB (float64: 125 kB)
+}
+REQUIRED_FILES = ("run.json", "batches.csv", "epochs.csv", "weights.safetensors")
+MAX_ARCHIVE_BYTES = sum(ARCHIVE_FILES.values()) + 64_000
+MAX_ARCHIVE_ENTRIES = 16  # six files, and a folder entry some zip tools add
+_MAX_DIRECTORY_BYTES = MAX_ARCHIVE_ENTRIES * 1_024  # the zip's central directory: one short record per entry
+_SAFE_ID = set(string.ascii_letters + string.digits + "-._")
+
 
 class RunError(Exception):
-    """A run folder is missing or damaged; the message names the file and the problem."""
+    """A run folder or archive is missing, damaged or not to be trusted; the message names the file and the field."""
 
 
 def runs_root(path: Path | str | None = None) -> Path:
@@ -45,13 +85,440 @@ def new_run_id(config: TrainConfig) -> str:
     return f"{stamp}-{config.dataset}-{config.optimiser.lower()}-lr{config.lr:g}-{secrets.token_hex(2)}"
 
 
+# --------------------------------------------------------------------------- checking values
+
+
+def _shown(value: object) -> str:
+    """A value quoted in a message: short, whatever an archive put there."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _whole(value: object, low: int, high: int) -> int:
+    """``value`` if it is a JSON whole number in [low, high], else ValueError saying what is wrong."""
+    if type(value) is not int:
+        raise ValueError(f"must be a whole number, not {_shown(value)}")
+    if not low <= value <= high:
+        raise ValueError(f"must be between {low:,} and {high:,}, not {_shown(value)}")
+    return value
+
+
+def _real(value: object, low: float = -math.inf, high: float = math.inf) -> float:
+    """``value`` as a float if it is a finite JSON number in [low, high], else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"must be a number, not {_shown(value)}")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise ValueError(f"must be a finite number, not {_shown(value)}")
+    if not low <= number <= high:
+        raise ValueError(f"must be between {low:g} and {high:g}, not {number:g}")
+    return number
+
+
+def _text(value: object, most: int) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be text, not {_shown(value)}")
+    if len(value) > most:
+        raise ValueError(f"must be at most {most:,} characters, not {len(value):,}")
+    return value
+
+
+_REQUIRED = object()
+
+
+def _field(data: dict, key: str, where: str, check: Callable[[Any], Any], default: Any = _REQUIRED) -> Any:
+    """``check(data[key])``, or ``default`` if the key is absent; a RunError names the file and the field."""
+    if key not in data:
+        if default is _REQUIRED:
+            raise RunError(f"{where}: {key} is missing.")
+        return default
+    try:
+        return check(data[key])
+    except ValueError as exc:
+        problem = str(exc)
+        raise RunError(f"{where}: {key}{'' if problem.startswith('[') else ' '}{problem}.") from None
+
+
+def _item(data: dict, key: str, check: Callable[[Any], Any]) -> Any:
+    """``check(data[key])`` for an object inside a list; a ValueError names the key."""
+    if key not in data:
+        raise ValueError(f"lacks {key}")
+    try:
+        return check(data[key])
+    except ValueError as exc:
+        raise ValueError(f"{key} {exc}") from None
+
+
+def _exactly(expected: int, why: str) -> Callable[[Any], int]:
+    """A checker of a whole number that follows from other fields."""
+
+    def check(value: object) -> int:
+        if _whole(value, 0, 2**63) != expected:
+            raise ValueError(f"must be {expected:,} ({why}), not {value:,}")
+        return value
+
+    return check
+
+
+# --------------------------------------------------------------------------- reading bounded files
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def _json(raw: bytes, where: str) -> Any:
+    """Parse JSON whose size was bounded already; nesting is measured first, so the parser never recurses deep."""
+    brackets = np.frombuffer(_JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKET), np.uint8)
+    if len(brackets):
+        depth = np.cumsum(np.where((brackets == ord("[")) | (brackets == ord("{")), 1, -1)).max()
+        if depth > MAX_JSON_DEPTH:
+            raise RunError(f"{where}: nested {depth:,} deep; a run's JSON nests at most {MAX_JSON_DEPTH} deep.")
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise RunError(f"{where}: cannot be read as JSON ({str(exc)[:200]}).") from None
+
+
+def _table(raw: bytes, where: str, columns: tuple[str, ...], most: int) -> dict[str, np.ndarray]:
+    """A CSV file as one float64 array per column: exactly ``columns``, at most ``most`` rows, finite numbers."""
+    header = raw.split(b"\n", 1)[0].rstrip(b"\r").removeprefix(b"\xef\xbb\xbf")
+    if header != ",".join(columns).encode():
+        found = header[:60].decode("utf-8", "replace")
+        raise RunError(f"{where}: the columns must be {','.join(columns)}, not {found!r}.")
+    if raw.count(b"\n") > most + 1:  # counted before parsing: the header, then one line per row
+        raise RunError(f"{where}: more than {most:,} rows.")
+    try:
+        frame = pd.read_csv(io.BytesIO(raw), engine="c")
+    except (ValueError, OverflowError, UnicodeDecodeError) as exc:  # pandas' ParserError is a ValueError
+        raise RunError(f"{where}: cannot be read as CSV ({str(exc)[:200]}).") from None
+    out = {}
+    for name in columns:
+        column = frame[name]
+        if len(column) and column.dtype.kind not in "iuf":
+            raise RunError(f"{where}: {name} must hold numbers only.")
+        values = column.to_numpy(dtype=np.float64)
+        bad = np.flatnonzero(~np.isfinite(values))
+        if len(bad):
+            raise RunError(f"{where}: {name} must hold finite numbers (row {bad[0] + 1} does not).")
+        out[name] = values
+    return out
+
+
+def _check_column(values: np.ndarray, where: str, name: str, low: float, high: float, whole: bool = False) -> None:
+    if len(values) == 0:
+        return
+    if whole and (values != np.floor(values)).any():
+        raise RunError(f"{where}: {name} must hold whole numbers.")
+    if values.min() < low or values.max() > high:
+        raise RunError(f"{where}: {name} must lie between {low:g} and {high:g}.")
+
+
+# --------------------------------------------------------------------------- the schema
+
+
+def _config(value: object, where: str) -> TrainConfig:
+    """The config object of run.json: each field of the type of its default, then ``TrainConfig.validate``."""
+    if not isinstance(value, dict):
+        raise RunError(f"{where}: the config is damaged (config must be an object, not {_shown(value)}).")
+    for name, spec in CONFIG_FIELDS.items():
+        if name not in value:
+            continue  # an older run: the default
+        v, default = value[name], spec.default
+        if isinstance(default, str):
+            ok = isinstance(v, str)
+        elif isinstance(default, int):
+            ok = type(v) is int
+        else:
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+        if not ok:
+            raise RunError(f"{where}: the config is damaged (config.{name} has the wrong type: {_shown(v)}).")
+    config = TrainConfig.from_dict(value)
+    try:
+        config.validate()
+    except (ValueError, OverflowError) as exc:
+        raise RunError(f"{where}: the config is damaged ({exc})") from None
+    for name, spec in CONFIG_FIELDS.items():
+        if isinstance(spec.default, float):
+            setattr(config, name, float(getattr(config, name)))
+    return config
+
+
+def _schedule(knob: str, steps: int) -> Callable[[object], list[tuple[int, float]]]:
+    """A checker of a (step, value) schedule: at most MAX_SCHEDULE pairs, steps rising within the run."""
+    spec = TrainConfig.knob(knob)
+
+    def check(value: object) -> list[tuple[int, float]]:
+        if not isinstance(value, list) or len(value) > MAX_SCHEDULE:
+            raise ValueError(f"must be a list of at most {MAX_SCHEDULE} [step, value] pairs")
+        out: list[tuple[int, float]] = []
+        for pair in value:
+            if not isinstance(pair, list) or len(pair) != 2:
+                raise ValueError(f"must hold [step, value] pairs, not {_shown(pair)}")
+            step = _whole(pair[0], out[-1][0] if out else 0, steps)  # in order, within the run's steps
+            out.append((step, _real(pair[1], spec.low, spec.high)))
+        return out
+
+    return check
+
+
+@dataclass
+class RunMeta:
+    """run.json: everything about a run but its curves, report and weights."""
+
+    config: TrainConfig
+    status: str  # one of train.ENDINGS
+    message: str  # what happened, for the learner; from an archive: show it as text, never as markdown
+    n_train: int  # images in the data set's splits
+    n_test: int
+    steps: int  # batches trained
+    total_steps: int  # steps_per_epoch * epochs
+    steps_per_epoch: int
+    lr_schedule: list[tuple[int, float]]  # (step, lr): from step+1 on; the first is (0, the config's lr)
+    momentum_schedule: list[tuple[int, float]]  # the same for momentum; empty for Descent
+    device: str = ""
+    dataset_title: str = ""
+    dataset_source: str = ""
+    train_seconds: float = 0.0
+    images_per_sec: float = 0.0
+    images_done: int = 0
+    started_at: float = 0.0  # time.time()
+    saved_at: float = 0.0
+    test_acc: float | None = None
+    imported: bool = False  # added from an archive: import_run sets it, whatever the archive said
+    format: int = FORMAT_VERSION
+
+    def to_dict(self) -> dict:
+        """What run.json holds."""
+        return asdict(self)
+
+    def __getitem__(self, key: str) -> Any:
+        """``meta["status"]``: run.meta was a dict, and some readers still read it so."""
+        if key not in self.__dataclass_fields__:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key) if key in self.__dataclass_fields__ else default
+
+    @classmethod
+    def from_dict(cls, data: object, where: str) -> RunMeta:
+        """Check run.json's parsed contents field by field; ``where`` names the file in messages."""
+        if not isinstance(data, dict):
+            raise RunError(f"{where}: must hold a JSON object, not {type(data).__name__}.")
+        f = lambda key, check, default=_REQUIRED: _field(data, key, where, check, default)  # noqa: E731
+        config = _config(data.get("config"), where)
+        f("format", lambda v: _whole(v, FORMAT_VERSION, FORMAT_VERSION), FORMAT_VERSION)
+        status = f("status", lambda v: v if v in ENDINGS else _fail(f"must be one of {', '.join(ENDINGS)}", v))
+        n_train = f("n_train", lambda v: _whole(v, 1, MAX_IMAGES))
+        n_test = f("n_test", lambda v: _whole(v, 1, MAX_IMAGES))
+        bs, epochs = config.batch_size, config.epochs
+        per_epoch = math.ceil(n_train / bs)
+        steps_per_epoch = f("steps_per_epoch", _exactly(per_epoch, f"{n_train:,} images in batches of {bs}"))
+        total_steps = f("total_steps", _exactly(per_epoch * epochs, f"{epochs} epochs of {per_epoch:,} steps"))
+        steps = f("steps", lambda v: _whole(v, 0, total_steps))
+        descent = config.optimiser == "Descent"
+        return cls(
+            config=config,
+            status=status,
+            message=f("message", lambda v: _text(v, MAX_MESSAGE), ""),
+            n_train=n_train,
+            n_test=n_test,
+            steps=steps,
+            total_steps=total_steps,
+            steps_per_epoch=steps_per_epoch,
+            # a run saved before schedules existed trained with its config's values throughout
+            lr_schedule=f("lr_schedule", _schedule("lr", total_steps), [(0, config.lr)]),
+            momentum_schedule=f(
+                "momentum_schedule",
+                _schedule("momentum", total_steps) if not descent else _nothing("Descent has no momentum"),
+                [] if descent else [(0, config.momentum)],
+            ),
+            device=f("device", lambda v: _text(v, MAX_LABEL), ""),
+            dataset_title=f("dataset_title", lambda v: _text(v, MAX_LABEL), ""),
+            dataset_source=f("dataset_source", lambda v: _text(v, MAX_LABEL), ""),
+            train_seconds=f("train_seconds", lambda v: _real(v, 0, 1e9), 0.0),
+            images_per_sec=f("images_per_sec", lambda v: _real(v, 0, 1e12), 0.0),
+            images_done=f("images_done", lambda v: _whole(v, 0, total_steps * bs), 0),
+            started_at=f("started_at", lambda v: _real(v, 0, 1e11), 0.0),
+            saved_at=f("saved_at", lambda v: _real(v, 0, 1e11), 0.0),
+            test_acc=f("test_acc", lambda v: None if v is None else _real(v, 0, 1), None),
+            imported=f("imported", lambda v: v if isinstance(v, bool) else _fail("must be true or false", v), False),
+        )
+
+
+def _fail(problem: str, value: object) -> Any:
+    raise ValueError(f"{problem}, not {_shown(value)}")
+
+
+def _nothing(why: str) -> Callable[[object], list]:
+    return lambda value: [] if value == [] else _fail(f"must be empty ({why})", value)
+
+
+def _history(meta: RunMeta, files: dict[str, bytes], where: Callable[[str], str]) -> History:
+    """The curves of a run from its CSV files, checked against its run.json."""
+    batches = _table(files["batches.csv"], where("batches.csv"), ("step", "loss"), MAX_BATCH_LOSSES)
+    n = len(batches["loss"])
+    if n > meta.steps:
+        raise RunError(f"{where('batches.csv')}: {n:,} batch losses for a run of {meta.steps:,} steps.")
+    if not np.array_equal(batches["step"], np.arange(1, n + 1)):
+        raise RunError(f"{where('batches.csv')}: step must count 1, 2, 3, ... one row per batch.")
+    _check_column(batches["loss"], where("batches.csv"), "loss", 0, math.inf)
+
+    columns = tuple(EpochMetrics.__dataclass_fields__)
+    table = _table(files["epochs.csv"], where("epochs.csv"), columns, meta.config.epochs)
+    n_epochs = len(table["epoch"])
+    if not np.array_equal(table["epoch"], np.arange(1, n_epochs + 1)):
+        raise RunError(f"{where('epochs.csv')}: epoch must count 1, 2, 3, ... one row per epoch.")
+    _check_column(table["step"], where("epochs.csv"), "step", 1, meta.steps, whole=True)
+    for name in ("train_acc", "test_acc"):
+        _check_column(table[name], where("epochs.csv"), name, 0, 1)
+    for name in ("train_loss", "test_loss", "seconds"):
+        _check_column(table[name], where("epochs.csv"), name, 0, math.inf)
+    epochs = [
+        EpochMetrics(**{k: int(v) if k in ("epoch", "step") else float(v) for k, v in zip(columns, row)})
+        for row in zip(*(table[k] for k in columns))
+    ]
+
+    full_losses: list[tuple[int, float]] = []
+    if "full_losses.csv" in files:
+        full = _table(files["full_losses.csv"], where("full_losses.csv"), ("step", "loss"), MAX_FULL_LOSSES)
+        _check_column(full["step"], where("full_losses.csv"), "step", 1, meta.steps, whole=True)
+        if (np.diff(full["step"]) <= 0).any():
+            raise RunError(f"{where('full_losses.csv')}: step must rise from row to row.")
+        _check_column(full["loss"], where("full_losses.csv"), "loss", 0, math.inf)
+        full_losses = [(int(s), float(v)) for s, v in zip(full["step"], full["loss"])]
+
+    losses = array("d")  # a quarter of a list's memory: a cached run holds up to 750,000 of them
+    losses.frombytes(batches["loss"].tobytes())
+    return History(
+        total_steps=meta.total_steps,
+        steps_per_epoch=meta.steps_per_epoch,
+        step=meta.steps,
+        epoch=n_epochs,
+        batch_losses=losses,
+        epochs=epochs,
+        full_losses=full_losses,
+        lr_schedule=list(meta.lr_schedule),
+        momentum_schedule=list(meta.momentum_schedule),
+        status=meta.status,
+        message=meta.message,
+        train_seconds=meta.train_seconds,
+        started_at=meta.started_at,
+        images_done=meta.images_done,
+    )
+
+
+def _report(data: object, where: str, meta: RunMeta) -> Report:
+    """report.json, checked against the run: the data set's classes, a confusion matrix of its test images."""
+    if not isinstance(data, dict):
+        raise RunError(f"{where}: must hold a JSON object, not {type(data).__name__}.")
+    if meta.status == "diverged":
+        raise RunError(f"{where}: a diverged run has no report (its weights are not finite numbers).")
+    f = lambda key, check: _field(data, key, where, check)  # noqa: E731
+    classes = DATASETS[meta.config.dataset]
+    k, n_test = len(classes), meta.n_test
+    f("classes", lambda v: v if v == list(classes) else _fail(f"must be {meta.config.dataset}'s {k} classes", v))
+
+    def confusion(value: object) -> torch.Tensor:
+        if not isinstance(value, list) or len(value) != k or any(not isinstance(r, list) or len(r) != k for r in value):
+            raise ValueError(f"must be {k} rows of {k} counts: the confusion matrix and the classes do not fit")
+        counts = [_whole(c, 0, n_test) for row in value for c in row]
+        if sum(counts) != n_test:
+            raise ValueError(f"does not count the {n_test:,} test images")
+        return torch.tensor(counts, dtype=torch.int64).reshape(k, k)
+
+    def image(value: object) -> int:
+        if type(value) is int and not 0 <= value < n_test:
+            raise ValueError(f"points outside the test set of {n_test:,} images: {_shown(value)}")
+        return _whole(value, 0, n_test - 1)
+
+    def mistakes(value: object) -> pd.DataFrame:
+        if not isinstance(value, list) or len(value) > MAX_MISTAKES:
+            raise ValueError(f"must be a list of at most {MAX_MISTAKES} mistakes")
+        rows = []
+        for i, m in enumerate(value):
+            try:
+                if not isinstance(m, dict):
+                    raise ValueError(f"must be an object, not {_shown(m)}")
+                index = _item(m, "index", image)
+                true, said = (_item(m, key, lambda v: _whole(v, 0, k - 1)) for key in ("true", "predicted"))
+                probability = _item(m, "probability", lambda v: _real(v, 0, 1))
+            except ValueError as exc:
+                raise ValueError(f"[{i}].{exc}") from None
+            if true == said:
+                raise ValueError(f"[{i}] is not a mistake: true and predicted are both {true}")
+            rows.append((index, true, said, probability))
+        return pd.DataFrame(rows, columns=["index", "true", "predicted", "probability"]).astype(
+            {"index": "int64", "true": "int64", "predicted": "int64", "probability": "float64"}
+        )
+
+    cm = f("confusion", confusion)
+    return Report(
+        train_loss=f("train_loss", lambda v: _real(v, 0, 1e9)),
+        train_acc=f("train_acc", lambda v: _real(v, 0, 1)),
+        test_loss=f("test_loss", lambda v: _real(v, 0, 1e9)),
+        test_acc=f("test_acc", lambda v: _real(v, 0, 1)),
+        confusion=cm,
+        per_class=per_class_table(cm, classes),  # derived from the matrix, never read
+        mistakes=f("mistakes", mistakes),
+        classes=classes,
+    )
+
+
+def _weights(raw: bytes, where: str, status: str) -> TutorialCNN:
+    """Safetensors weights into a fresh model, every name and shape checked first; NaN only in a diverged run."""
+    model = TutorialCNN()
+    try:
+        state = load_safetensors(raw)
+    except (SafetensorError, ValueError, OSError, RuntimeError, TypeError) as exc:
+        raise RunError(f"{where}: not a valid safetensors file ({str(exc)[:200]}).") from None
+    expected = model.state_dict()
+    if set(state) != set(expected):
+        missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+        raise RunError(
+            f"{where}: weights do not fit the tutorial's model (missing {missing}, unexpected {_shown(extra)})."
+        )
+    for name, tensor in state.items():
+        if tensor.shape != expected[name].shape or not tensor.is_floating_point():
+            raise RunError(
+                f"{where}: {name} has shape {tuple(tensor.shape)} {tensor.dtype}, "
+                f"expected {tuple(expected[name].shape)} floats."
+            )
+    state = {k: v.float() for k, v in state.items()}
+    if status != "diverged" and not all(torch.isfinite(v).all() for v in state.values()):
+        raise RunError(
+            f"{where}: the weights hold NaN or infinite numbers, which only a diverged run may have "
+            f"(this run's status is {status})."
+        )
+    model.load_state_dict(state)
+    return model.to(memory_format=torch.channels_last)  # as trained: oneDNN's faster kernels
+
+
+def _parse(
+    files: dict[str, bytes], where: Callable[[str], str], with_model: bool
+) -> tuple[RunMeta, History, Report | None, TutorialCNN | None]:
+    """A run's files (bytes, sizes already bounded) checked and read: the one path of load and import."""
+    meta = RunMeta.from_dict(_json(files["run.json"], where("run.json")), where("run.json"))
+    history = _history(meta, files, where)
+    report = None
+    if "report.json" in files:
+        report = _report(_json(files["report.json"], where("report.json")), where("report.json"), meta)
+    model = _weights(files["weights.safetensors"], where("weights.safetensors"), meta.status) if with_model else None
+    return meta, history, report, model
+
+
+# --------------------------------------------------------------------------- saving and loading a folder
+
+
 @dataclass
 class Run:
     """A saved run as read back: everything needed to report on it or to rebuild its model."""
 
     path: Path
-    config: TrainConfig
-    meta: dict  # status, message, device, data set, timings
+    meta: RunMeta  # run.json, checked
     history: History
     report: Report | None
     model: TutorialCNN | None = field(default=None, repr=False)
@@ -59,6 +526,15 @@ class Run:
     @property
     def run_id(self) -> str:
         return self.path.name
+
+    @property
+    def config(self) -> TrainConfig:
+        return self.meta.config
+
+    @property
+    def weights_finite(self) -> bool:
+        """False for a diverged run's NaN weights (and for a run read without its model)."""
+        return self.model is not None and all(torch.isfinite(p).all() for p in self.model.parameters())
 
 
 def save_run(
@@ -70,46 +546,68 @@ def save_run(
     message: str | None = None,
 ) -> Path:
     """Write ``trainer``'s run to its folder and return the folder. ``status`` and ``message`` override the
-    history's (a checkpoint of a run still training is saved as "interrupted")."""
+    history's (a checkpoint of a run still training is saved as "interrupted").
+
+    It keeps what the schema accepts: the first MAX_BATCH_LOSSES batch losses, finite numbers, the first
+    MAX_MESSAGE characters of the message. Weights that are no longer finite make the run "diverged".
+    """
     h = trainer.history
     folder = runs_root(root) / (run_id or new_run_id(trainer.config))
+    status = status or h.status
+    message = h.message if message is None else message
+    state = {k: v.detach().cpu().contiguous() for k, v in trainer.model.state_dict().items()}
+    if status != "diverged" and not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
+        status, report = "diverged", None  # the last update overflowed: what load_run would refuse otherwise
+        message = f"{message} The weights are no longer finite numbers: the learning rate is too high.".strip()
+    finite = lambda *xs: all(math.isfinite(x) for x in xs)  # noqa: E731
+    epochs = list(takewhile(lambda e: finite(e.train_loss, e.train_acc, e.test_loss, e.test_acc, e.seconds), h.epochs))
+    full_losses = [(s, v) for s, v in h.full_losses if finite(v)][:MAX_FULL_LOSSES]
+    losses = list(h.batch_losses[:MAX_BATCH_LOSSES])
+    meta = RunMeta(
+        config=trainer.config,
+        status=status,
+        message=message[:MAX_MESSAGE],
+        n_train=trainer.dataset.n_train,
+        n_test=trainer.dataset.n_test,
+        steps=h.step,
+        total_steps=h.total_steps,
+        steps_per_epoch=h.steps_per_epoch,
+        lr_schedule=list(h.lr_schedule[:MAX_SCHEDULE]),
+        momentum_schedule=list(h.momentum_schedule[:MAX_SCHEDULE]),
+        device=device_label(trainer.device)[:MAX_LABEL],
+        dataset_title=trainer.dataset.title[:MAX_LABEL],
+        dataset_source=trainer.dataset.source[:MAX_LABEL],
+        train_seconds=h.train_seconds,
+        images_per_sec=h.images_per_sec,
+        images_done=h.images_done,
+        started_at=h.started_at,
+        saved_at=time.time(),
+        test_acc=report.test_acc if report else (epochs[-1].test_acc if epochs else None),
+    )
+    run_json = json.dumps(meta.to_dict(), indent=2).encode()
+    RunMeta.from_dict(json.loads(run_json), str(folder / "run.json"))  # what load_run will check, checked now
+    report_json = None
+    if report is not None:
+        report_json = json.dumps(report.to_dict()).encode()  # per_class may hold NaN; it is rebuilt on load
+        try:
+            _report(_json(report_json, "report.json"), "report.json", meta)
+        except RunError as exc:
+            report_json = None
+            meta.message = f"{meta.message} The report could not be kept: {exc}"[:MAX_MESSAGE]
+            run_json = json.dumps(meta.to_dict(), indent=2).encode()
+
     tmp = folder.with_name(folder.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    meta = {
-        "format": FORMAT_VERSION,
-        "config": trainer.config.to_dict(),
-        "status": status or h.status,
-        "message": h.message if message is None else message,
-        "device": device_label(trainer.device),
-        "dataset_title": trainer.dataset.title,
-        "dataset_source": trainer.dataset.source,
-        "n_train": trainer.dataset.n_train,
-        "n_test": trainer.dataset.n_test,
-        "steps": h.step,
-        "total_steps": h.total_steps,
-        "steps_per_epoch": h.steps_per_epoch,
-        "train_seconds": h.train_seconds,
-        "images_per_sec": h.images_per_sec,
-        "images_done": h.images_done,
-        "started_at": h.started_at,
-        "saved_at": time.time(),
-        "test_acc": report.test_acc if report else (h.epochs[-1].test_acc if h.epochs else None),
-        "lr_schedule": [list(x) for x in h.lr_schedule],
-        "momentum_schedule": [list(x) for x in h.momentum_schedule],
-    }
-    (tmp / "run.json").write_text(json.dumps(meta, indent=2))
-    pd.DataFrame({"step": range(1, len(h.batch_losses) + 1), "loss": list(h.batch_losses)}).to_csv(
-        tmp / "batches.csv", index=False
-    )
-    pd.DataFrame([asdict(e) for e in h.epochs], columns=list(EpochMetrics.__dataclass_fields__)).to_csv(
+    (tmp / "run.json").write_bytes(run_json)
+    pd.DataFrame({"step": range(1, len(losses) + 1), "loss": losses}).to_csv(tmp / "batches.csv", index=False)
+    pd.DataFrame([asdict(e) for e in epochs], columns=list(EpochMetrics.__dataclass_fields__)).to_csv(
         tmp / "epochs.csv", index=False
     )
-    if h.full_losses:
-        pd.DataFrame(h.full_losses, columns=["step", "loss"]).to_csv(tmp / "full_losses.csv", index=False)
-    if report is not None:
-        (tmp / "report.json").write_text(json.dumps(report.to_dict()))
-    state = {k: v.detach().cpu().contiguous() for k, v in trainer.model.state_dict().items()}
+    if full_losses:
+        pd.DataFrame(full_losses, columns=["step", "loss"]).to_csv(tmp / "full_losses.csv", index=False)
+    if report_json is not None:
+        (tmp / "report.json").write_bytes(report_json)
     save_file(state, str(tmp / "weights.safetensors"))
     if folder.exists():
         shutil.rmtree(folder)
@@ -138,45 +636,24 @@ def finish_run(
         return None, report, message + f" The run could not be saved: {exc}"
 
 
-def _read_json(path: Path) -> dict:
+def _read_bounded(path: Path, limit: int) -> bytes:
+    """A file of a run folder, refused before it is read if it is larger than a run's file can be."""
     try:
-        return json.loads(path.read_text())
+        with path.open("rb") as file:
+            content = file.read(limit + 1)
     except FileNotFoundError as exc:
         raise RunError(f"{path}: missing; this is not a complete run folder.") from exc
-    except (OSError, ValueError) as exc:
-        raise RunError(f"{path}: cannot be read as JSON ({exc}).") from exc
+    except OSError as exc:
+        raise RunError(f"{path}: cannot be read ({exc}).") from exc
+    if len(content) > limit:
+        raise RunError(f"{path}: more than a run's {limit:,} bytes.")
+    return content
 
 
-def load_weights(path: Path, model: TutorialCNN | None = None) -> TutorialCNN:
-    """Load safetensors weights into a fresh model, checking every name and shape first."""
-    model = model or TutorialCNN()
-    try:
-        state = load_file(str(path))
-    except FileNotFoundError as exc:
-        raise RunError(f"{path}: missing; the run has no weights.") from exc
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise RunError(f"{path}: not a valid safetensors file ({exc}).") from exc
-    expected = model.state_dict()
-    if set(state) != set(expected):
-        missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-        raise RunError(f"{path}: weights do not fit the tutorial's model (missing {missing}, unexpected {extra}).")
-    for name, tensor in state.items():
-        if tensor.shape != expected[name].shape or not tensor.is_floating_point():
-            raise RunError(
-                f"{path}: {name} has shape {tuple(tensor.shape)} {tensor.dtype}, "
-                f"expected {tuple(expected[name].shape)} floats."
-            )
-    model.load_state_dict({k: v.float() for k, v in state.items()})
-    return model.to(memory_format=torch.channels_last)  # as trained: oneDNN's faster kernels
-
-
-def _read_csv(path: Path) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path)
-    except FileNotFoundError as exc:
-        raise RunError(f"{path}: missing; this is not a complete run folder.") from exc
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise RunError(f"{path}: cannot be read as CSV ({exc}).") from exc
+def read_meta(path: Path | str) -> RunMeta:
+    """Only run.json of a run folder, checked: enough for a table of runs."""
+    path = Path(path) / "run.json"
+    return RunMeta.from_dict(_json(_read_bounded(path, ARCHIVE_FILES["run.json"]), str(path)), str(path))
 
 
 def load_run(path: Path | str, with_model: bool = True) -> Run:
@@ -184,83 +661,12 @@ def load_run(path: Path | str, with_model: bool = True) -> Run:
     path = Path(path)
     if not path.is_dir():
         raise RunError(f"{path}: no such run folder.")
-    meta = _read_json(path / "run.json")
-    try:
-        if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
-            raise TypeError("run.json must hold an object with a config object")
-        config = TrainConfig.from_dict(meta["config"])
-        config.validate()
-    except (KeyError, TypeError, ValueError) as exc:
-        raise RunError(f"{path / 'run.json'}: the config is damaged ({exc}).") from exc
-    batches = _read_csv(path / "batches.csv")
-    epochs = _read_csv(path / "epochs.csv")
-    try:
-        history = History(
-            total_steps=int(meta.get("total_steps", 0)),
-            steps_per_epoch=int(meta.get("steps_per_epoch", 0)),
-            step=int(meta.get("steps", len(batches))),
-            epoch=len(epochs),
-            batch_losses=[float(v) for v in batches["loss"]],
-            epochs=[
-                EpochMetrics(**{k: row[k] for k in EpochMetrics.__dataclass_fields__}) for _, row in epochs.iterrows()
-            ],
-            status=str(meta.get("status", "finished")),
-            message=str(meta.get("message", "")),
-            train_seconds=float(meta.get("train_seconds", 0.0)),
-            started_at=float(meta.get("started_at", 0.0)),
-            images_done=int(meta.get("images_done", 0)),
-            lr_schedule=_schedule(meta.get("lr_schedule"), config.lr),
-            momentum_schedule=_schedule(
-                meta.get("momentum_schedule"), config.momentum if config.optimiser != "Descent" else None
-            ),
-        )
-        full = path / "full_losses.csv"
-        if full.exists():
-            pairs = _read_csv(full)[["step", "loss"]].itertuples(index=False)
-            history.full_losses = [(int(s), float(v)) for s, v in pairs]
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise RunError(f"{path}: the metrics files are damaged ({exc}).") from exc
-    report = None
-    if (path / "report.json").exists():
-        try:
-            report = Report.from_dict(_read_json(path / "report.json"))
-            _check_report(report, int(meta.get("n_test", 0)))
-        except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
-            raise RunError(f"{path / 'report.json'}: damaged ({exc}).") from exc
-    model = load_weights(path / "weights.safetensors") if with_model else None
-    return Run(path=path, config=config, meta=meta, history=history, report=report, model=model)
-
-
-def _schedule(pairs: object, first: float | None) -> list[tuple[int, float]]:
-    """A saved (step, value) schedule, checked; a run saved before schedules existed used its config's value."""
-    if pairs is None:
-        return [] if first is None else [(0, float(first))]
-    if not isinstance(pairs, list) or len(pairs) > 100_000:
-        raise ValueError("a schedule must be a list of (step, value) pairs")
-    out = []
-    for pair in pairs:
-        step, value = pair  # raises on anything that is not a pair
-        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-            raise ValueError(f"a schedule step must be a whole number >= 0, not {step!r}")
-        value = float(value)
-        if not math.isfinite(value):
-            raise ValueError(f"a schedule value must be a finite number, not {value!r}")
-        out.append((step, value))
-    return out
-
-
-def _check_report(report: Report, n_test: int) -> None:
-    """Raise ValueError unless a report read from disk is what ``build_report`` makes."""
-    k = len(report.classes)
-    if not 2 <= k <= 100 or tuple(report.confusion.shape) != (k, k) or len(report.per_class) != k:
-        raise ValueError("the confusion matrix and the classes do not fit together")
-    for name in ("train_loss", "train_acc", "test_loss", "test_acc"):
-        float(getattr(report, name))  # raises on anything that is not a number
-    if (report.confusion < 0).any() or int(report.confusion.sum()) != n_test:
-        raise ValueError(f"the confusion matrix does not count the {n_test:,} test images")
-    m = report.mistakes
-    if len(m) and (m["index"].min() < 0 or m["index"].max() >= n_test or m[["true", "predicted"]].max().max() >= k):
-        raise ValueError("a mistake points outside the test set or the classes")
+    names = [n for n in ARCHIVE_FILES if n in REQUIRED_FILES or (path / n).exists()]
+    if not with_model:
+        names.remove("weights.safetensors")
+    files = {name: _read_bounded(path / name, ARCHIVE_FILES[name]) for name in names}
+    meta, history, report, model = _parse(files, lambda name: str(path / name), with_model)
+    return Run(path=path, meta=meta, history=history, report=report, model=model)
 
 
 def list_runs(root: Path | str | None = None) -> list[Path]:
@@ -272,45 +678,76 @@ def list_runs(root: Path | str | None = None) -> list[Path]:
     return sorted(runs, key=lambda p: p.name, reverse=True)
 
 
+def list_run_metas(root: Path | str | None = None) -> list[tuple[Path, RunMeta | None]]:
+    """Every run folder (as ``list_runs``) with its run.json, or None where that is damaged."""
+    out = []
+    for path in list_runs(root):
+        try:
+            out.append((path, read_meta(path)))
+        except RunError:
+            out.append((path, None))
+    return out
+
+
+def newest_trained_run(runs: list[tuple[Path, RunMeta | None]]) -> str | None:
+    """The id of the run trained here (not imported) that was saved last, or None: what a new visitor sees first."""
+    trained = [(meta.saved_at, path.name) for path, meta in runs if meta is not None and not meta.imported]
+    return max(trained)[1] if trained else None
+
+
+def describe_schedule(name: str, schedule: list[tuple[int, float]], most: int = 8) -> str:
+    """'lr 0.1 → 0.01 from step 121': a schedule in words (steps are 1-based); long ones lose their middle."""
+    if not schedule:
+        return ""
+    changes = [f"{value:g} from step {step + 1}" for step, value in schedule[1:]]
+    if len(changes) > most:
+        hidden = len(changes) - most + 1
+        changes = [*changes[: most // 2], f"… {hidden} more changes …", *changes[-(most - most // 2 - 1) :]]
+    return " → ".join([f"{name} {schedule[0][1]:g}", *changes])
+
+
 # --------------------------------------------------------------------------- comparing and sharing runs
 
 TABLE_FIELDS = ("dataset", "optimiser", "lr", "epochs", "batch_size", "loop", "seed", "init")
-ARCHIVE_FILES = {  # the only names an archive may hold, with a size limit each (bytes)
-    "run.json": 1_000_000,
-    "batches.csv": 50_000_000,
-    "epochs.csv": 1_000_000,
-    "full_losses.csv": 10_000_000,
-    "report.json": 10_000_000,
-    "weights.safetensors": 1_000_000,  # 15,594 float32 weights are about 63 kB
-}
-MAX_ARCHIVE_BYTES = 60_000_000
+TABLE_COLUMNS = (
+    "run",
+    *TABLE_FIELDS,
+    "final lr",
+    "lr changes",
+    "device",
+    "status",
+    "test accuracy",
+    "training s",
+    "images/s",
+    "steps",
+    "imported",
+)
 
 
 def runs_table(root: Path | str | None = None) -> pd.DataFrame:
     """One row per saved run (damaged ones included, marked so): hyperparameters, status and speed."""
     rows = []
-    for path in list_runs(root):
-        try:
-            meta = json.loads((path / "run.json").read_text())
-            cfg = meta["config"]
-        except (OSError, ValueError, KeyError):
+    for path, meta in list_run_metas(root):
+        if meta is None:
             rows.append({"run": path.name, "status": "damaged"})
             continue
+        cfg = meta.config
         rows.append(
             {
                 "run": path.name,
-                **{k: cfg.get(k) for k in TABLE_FIELDS},
-                "device": meta.get("device"),
-                "status": meta.get("status"),
-                "test accuracy": meta.get("test_acc"),
-                "training s": meta.get("train_seconds"),
-                "images/s": meta.get("images_per_sec"),
-                "steps": meta.get("steps"),
+                **{k: getattr(cfg, k) for k in TABLE_FIELDS},
+                "final lr": meta.lr_schedule[-1][1] if meta.lr_schedule else cfg.lr,
+                "lr changes": max(len(meta.lr_schedule) - 1, 0),
+                "device": meta.device,
+                "status": meta.status,
+                "test accuracy": meta.test_acc,
+                "training s": meta.train_seconds,
+                "images/s": meta.images_per_sec,
+                "steps": meta.steps,
+                "imported": meta.imported,
             }
         )
-    return pd.DataFrame(
-        rows, columns=["run", *TABLE_FIELDS, "device", "status", "test accuracy", "training s", "images/s", "steps"]
-    )
+    return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
 
 
 def differing_labels(configs: list[TrainConfig]) -> list[str]:
@@ -336,55 +773,95 @@ def export_run(path: Path | str) -> bytes:
     return buffer.getvalue()
 
 
-def import_run(data: bytes, root: Path | str | None = None) -> Path:
-    """Add a run from an archive made by ``export_run``. Untrusted: everything is checked first,
-    weights are read with safetensors (never unpickled), and a bad archive changes nothing on disk."""
-    if len(data) > MAX_ARCHIVE_BYTES:
-        raise RunError(f"the archive is {len(data):,} bytes; the limit is {MAX_ARCHIVE_BYTES:,}.")
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-        members = archive.infolist()
-    except (zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise RunError(f"not a zip archive of a run ({exc}).") from exc
+def _check_directory(data: bytes) -> None:
+    """Refuse a zip whose central directory is larger than a run's before ``zipfile`` reads it: it builds an
+    object per entry, and 25 MB of empty entries would be half a million of them. The end record is found
+    the way ``zipfile`` finds it; zip64 (for archives of 4 GB or 65,535 entries) is never a run's."""
+    end = len(data) - 22
+    if not (end >= 0 and data[end : end + 4] == b"PK\x05\x06" and data[-2:] == b"\x00\x00"):
+        end = data.rfind(b"PK\x05\x06", max(0, len(data) - 22 - 65_535))
+    if end < 0 or len(data) < end + 22:
+        raise RunError("not a zip archive of a run (it has no zip directory).")
+    if end >= 20 and data[end - 20 : end - 16] == b"PK\x06\x07":
+        raise RunError("the archive is a zip64 archive; a run's archive is small and never needs one.")
+    entries, size = struct.unpack_from("<HI", data, end + 10)
+    if entries > MAX_ARCHIVE_ENTRIES or size > _MAX_DIRECTORY_BYTES:
+        raise RunError(f"the archive lists {entries:,} entries ({size:,} bytes); a run has at most six files.")
+
+
+def _members(archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
+    """The archive's files by name: only a run's, each once, all in one folder, each within its size limit."""
+    infos = archive.infolist()
+    if len(infos) > MAX_ARCHIVE_ENTRIES:
+        raise RunError(f"the archive holds {len(infos):,} entries; a run has at most six files.")
     files: dict[str, zipfile.ZipInfo] = {}
-    for info in members:
+    for info in infos:
         if info.is_dir():
             continue
         name = PurePosixPath(info.filename).name
         if name not in ARCHIVE_FILES:
             raise RunError(
-                f"unexpected file {info.filename!r} in the archive; a run holds only {', '.join(ARCHIVE_FILES)}."
+                f"unexpected file {_shown(info.filename)} in the archive; a run holds only {', '.join(ARCHIVE_FILES)}."
             )
+        if name in files:
+            raise RunError(f"{name} is in the archive twice.")
         if info.file_size > ARCHIVE_FILES[name]:
             raise RunError(f"{name} is {info.file_size:,} bytes, more than a run's {ARCHIVE_FILES[name]:,}.")
         files[name] = info
-    missing = [n for n in ("run.json", "batches.csv", "epochs.csv", "weights.safetensors") if n not in files]
+    missing = [n for n in REQUIRED_FILES if n not in files]
     if missing:
         raise RunError(f"the archive lacks {', '.join(missing)}.")
-    run_id = PurePosixPath(files["run.json"].filename).parent.name
-    safe = all(c.isalnum() or c in "-._" for c in run_id) and not run_id.startswith(".")
-    if not run_id or not safe or len(run_id) > 100 or run_id.endswith(".partial"):
-        run_id = "imported-" + secrets.token_hex(4)
-    root = runs_root(root)
-    tmp = root / f".import-{secrets.token_hex(4)}.partial"
-    tmp.mkdir(parents=True)
+    if len({PurePosixPath(i.filename).parent for i in files.values()}) > 1:
+        raise RunError("the archive's files are in different folders; a run's are in one.")
+    return files
+
+
+def _unpack(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> bytes:
+    with archive.open(info) as src:
+        content = src.read(ARCHIVE_FILES[name] + 1)  # never more than the limit, whatever the header said
+    if len(content) > ARCHIVE_FILES[name]:
+        raise RunError(f"{name} is larger than it claims (more than a run's {ARCHIVE_FILES[name]:,} bytes).")
+    return content
+
+
+def import_run(data: bytes, root: Path | str | None = None) -> Path:
+    """Add a run from an archive made by ``export_run``. Untrusted: every file is bounded in size before it is
+    unpacked and checked with the same schema as any run folder before anything is written, weights are read
+    with safetensors (never unpickled), and the run is marked imported. A refused archive changes nothing."""
+    if len(data) > MAX_ARCHIVE_BYTES:
+        raise RunError(f"the archive is {len(data):,} bytes; the limit is {MAX_ARCHIVE_BYTES:,}.")
+    _check_directory(data)
     try:
-        for name, info in files.items():
-            with archive.open(info) as src:
-                content = src.read(ARCHIVE_FILES[name] + 1)
-            if len(content) > ARCHIVE_FILES[name]:
-                raise RunError(f"{name} is larger than it claims.")
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = _members(archive)
+            files = {name: _unpack(archive, info, name) for name, info in members.items()}
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, struct.error, EOFError, OSError) as exc:
+        raise RunError(f"not a zip archive of a run, or a damaged one ({str(exc)[:200]}).") from None
+    except (RuntimeError, NotImplementedError, ValueError) as exc:  # encrypted, an unknown compression
+        raise RunError(f"the archive cannot be unpacked ({str(exc)[:200]}).") from None
+    meta, _, _, _ = _parse(files, lambda name: members[name].filename, with_model=True)
+    meta.imported = True  # whatever the archive said: a run from elsewhere is never another visitor's default
+    files["run.json"] = json.dumps(meta.to_dict(), indent=2).encode()
+
+    run_id = PurePosixPath(members["run.json"].filename).parent.name
+    if not run_id or not set(run_id) <= _SAFE_ID or run_id.startswith(".") or len(run_id) > 100:
+        run_id = "imported-" + secrets.token_hex(4)
+    run_id = run_id.removesuffix(".partial")
+    root = runs_root(root)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".import-{secrets.token_hex(4)}.partial"
+    tmp.mkdir()
+    try:
+        for name, content in files.items():
             (tmp / name).write_bytes(content)
-        load_run(tmp, with_model=True)  # the same checks as any run folder: config, metrics, names, shapes
         target = root / run_id
         if target.exists():
             target = root / f"{run_id}-imported-{secrets.token_hex(2)}"
         tmp.rename(target)
         return target
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise RunError(f"the archive is damaged or cannot be unpacked ({exc}).") from exc
+    except OSError as exc:
+        raise RunError(f"the run could not be written to {root} ({exc}).") from exc
     finally:
-        archive.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
