@@ -28,6 +28,7 @@ CODE = {
     ),
 }
 KNOBS = ("lr", "epochs", "batch_size", "optimiser", "momentum", "loop", "seed", "device", "record_every")
+FIRST_LOSS_WAIT_S = 0.5  # Start waits this long at most for the first loss before the page redraws
 ACK_TIMEOUT_S = 5.0  # how long a control button waits for the trainer to confirm before the page redraws anyway
 
 st.title("Train")
@@ -82,39 +83,48 @@ def knob_widget(name: str, **extra):
     return st.number_input(k.label, int(k.low), int(k.high), **common, **extra)
 
 
-controls, view = st.columns([1, 2.6], gap="large")
-with controls:
-    values = {"lr": knob_widget("lr")}
-    if live:
-        st.caption("Move the learning rate while it trains: the change applies from the next batch.")
-    values["epochs"] = knob_widget("epochs")
-    values["batch_size"] = knob_widget("batch_size")
-    values["optimiser"] = knob_widget("optimiser")
-    if values["optimiser"] != "Descent":
-        values["momentum"] = knob_widget("momentum")
-    values["loop"] = knob_widget("loop", format_func=LOOP_STYLES.get)
-    with st.expander("Advanced"):
-        values["seed"] = knob_widget("seed")
-        if st.session_state["keep_device"] not in available_devices():
-            st.session_state["keep_device"] = "auto"
-        values["device"] = st.selectbox(
-            TrainConfig.knob("device").label, available_devices(), key="keep_device", disabled=active
-        )
-        values["record_every"] = knob_widget("record_every")
-    start = st.button("Start training", type="primary", disabled=active, use_container_width=True)
-    if error := st.session_state.pop("control_error", None):
-        st.error(error)
+def wait_until(condition, timeout: float) -> None:
+    """Poll ``condition`` until it holds or ``timeout`` passes: the trainer answers in milliseconds."""
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
 
-if start:
-    settings = {name: values.get(name, st.session_state[f"keep_{name}"]) for name in KNOBS}
-    config = TrainConfig(dataset=dataset.name, **settings)
+
+def start_run() -> None:
+    """Start's callback, before the page redraws: queue the run, and since a warm trainer starts at once,
+    wait a moment for its first loss so that this very redraw shows it."""
+    settings = {name: st.session_state[f"keep_{name}"] for name in KNOBS}
     try:
         # Offline (the sample is in use) the trainer need not try the network again.
-        new = queue.submit(config, owner=me, allow_download=dataset.source_kind != "sample")
-        st.session_state["knobs_of"] = new.id
-        st.rerun()
+        new = queue.submit(
+            TrainConfig(dataset=dataset.name, **settings), owner=me, allow_download=dataset.source_kind != "sample"
+        )
     except ValueError as exc:
-        controls.error(str(exc))
+        st.session_state["control_error"] = str(exc)
+        return
+    st.session_state["knobs_of"] = new.id
+    wait_until(lambda: new.done or (new.history is not None and new.history.step > 0), FIRST_LOSS_WAIT_S)
+
+
+controls, view = st.columns([1, 2.6], gap="large")
+with controls:
+    knob_widget("lr")
+    if live:
+        st.caption("Move the learning rate while it trains: the change applies from the next batch.")
+    knob_widget("epochs")
+    knob_widget("batch_size")
+    if knob_widget("optimiser") != "Descent":
+        knob_widget("momentum")
+    knob_widget("loop", format_func=LOOP_STYLES.get)
+    with st.expander("Advanced"):
+        knob_widget("seed")
+        if st.session_state["keep_device"] not in available_devices():
+            st.session_state["keep_device"] = "auto"
+        st.selectbox(TrainConfig.knob("device").label, available_devices(), key="keep_device", disabled=active)
+        knob_widget("record_every")
+    st.button("Start training", type="primary", disabled=active, use_container_width=True, on_click=start_run)
+    if error := st.session_state.pop("control_error", None):
+        st.error(error)
 
 with view:
     flux_code, torch_code = CODE[st.session_state["keep_loop"]]
@@ -155,9 +165,7 @@ def act(j: Job, action: str, **kwargs) -> None:
         "step": lambda: j.done or (j.history.paused and j.history.step > before),
         "epoch": lambda: j.done or (j.history.paused and j.history.step > before),
     }[action]
-    deadline = time.monotonic() + ACK_TIMEOUT_S
-    while not confirmed() and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(confirmed, ACK_TIMEOUT_S)
 
 
 @st.fragment(run_every=refresh)

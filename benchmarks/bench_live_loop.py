@@ -99,7 +99,7 @@ def one_run(page, url: str, runs: Path, server_pid: int, watch_s: float) -> dict
         time.sleep(2.0)
         after = page.evaluate("() => window.__seen")[n:]
         result["pause_frozen_s"] = max([s[0] / 1000 - t_pause for s in after], default=0.0)
-        result["pause_grew_after_2s"] = any(s[0] / 1000 > t_pause + 2.0 for s in after)
+        result["after_pause"] = [(round(s[0] / 1000 - t_pause, 2), s[1]) for s in after]
         page.get_by_role("button", name="Resume").click()
         page.get_by_role("button", name="Pause").wait_for(timeout=30_000)
     t_stop = time.time()
@@ -143,6 +143,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--watch", type=float, default=6.0, help="seconds to watch each run before pausing")
     parser.add_argument("--tabs", type=int, default=10)
+    parser.add_argument("--verbose", action="store_true", help="print the chart's changes after each pause")
     parser.add_argument("--checkout", type=Path, default=ROOT, help="the project checkout to serve")
     args = parser.parse_args()
     import appserver
@@ -170,7 +171,8 @@ def main() -> None:
                 print(
                     f"run {i + 1}: first point {r['first_point_s']:.2f} s, {rate:.1f} refreshes/s, lag {lag:.2f} s, "
                     f"server {r['cpu_ms_per_refresh']:.0f} ms CPU/refresh, stop {r['stop_s']:.2f} s"
-                    + (f", pause froze after {r['pause_frozen_s']:.2f} s" if "pause_frozen_s" in r else ""),
+                    + (f", pause froze after {r['pause_frozen_s']:.2f} s" if "pause_frozen_s" in r else "")
+                    + (f" {r['after_pause']}" if args.verbose else ""),
                     flush=True,
                 )
             idle = idle_cpu(browser, url, server.pid, args.tabs)

@@ -12,6 +12,7 @@ from mnist_core.train import EpochMetrics
 from mnist_core.visual import smooth, thin
 
 MAX_POINTS = 2000  # a saved run's chart stays light whatever the run's length
+BLUE = "#1f77b4"
 LIVE_POINTS = 1000  # the live chart is redrawn several times a second: fewer points, same shape
 
 
@@ -34,8 +35,12 @@ def loss_figure(
     if batch_losses:
         steps, raw = thin(batch_losses, max_points)
         smoothed = smooth(batch_losses)[steps - 1]
-        data.append(_trace("scattergl", steps, raw, "batch loss", mode="markers", marker={"size": 3, "opacity": 0.35}))
-        data.append(_trace("scattergl", steps, smoothed, "smoothed", mode="lines", line={"width": 2.5}))
+        # Lines, not WebGL markers: a browser without a GPU (or a busy one) redraws an SVG path several times
+        # faster than a WebGL context, and the faint raw line over a bold smoothed one reads like TensorBoard.
+        data.append(
+            _trace("scatter", steps, raw, "batch loss", mode="lines", line={"width": 1, "color": BLUE}, opacity=0.35)
+        )
+        data.append(_trace("scatter", steps, smoothed, "smoothed", mode="lines", line={"width": 2.5, "color": BLUE}))
     if full_losses:
         s, v = zip(*full_losses)
         data.append(_trace("scatter", s, v, "loss on whole train set", mode="lines+markers"))
