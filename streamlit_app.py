@@ -3,6 +3,7 @@
 import streamlit as st
 
 from ui.common import current, keep_widget_state, sidebar
+from ui.state import keep_owner_cookie
 
 
 def home() -> None:
@@ -54,4 +55,5 @@ page = st.navigation(
     ]
 )
 sidebar()
+keep_owner_cookie()  # the browser's secret that owns its training jobs: a refresh finds them again
 page.run()

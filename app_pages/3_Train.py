@@ -210,7 +210,9 @@ def live_view() -> None:
             f"Waiting in the queue: place {queue.position(j.id)} of {waiting} waiting ({running} training now). "
             f"Training runs {queue.max_concurrent} at a time so each finishes as fast as it can."
         )
-    if h is None:
+    if h is None:  # never left the queue
+        if j.done:
+            outcome_message(j)
         return
     if j.phase == "warming":
         st.info("Getting the trainer ready: PyTorch is starting and the data is being loaded (once per server).")

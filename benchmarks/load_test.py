@@ -12,7 +12,7 @@ Chromium runs at a lower priority (``--browser-nice``): the browsers stand in fo
 machines and should not take CPU from the server they measure on this one.
 
 A page still not showing "Finished" ``--stale-after`` seconds after its run was saved is reloaded,
-as a user would (the ``?job=`` URL brings the job back); that session still counts as failed.
+as a user would (the browser's owner cookie brings the job back); that session still counts as failed.
 
 It prints: sessions, runs finished, failures, the queue places the sessions saw, the wait from the
 click to the start of training (``started_at`` in run.json), the time from the click to the
@@ -40,7 +40,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
 
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
@@ -49,7 +48,7 @@ sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 from appserver import CHROMIUM_FLAGS, free_port, start_server, wait_healthy  # noqa: E402  (shared with tests/e2e)
 
 MAX_RELOADS = 3  # per session, each after a longer wait than the one before
-QUEUE_RE = re.compile(r"Waiting in the queue: place (\S+) of (\d+) jobs")
+QUEUE_RE = re.compile(r"Waiting in the queue: place (\S+) of (\d+) waiting")
 
 # One round trip per poll: what a session's page shows now. Alerts are found by Streamlit's test ids.
 PAGE_STATE_JS = """() => {
@@ -248,8 +247,8 @@ def poll(session: Session) -> None:
     """Read the page once and record the queue place, the job id, the finish, or a problem."""
     # wait_for_function, unlike evaluate, takes a timeout: a page stuck loading must not stall the loop.
     state = session.page.wait_for_function(PAGE_STATE_JS, polling=100, timeout=5_000).json_value()
-    if session.job_id is None:  # from the URL, else from the "Run `<id>`" caption
-        session.job_id = parse_qs(urlparse(state["url"]).query).get("job", [state["caption_job"]])[0]
+    if session.job_id is None:  # from the "Run `<id>`" caption
+        session.job_id = state["caption_job"]
     if state["queue"] and (m := QUEUE_RE.search(state["queue"])):
         place = f"{m[1]}/{m[2]}"
         if not session.queue_places or session.queue_places[-1] != place:
