@@ -1,8 +1,13 @@
-"""Report: the selected run's accuracy, per-epoch curves, per-class table, confusion matrix, mistakes."""
+"""Report: the selected run's accuracy, per-epoch curves, per-class table, confusion matrix, mistakes.
+
+Text a run folder holds (its message, device, data set title) may come from someone's archive: it is
+shown with ``st.text``, never as markdown, so it cannot draw images or links on the page.
+"""
 
 import streamlit as st
 
 from mnist_core.report import cell_indices, worst_cell
+from mnist_core.runs import describe_schedule
 from mnist_core.train import plateau_warning
 from mnist_core.visual import upscale
 from ui.charts import confusion_figure, epoch_figure, loss_figure
@@ -12,14 +17,18 @@ st.title("Report")
 run = chosen_run(
     "Run", key="run_picker", empty="No saved runs yet. Train one on the **Train** page; it is saved when it ends."
 )
+if st.session_state.get("cell_of") != run.run_id:  # a cell chosen on another run means nothing here
+    st.session_state.pop("cell", None)
+    st.session_state["cell_of"] = run.run_id
 cfg, meta = run.config, run.meta
 st.caption(
-    f"{meta.get('dataset_title', cfg.dataset)} · {cfg.optimiser}, lr {cfg.lr:g}, {cfg.epochs} epochs, "
-    f"batch {cfg.batch_size}, loop {cfg.loop}, seed {cfg.seed} · {meta.get('device', '')} · "
-    f"status **{meta.get('status')}**"
+    f"{cfg.dataset} · {cfg.optimiser}, lr {cfg.lr:g}, {cfg.epochs} epochs, batch {cfg.batch_size}, loop {cfg.loop}, "
+    f"seed {cfg.seed} · status **{meta.status}**" + (" · imported from an archive" if meta.imported else "")
 )
-if meta.get("status") != "finished":
-    (st.error if meta.get("status") in ("diverged", "failed") else st.warning)(meta.get("message", ""))
+st.text(" · ".join(t for t in (meta.dataset_title, meta.device) if t))
+if meta.status != "finished":
+    (st.error if meta.status in ("diverged", "failed") else st.warning)(f"This run is **{meta.status}**:")
+    st.text(meta.message)
 if warning := plateau_warning(run.history.epochs):
     st.warning(warning)
 
@@ -33,14 +42,19 @@ else:
     c.metric("Test loss", f"{report.test_loss:.4f}")
     d.metric("Train loss", f"{report.train_loss:.4f}")
     st.caption(
-        f"Measured after training on all {meta.get('n_train', 0):,} training and {meta.get('n_test', 0):,} test "
-        f"images: the tutorial's accuracy(model(x), y). Training took {meta.get('train_seconds', 0):.1f} s "
-        f"at {meta.get('images_per_sec', 0):,.0f} images/s."
+        f"Measured after training on all {meta.n_train:,} training and {meta.n_test:,} test "
+        f"images: the tutorial's accuracy(model(x), y). Training took {meta.train_seconds:.1f} s "
+        f"at {meta.images_per_sec:,.0f} images/s."
     )
 
 h = run.history
 st.subheader("Training curves")
-st.plotly_chart(loss_figure(h.batch_losses, h.epochs, h.full_losses, h.total_steps or None), key="loss")
+st.plotly_chart(
+    loss_figure(h.batch_losses, h.epochs, h.full_losses, h.total_steps or None, lr_schedule=h.lr_schedule), key="loss"
+)
+for name, schedule in (("lr", h.lr_schedule), ("momentum", h.momentum_schedule)):
+    if len(schedule) > 1:
+        st.caption(describe_schedule(name, schedule))
 if h.epochs:
     st.plotly_chart(epoch_figure(h.epochs), key="epochs")
 if report is None:
@@ -56,10 +70,13 @@ st.subheader("Confusion matrix (test set)")
 classes = list(report.classes)
 left, right = st.columns([3, 2])
 event = left.plotly_chart(
-    confusion_figure(report.confusion.numpy(), classes), key="confusion", on_select="rerun", selection_mode="points"
+    confusion_figure(report.confusion.numpy(), classes),
+    key=f"confusion-{run.run_id}",  # a click on another run's matrix is not kept
+    on_select="rerun",
+    selection_mode="points",
 )
 points = (event or {}).get("selection", {}).get("points", []) if isinstance(event, dict) else []
-if points:
+if points and str(points[0].get("y")) in classes and str(points[0].get("x")) in classes:
     st.session_state["cell"] = (classes.index(str(points[0]["y"])), classes.index(str(points[0]["x"])))
 true_k, pred_k = st.session_state.get("cell", worst_cell(report.confusion))
 dataset = run_dataset(run)

@@ -1,4 +1,8 @@
-"""Runs: every saved run in one sortable table; compare, download, upload and delete."""
+"""Runs: every saved run in one sortable table; compare, download, upload and delete.
+
+Run names and messages may come from someone's archive: names are shown in code spans (an imported run's
+name holds only letters, digits and -._), messages and errors with ``st.text``, never as markdown.
+"""
 
 import streamlit as st
 
@@ -18,9 +22,11 @@ with st.expander("Add a run from an archive"):
         try:
             added = import_run(upload.getvalue())
             st.session_state["imported"] = upload.file_id
+            st.session_state["selected_run"] = added.name  # Report and Predict show it to this session only
             st.success(f"Added run `{added.name}`.")
         except RunError as exc:
-            st.error(f"This archive was not added, and nothing changed: {exc}")
+            st.error("This archive was not added, and nothing changed:")
+            st.text(str(exc))
 
 table = runs_table()
 if table.empty:
@@ -36,6 +42,9 @@ event = st.dataframe(
     key=f"runs_table-{hash(tuple(table['run']))}",  # a new list of runs starts a new selection
     column_config={
         "lr": st.column_config.NumberColumn("lr", format="%g"),
+        "final lr": st.column_config.NumberColumn("final lr", format="%g", help="the learning rate it ended with"),
+        "lr changes": st.column_config.NumberColumn("lr changes", help="times the learning rate was changed live"),
+        "imported": st.column_config.CheckboxColumn("imported", help="added from an archive"),
         "test accuracy": st.column_config.NumberColumn("test accuracy", format="percent"),
         "training s": st.column_config.NumberColumn("training s", format="%.1f"),
         "images/s": st.column_config.NumberColumn("images/s", format="%.0f"),
@@ -53,7 +62,10 @@ if runs:
         labels = [f"{label} ({r.run_id[-4:]})" if labels.count(label) > 1 else label for label, r in zip(labels, runs)]
     st.plotly_chart(compare_figure(runs, labels), key="compare")
 
-st.subheader("Selected run: " + chosen[0])
+st.subheader(f"Selected run: `{chosen[0]}`")
+selected = runs[0] if runs and runs[0].run_id == chosen[0] else None
+if selected is not None and selected.meta.message:
+    st.text(selected.meta.message)
 download, remove = st.columns(2)
 try:
     download.download_button(
@@ -64,20 +76,22 @@ try:
         help="config, metrics CSVs, report and weights",
     )
 except RunError as exc:
-    download.error(f"Cannot export: {exc}")
+    download.error("Cannot export this run:")
+    download.text(str(exc))
 
 if remove.button(f"Delete {len(chosen)} run(s)", key="delete"):
     st.session_state["confirm_delete"] = list(chosen)
 pending = st.session_state.get("confirm_delete")
 if pending:
-    st.warning(f"Delete {', '.join(pending)} for good?")
+    st.warning(f"Delete {', '.join(f'`{run_id}`' for run_id in pending)} for good?")
     yes, no = st.columns(2)
     if yes.button("Yes, delete", type="primary"):
         for run_id in pending:
             try:
                 delete_run(runs_root() / run_id)
             except RunError as exc:
-                st.error(str(exc))
+                st.error(f"`{run_id}` could not be deleted:")
+                st.text(str(exc))
         del st.session_state["confirm_delete"]
         st.rerun()
     if no.button("Cancel"):

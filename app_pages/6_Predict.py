@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from mnist_core.data import DATASETS
 from mnist_core.digits import DigitError, digits_from_canvas, load_image, predict_digit, preprocess
 from mnist_core.visual import square_tile
 from ui.charts import probability_figure
@@ -13,8 +14,11 @@ run = chosen_run(
     key="predict_run",
     empty="There is no trained run yet. Train one on the **Train** page, then come back to try your handwriting.",
 )
-if run.meta.get("status") == "diverged":
-    st.warning("This run diverged (its weights are NaN); choose another run.")
+if run.meta.status == "diverged" or not run.weights_finite:
+    st.warning(
+        "This run diverged: its weights are not finite numbers (NaN), so its answers would mean nothing. "
+        "Choose another run."
+    )
     st.stop()
 if run.config.dataset != "mnist":
     st.info(f"This run was trained on {run.config.dataset}: it will answer with clothing classes, not digits.")
@@ -64,8 +68,9 @@ for column, (title, array) in zip(st.columns(len(steps)), steps):
     column.image(square_tile(array), caption=title)
 
 probs = predict_digit(run.model, prepared.tensor()).numpy()
-classes = list(run.report.classes) if run.report else [str(k) for k in range(10)]
+classes = list(DATASETS[run.config.dataset])
 best = int(probs.argmax())
 st.subheader(f"Prediction: {classes[best]} ({probs[best]:.0%} sure)")
 st.plotly_chart(probability_figure(probs, classes), key="predict_probs")
-st.caption(f"Run `{run.run_id}`: test accuracy {run.meta.get('test_acc') or 0:.2%} on {run.meta.get('dataset_title')}.")
+accuracy = "not measured" if run.meta.test_acc is None else f"{run.meta.test_acc:.2%}"
+st.caption(f"Run `{run.run_id}`: test accuracy {accuracy} on {run.config.dataset}.")  # no text from run.json

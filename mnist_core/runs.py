@@ -193,7 +193,9 @@ def _table(raw: bytes, where: str, columns: tuple[str, ...], most: int) -> dict[
     try:
         frame = pd.read_csv(io.BytesIO(raw), engine="c")
     except (ValueError, OverflowError, UnicodeDecodeError) as exc:  # pandas' ParserError is a ValueError
-        raise RunError(f"{where}: cannot be read as CSV ({str(exc)[:200]}).") from None
+        raise RunError(f"{where}: cannot be read as CSV ({str(exc).strip()[:200]}).") from None
+    if not isinstance(frame.index, pd.RangeIndex) or list(frame.columns) != list(columns):
+        raise RunError(f"{where}: every row must hold exactly {len(columns)} fields ({','.join(columns)}).")
     out = {}
     for name in columns:
         column = frame[name]
@@ -213,7 +215,8 @@ def _check_column(values: np.ndarray, where: str, name: str, low: float, high: f
     if whole and (values != np.floor(values)).any():
         raise RunError(f"{where}: {name} must hold whole numbers.")
     if values.min() < low or values.max() > high:
-        raise RunError(f"{where}: {name} must lie between {low:g} and {high:g}.")
+        bounds = f"be {low:g} or more" if high == math.inf else f"lie between {low:g} and {high:g}"
+        raise RunError(f"{where}: {name} must {bounds}.")
 
 
 # --------------------------------------------------------------------------- the schema
@@ -226,19 +229,20 @@ def _config(value: object, where: str) -> TrainConfig:
     for name, spec in CONFIG_FIELDS.items():
         if name not in value:
             continue  # an older run: the default
-        v, default = value[name], spec.default
-        if isinstance(default, str):
-            ok = isinstance(v, str)
-        elif isinstance(default, int):
-            ok = type(v) is int
-        else:
-            ok = isinstance(v, (int, float)) and not isinstance(v, bool)
-        if not ok:
-            raise RunError(f"{where}: the config is damaged (config.{name} has the wrong type: {_shown(v)}).")
+        v, kind = value[name], type(spec.default)
+        try:  # the type of the default here; TrainConfig.validate says which values are allowed
+            if kind is str:
+                _text(v, MAX_LABEL)
+            elif kind is int:
+                _whole(v, -(2**63), 2**63)
+            else:
+                _real(v)
+        except ValueError as exc:
+            raise RunError(f"{where}: the config is damaged (config.{name} {exc}).") from None
     config = TrainConfig.from_dict(value)
     try:
         config.validate()
-    except (ValueError, OverflowError) as exc:
+    except ValueError as exc:
         raise RunError(f"{where}: the config is damaged ({exc})") from None
     for name, spec in CONFIG_FIELDS.items():
         if isinstance(spec.default, float):
@@ -257,7 +261,10 @@ def _schedule(knob: str, steps: int) -> Callable[[object], list[tuple[int, float
         for pair in value:
             if not isinstance(pair, list) or len(pair) != 2:
                 raise ValueError(f"must hold [step, value] pairs, not {_shown(pair)}")
-            step = _whole(pair[0], out[-1][0] if out else 0, steps)  # in order, within the run's steps
+            first = out[-1][0] if out else 0
+            if type(pair[0]) is int and not first <= pair[0] <= steps:
+                raise ValueError(f"steps must rise and stay within the run's {steps:,} steps, not {pair[0]}")
+            step = _whole(pair[0], first, steps)
             out.append((step, _real(pair[1], spec.low, spec.high)))
         return out
 

@@ -11,7 +11,7 @@ import torch
 from mnist_core.data import DataError, Dataset
 from mnist_core.jobs import Job, JobQueue
 from mnist_core.report import predict
-from mnist_core.runs import Run, RunError, list_runs, load_run, runs_root
+from mnist_core.runs import Run, RunError, list_run_metas, list_runs, load_run, newest_trained_run, runs_root
 
 from .common import shared_dataset
 
@@ -82,19 +82,38 @@ def get_run(run_id: str) -> Run | None:
     try:
         return _cached_run(str(path), path.joinpath("run.json").stat().st_mtime)
     except (RunError, OSError) as exc:
-        st.error(f"Run {run_id} cannot be read: {exc}")
+        st.error(f"Run `{run_id}` cannot be read.")
+        st.text(str(exc))  # it may quote what a file holds: text, never markdown
         return None
 
 
 def run_picker(label: str = "Run", key: str = "run_picker") -> str | None:
-    """A select box of saved runs, newest first, defaulting to this session's latest run."""
-    ids = run_ids()
+    """A select box of saved runs, newest first, imported ones marked; None while none is chosen.
+
+    It starts on this session's choice or latest run, else on the newest run trained on this server:
+    a run imported from an archive is the default only for the session that imported it.
+    """
+    runs = list_run_metas()
+    ids = [path.name for path, _ in runs]
     if not ids:
         return None
+    imported = {path.name for path, meta in runs if meta is not None and meta.imported}
     current = st.session_state.get("selected_run")
-    index = ids.index(current) if current in ids else 0
-    choice = st.selectbox(label, ids, index=index, key=key)
-    st.session_state["selected_run"] = choice
+    if current not in ids:
+        job = session_job()  # after a refresh: this browser's run, saved under its job's id
+        current = job.id if job is not None else None
+    if current not in ids:
+        current = newest_trained_run(runs)
+    choice = st.selectbox(
+        label,
+        ids,
+        index=ids.index(current) if current in ids else None,
+        key=key,
+        format_func=lambda run_id: f"{run_id} (imported)" if run_id in imported else run_id,
+        placeholder="Choose a run",
+    )
+    if choice is not None:
+        st.session_state["selected_run"] = choice
     return choice
 
 
@@ -102,8 +121,11 @@ def chosen_run(label: str, key: str, empty: str) -> Run:
     """The run picked in a select box, loaded; with no runs (or a damaged one) the page stops with a message."""
     run_id = run_picker(label, key=key)
     if run_id is None:
-        st.info(empty)
-        st.page_link("app_pages/3_Train.py", label="Go to Train", icon=":material/show_chart:")
+        if run_ids():
+            st.info("Choose a run above: runs added from archives by other visitors are never chosen for you.")
+        else:
+            st.info(empty)
+            st.page_link("app_pages/3_Train.py", label="Go to Train", icon=":material/show_chart:")
         st.stop()
     run = get_run(run_id)
     if run is None:
@@ -130,7 +152,7 @@ def run_dataset(run: Run) -> Dataset | None:
     except DataError as exc:
         st.info(f"The images cannot be shown: {exc}")
         return None
-    if dataset.n_test != run.meta.get("n_test"):
+    if dataset.n_test != run.meta.n_test:
         st.info(
             f"This run was tested on another copy of {run.config.dataset} than the one loaded now "
             f"({dataset.title}); its images cannot be shown."
