@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 import streamlit as st
 import torch
-from helpers import digit_png
+from helpers import blobs_dataset, digit_png
 from safetensors.torch import save as safetensors_bytes
 from streamlit.testing.v1 import AppTest
 
@@ -72,18 +72,16 @@ def zip_of(files: dict[str, bytes], folder: str = "run") -> bytes:
 
 
 @pytest.fixture(scope="module")
+def blobs_module():
+    return blobs_dataset()
+
+
+@pytest.fixture(scope="module")
 def source(blobs_module, tmp_path_factory) -> dict[str, bytes]:
     """A real run's files (Momentum, with the loss recorder and a report), by name."""
     trainer = train(TrainConfig(epochs=2, batch_size=64, optimiser="Momentum", lr=0.05, record_every=2), blobs_module)
     folder = save_run(trainer, build_report(trainer.model, blobs_module), root=tmp_path_factory.mktemp("source"))
     return {p.name: p.read_bytes() for p in folder.iterdir()}
-
-
-@pytest.fixture(scope="module")
-def blobs_module():
-    from helpers import blobs_dataset
-
-    return blobs_dataset()
 
 
 @pytest.fixture
