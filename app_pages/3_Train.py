@@ -145,9 +145,15 @@ def mode(j: Job | None) -> tuple:
 
 watched = mode(job)
 paused = job is not None and job.history is not None and job.history.paused
-# Four refreshes a second while it trains; a waiting job only needs its place now and then; a paused
-# or ended run needs none (a control button redraws the view itself once the trainer confirms).
-refresh = None if not active or paused else (1.0 if job.state == "queued" else 0.25)
+# Five refreshes a second while it trains; a waiting job only needs its place now and then (the next in
+# line soon, the others every few seconds: each redraw costs the learner's browser too); a paused or
+# ended run needs none (a control button redraws the view itself once the trainer confirms).
+if not active or paused:
+    refresh = None
+elif job.state == "queued":
+    refresh = 0.5 if queue.position(job.id) == 1 else 2.0
+else:
+    refresh = 0.2
 
 
 def act(j: Job, action: str, **kwargs) -> None:
@@ -242,7 +248,7 @@ def live_view() -> None:
         max_points=LIVE_POINTS,
     )
     st.plotly_chart(figure, key="live_chart")
-    if h.paused and (queue.root / j.id / "report.json").is_file():
+    if h.paused and (j.folder / "report.json").is_file():  # the checkpoint of the paused model
         st.session_state["selected_run"] = j.id
         st.page_link("app_pages/4_Report.py", label="Report of the paused model", icon=":material/analytics:")
     if j.done:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
-from appserver import CHROMIUM_FLAGS, chromium_path, free_port, start_server  # noqa: E402  (shared with tests/e2e)
+from appserver import CHROMIUM_FLAGS, chromium_path, free_port, start_server, stop_server  # noqa: E402  (shared with tests/e2e)
 
 
 def images_per_sec(run_dir: Path) -> float:
@@ -79,12 +79,14 @@ def main() -> None:
     parser.add_argument("--dataset", default="fashion-mnist", choices=["fashion-mnist", "mnist"])
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--train-threads", type=int, help="MNIST_TRAIN_THREADS for the server's trainer")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
     runs = Path(tempfile.mkdtemp(prefix="bench-runs-"))
     port = free_port()
-    server = start_server(port, runs, Path(tempfile.mkdtemp(prefix="bench-log-")) / "streamlit.log")
+    env = {"MNIST_TRAIN_THREADS": str(args.train_threads)} if args.train_threads else None
+    server = start_server(port, runs, Path(tempfile.mkdtemp(prefix="bench-log-")) / "streamlit.log", env=env)
     cli, page_speeds = [], []
     try:
         time.sleep(5)
@@ -97,8 +99,7 @@ def main() -> None:
                 print(f"round {i + 1}: CLI {cli[-1]:,.0f} images/s, page {page_speeds[-1]:,.0f} images/s", flush=True)
             browser.close()
     finally:
-        server.terminate()
-        server.wait(20)
+        stop_server(server)
     c, w = statistics.median(cli), statistics.median(page_speeds)
     print(
         f"{args.dataset}, {args.epochs} epochs, batch 128: CLI median {c:,.0f} images/s, "

@@ -72,10 +72,10 @@ class Job:
     phase: str = "queued"
     outcome: str = ""  # when done: one of train.ENDINGS
     message: str = ""
-    run_dir: Path | None = None
+    folder: Path | None = None  # where its run is saved: checkpoints while it trains, the run when it ends
+    run_dir: Path | None = None  # the saved run, once it has ended with one
     started_at: float | None = None
     stop_requested: bool = False
-    updated_at: float = 0.0  # time.monotonic() of the last message from the trainer
     process: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
@@ -204,7 +204,8 @@ class JobQueue:
                 raise QueueError(
                     f"The training queue is full ({len(self._waiting)} runs waiting). Try again in a few minutes."
                 )
-            job = Job(id=new_run_id(config), config=config, owner=owner, allow_download=allow_download)
+            run_id = new_run_id(config)
+            job = Job(run_id, config, owner=owner, allow_download=allow_download, folder=self.root / run_id)
             self._jobs[job.id] = job
             self._waiting.append(job)
             self._cond.notify_all()
@@ -389,11 +390,9 @@ class JobQueue:
         h = job.history
         while True:
             message = trainer.next()
-            job.updated_at = time.monotonic()
             if message is None:  # the process died: its last checkpoint, if any, is on disk as "interrupted"
                 code = trainer.proc.wait()
-                folder = self.root / job.id
-                job.run_dir = folder if (folder / "run.json").is_file() else None
+                job.run_dir = job.folder if (job.folder / "run.json").is_file() else None
                 job.outcome = "interrupted" if job.run_dir else "failed"
                 job.message = f"The training process ended unexpectedly (exit code {code}) at step {h.step}. " + (
                     "What it had learned by its last save is kept." if job.run_dir else "Nothing had been saved yet."

@@ -133,9 +133,11 @@ class WarmProcess:
         return self.datasets[key]
 
     def preload(self, names: list[str], allow_download: bool) -> None:
-        for name in names:
+        """Load the data sets a job will ask for; only the first (the default) may be downloaded here,
+        the others only if they are on disk (a download waits for a job that wants it)."""
+        for i, name in enumerate(names):
             try:
-                self.dataset(name, allow_download=allow_download)
+                self.dataset(name, allow_download=allow_download and i == 0)
             except Exception as exc:  # a missing set is reported by the job that asks for it
                 print(f"preload of {name} failed: {exc}", file=sys.stderr)
 

@@ -8,7 +8,7 @@ import secrets
 import streamlit as st
 import torch
 
-from mnist_core.data import DataError, Dataset
+from mnist_core.data import DATASETS, DataError, Dataset
 from mnist_core.jobs import Job, JobQueue
 from mnist_core.report import predict
 from mnist_core.runs import Run, RunError, list_run_metas, list_runs, load_run, newest_trained_run, runs_root
@@ -26,12 +26,12 @@ def _close_queue(queue: JobQueue) -> None:
 @st.cache_resource(on_release=_close_queue)
 def job_queue() -> JobQueue:
     """One queue per server process: every session's training goes through it. Its trainers start
-    warming now, with the data set the server offers by default already loaded."""
+    warming now, with every data set the server offers already loaded (a missing one is skipped)."""
     try:
         offline = shared_dataset("mnist").source_kind == "sample"  # the server found no network: nor will they
     except DataError:
         offline = False
-    return JobQueue(preload=("mnist",), allow_download=not offline)
+    return JobQueue(preload=tuple(DATASETS), allow_download=not offline)
 
 
 def _cookie() -> str:
