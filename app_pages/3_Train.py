@@ -6,6 +6,7 @@ import time
 import streamlit as st
 
 from mnist_core.jobs import Job, QueueError
+from mnist_core.runs import describe_schedule
 from mnist_core.train import CONFIG_FIELDS, LOOP_STYLES, TrainConfig, available_devices, plateau_warning
 from ui.charts import LIVE_POINTS, loss_figure
 from ui.common import current
@@ -235,8 +236,9 @@ def live_view() -> None:
     if h.epochs:
         e = h.epochs[-1]
         st.caption(f"after epoch {e.epoch}: test accuracy {e.test_acc:.2%}, train loss {e.train_loss:.4f}")
-    if len(h.lr_schedule) > 1:
-        st.caption("Learning rate: " + " → ".join(f"{lr:g} (from step {s + 1})" for s, lr in h.lr_schedule))
+    for name, schedule in (("lr", h.lr_schedule), ("momentum", h.momentum_schedule)):
+        if len(schedule) > 1:
+            st.caption(describe_schedule(name, schedule))
     if warning := plateau_warning(h.epochs):
         st.warning(warning)
     figure = loss_figure(

@@ -11,7 +11,7 @@ from mnist_core.runs import describe_schedule
 from mnist_core.train import plateau_warning
 from mnist_core.visual import upscale
 from ui.charts import confusion_figure, epoch_figure, loss_figure
-from ui.state import chosen_run, run_dataset, test_predictions
+from ui.state import chosen_run, job_queue, run_dataset, test_predictions
 
 st.title("Report")
 run = chosen_run(
@@ -26,7 +26,14 @@ st.caption(
     f"seed {cfg.seed} · status **{meta.status}**" + (" · imported from an archive" if meta.imported else "")
 )
 st.text(" · ".join(t for t in (meta.dataset_title, meta.device) if t))
-if meta.status != "finished":
+live = job_queue().get(run.run_id)
+if live is not None and not live.done:  # a checkpoint of a run that still trains (paused, or at an epoch end)
+    now = "paused" if live.history is not None and live.history.paused else "still training"
+    st.info(
+        f"This run is {now}: this is the model as saved at step {meta.steps}. "
+        "The final report replaces it when the run ends."
+    )
+elif meta.status != "finished":
     (st.error if meta.status in ("diverged", "failed") else st.warning)(f"This run is **{meta.status}**:")
     st.text(meta.message)
 if warning := plateau_warning(run.history.epochs):

@@ -76,7 +76,7 @@ def test_train_pause_step_change_lr_refresh_stop(server, page: Page):
     page.wait_for_function(
         "() => [...document.querySelectorAll('.js-plotly-plot')].pop().layout.shapes.length === 1", timeout=30_000
     )
-    expect(page.get_by_text(f"0.079 (from step {paused_at + 2})")).to_be_visible()
+    expect(page.get_by_text(f"lr 0.1 → 0.079 from step {paused_at + 2}")).to_be_visible()
 
     main_button(page, "Resume").click()
     expect(main_button(page, "Pause")).to_be_visible()
