@@ -605,20 +605,29 @@ def save_run(
 
     tmp = folder.with_name(folder.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    (tmp / "run.json").write_bytes(run_json)
-    pd.DataFrame({"step": range(1, len(losses) + 1), "loss": losses}).to_csv(tmp / "batches.csv", index=False)
-    pd.DataFrame([asdict(e) for e in epochs], columns=list(EpochMetrics.__dataclass_fields__)).to_csv(
-        tmp / "epochs.csv", index=False
-    )
-    if full_losses:
-        pd.DataFrame(full_losses, columns=["step", "loss"]).to_csv(tmp / "full_losses.csv", index=False)
-    if report_json is not None:
-        (tmp / "report.json").write_bytes(report_json)
-    save_file(state, str(tmp / "weights.safetensors"))
-    if folder.exists():
-        shutil.rmtree(folder)
-    tmp.rename(folder)  # the folder appears whole or not at all
+    try:
+        tmp.mkdir(parents=True)
+        (tmp / "run.json").write_bytes(run_json)
+        pd.DataFrame({"step": range(1, len(losses) + 1), "loss": losses}).to_csv(tmp / "batches.csv", index=False)
+        pd.DataFrame([asdict(e) for e in epochs], columns=list(EpochMetrics.__dataclass_fields__)).to_csv(
+            tmp / "epochs.csv", index=False
+        )
+        if full_losses:
+            pd.DataFrame(full_losses, columns=["step", "loss"]).to_csv(tmp / "full_losses.csv", index=False)
+        if report_json is not None:
+            (tmp / "report.json").write_bytes(report_json)
+        save_file(state, str(tmp / "weights.safetensors"))
+        # Replace an earlier save (a checkpoint) by renames only: the run is never missing for longer than
+        # between two renames, and a kill at any point leaves at worst a *.partial folder the next save clears.
+        old = folder.with_name(folder.name + ".old.partial")
+        shutil.rmtree(old, ignore_errors=True)
+        if folder.exists():
+            folder.rename(old)
+        tmp.rename(folder)  # the folder appears whole or not at all
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a failed save leaves nothing half-written behind
+        raise
     return folder
 
 

@@ -241,3 +241,22 @@ def test_finish_run_reports_a_save_failure(blobs, tmp_path):
     folder, report, message = finish_run(trainer, blobs, root=blocker)
     assert folder is None and report is not None
     assert "could not be saved" in message
+
+
+def test_a_failed_save_leaves_nothing_half_written(blobs, tmp_path, monkeypatch):
+    import mnist_core.runs as runs_module
+
+    trainer = train(TrainConfig(epochs=1, batch_size=64), blobs)
+    first = save_run(trainer, root=tmp_path, run_id="r", status="interrupted", message="a checkpoint")
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(runs_module, "save_file", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        save_run(trainer, root=tmp_path, run_id="r")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]  # no r.partial
+    assert load_run(first).meta["status"] == "interrupted"  # the checkpoint before it is intact
+    monkeypatch.undo()
+    assert load_run(save_run(trainer, root=tmp_path, run_id="r")).meta["status"] == "finished"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
