@@ -3,7 +3,7 @@
 import streamlit as st
 
 from ui.common import current, keep_widget_state, sidebar
-from ui.state import keep_owner_cookie
+from ui.state import job_queue, keep_owner_cookie
 
 
 def home() -> None:
@@ -56,4 +56,5 @@ page = st.navigation(
 )
 sidebar()
 keep_owner_cookie()  # the browser's secret that owns its training jobs: a refresh finds them again
+job_queue()  # the first visit to any page starts the trainers warming, before anyone presses Start
 page.run()

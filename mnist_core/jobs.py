@@ -253,6 +253,11 @@ class JobQueue:
                 job.state, job.phase, job.outcome = "done", "done", "cancelled"
                 job.message = "Cancelled while waiting in the queue; nothing was trained."
                 return
+            if (
+                job.process is None
+            ):  # taken from the line but not handed over (its trainer is warming): it never will be
+                job.state, job.phase, job.outcome, job.message = "done", "done", "cancelled", NOTHING_TRAINED
+                return
             trainer = self._trainer_of(job)
         if trainer is not None:
             trainer.send(p.Control(action="stop"))

@@ -122,8 +122,11 @@ class WarmProcess:
 
     def send(self, message: p.Message) -> None:
         with self.lock:
-            self.out.write(p.encode(message))
-            self.out.flush()
+            try:
+                self.out.write(p.encode(message))
+                self.out.flush()
+            except (BrokenPipeError, ValueError, OSError):
+                pass  # the server is gone: its end of stdin closes too, and the run is saved as interrupted
 
     def dataset(self, name: str, data_dir: str | None = None, allow_download: bool = True) -> Dataset:
         """Loaded once per process: a warm process keeps every data set it has loaded."""

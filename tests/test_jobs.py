@@ -234,3 +234,14 @@ def test_a_server_that_goes_away_leaves_the_run_interrupted(tmp_path, data_dir, 
     run = load_run(tmp_path / "runs" / job.id)
     assert run.meta["status"] == "interrupted"
     assert run.meta["message"].startswith("The web server went away")
+
+
+def test_stop_while_the_trainer_warms_frees_the_job_at_once(tmp_path, data_dir, make_queue):
+    queue = make_queue(root=tmp_path / "runs", data_dir=data_dir)  # its trainer is only starting
+    job = queue.submit(TrainConfig(epochs=1), owner="me")
+    queue.stop(job.id, "me")
+    assert job.done and job.outcome == "cancelled"  # at once, not when the trainer is ready
+    assert queue.wait_warm(timeout=120) and queue.wait_idle(timeout=60)
+    assert job.outcome == "cancelled" and list_runs(tmp_path / "runs") == []
+    again = queue.submit(TrainConfig(epochs=1, batch_size=64), owner="me")  # the owner is free again
+    assert queue.wait_idle(timeout=120) and again.outcome == "finished"

@@ -93,6 +93,41 @@ def test_train_then_report(runs_dir):
     assert saved.report.test_acc > 0.5  # one epoch of ADAM on real digits is far above chance
 
 
+def test_a_second_session_can_neither_see_nor_steer_the_first_ones_run(runs_dir):
+    """The attack that worked before: the victim's run id from the Runs page, then ?job=<id> on Train."""
+    victim = open_page("app_pages/3_Train.py")
+    victim.slider(key="keep_epochs").set_value(100)
+    victim.select_slider(key="keep_batch_size").set_value(8)
+    victim.button[0].click().run()
+    assert not victim.exception, victim.exception
+    assert [b.label for b in victim.button] == ["Start training", "Pause", "Stop"]
+    from ui.state import job_queue
+
+    (job,) = job_queue().active()
+    deadline = time.monotonic() + 120
+    while job.history.step == 0 and time.monotonic() < deadline:  # the trainer may still be warming
+        time.sleep(0.05)
+    assert job.history.step > 0
+    (run_id,) = [c.value.split("`")[1] for c in victim.caption if c.value.startswith("Run `")]
+
+    attacker = open_page("app_pages/5_Runs.py")
+    shown = " ".join(str(e.value) for e in (*attacker.info, *attacker.markdown, *attacker.caption))
+    assert "Training now: 1 run" in shown and run_id not in shown
+    attacker.query_params["job"] = run_id
+    attacker.switch_page("app_pages/3_Train.py").run()
+    assert not attacker.exception, attacker.exception
+    assert [b.label for b in attacker.button] == ["Start training"]  # no Stop, no Pause: nothing to steer
+    assert run_id not in " ".join(str(e.value) for e in (*attacker.caption, *attacker.markdown, *attacker.info))
+
+    step = job.history.step
+    while job.history.step == step and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not job.done and job.history.step > step  # it trained on through all of that
+    victim.run()
+    next(b for b in victim.button if b.label == "Stop").click().run()
+    assert any("Stopped by the user" in w.value for w in victim.warning), (victim.warning, victim.error, victim.button)
+
+
 def test_bad_fashion_data_is_a_message(runs_dir, monkeypatch, tmp_path):
     from mnist_core import data
 
