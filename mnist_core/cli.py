@@ -3,6 +3,7 @@
 python -m mnist_core train [--lr 0.1 --epochs 10 ...]   layer table, progress, report, run folder
 python -m mnist_core inspect                           the layer-shape table
 python -m mnist_core evaluate RUN_DIR                  the report of a saved run
+python -m mnist_core lr-find [--optimiser ADAM ...]    the learning-rate range test and a suggested lr
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import argparse
 import sys
 import time
 from dataclasses import fields
+from inspect import signature
 
 from .data import DataError, load_dataset
+from .lr_find import SUGGESTION_RULE, LrFindResult, lr_find
 from .model import first_prediction, format_layer_table, layer_table
 from .report import Report, build_report
 from .runs import RunError, finish_run, load_run
-from .train import Callback, EpochMetrics, TrainConfig, Trainer
+from .train import CONFIG_FIELDS, Callback, EpochMetrics, TrainConfig, Trainer
 
 
 class ProgressBar(Callback):
@@ -110,6 +113,62 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# The config fields a range test uses; lr, epochs and the loss recorder are the test's own business.
+LR_FIND_FIELDS = ("dataset", "optimiser", "momentum", "batch_size", "seed", "device", "init", "loop")
+
+
+def format_lr_curve(result: LrFindResult, rows: int = 15, width: int = 30) -> str:
+    """The range test's curve as a small table: evenly spaced batches, the lowest smoothed loss among them."""
+    n = len(result.lrs)
+    best = min(range(n), key=result.smoothed.__getitem__)
+    shown = sorted({round(i * (n - 1) / (rows - 1)) for i in range(rows)} | {best})
+    low = min(result.smoothed[i] for i in shown)
+    high = max(result.smoothed[i] for i in shown)
+    lines = [f"{'batch':>5} {'lr':>9} {'loss':>8} {'smoothed':>8}  smoothed loss, {low:.3g} .. {high:.3g}"]
+    for i in shown:
+        bar = "#" * (1 + round((width - 1) * (result.smoothed[i] - low) / ((high - low) or 1)))
+        mark = "  <- lowest smoothed loss" if i == best else ""
+        lines.append(
+            f"{i + 1:>5} {result.lrs[i]:>9.3g} {result.losses[i]:>8.4f} {result.smoothed[i]:>8.4f}  {bar}{mark}"
+        )
+    return "\n".join(lines)
+
+
+def cmd_lr_find(args: argparse.Namespace) -> int:
+    config = TrainConfig(**{name: getattr(args, name) for name in LR_FIND_FIELDS})
+    try:
+        config.validate()
+        dataset = load_dataset(config.dataset, data_dir=args.data_dir, allow_download=not args.offline)
+        result = lr_find(config, dataset, start_lr=args.start_lr, end_lr=args.end_lr, steps=args.steps)
+    except (ValueError, DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:  # the training step itself failed
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("lr range test stopped with Ctrl-C.", file=sys.stderr)
+        return 130
+    endings = {
+        "end": f"reached lr {args.end_lr:g}",
+        "exploded": "stopped early: the smoothed loss blew up",
+        "diverged": "stopped early: the loss was no longer finite",
+        "stopped": "stopped",
+    }
+    print(dataset.describe())
+    print(
+        f"{config.optimiser}, batch size {config.batch_size}, seed {config.seed}: {len(result.lrs)} batches "
+        f"in {result.seconds:.1f}s, lr {result.lrs[0]:.3g} .. {result.lrs[-1]:.3g}; {endings[result.ending]}"
+    )
+    print(format_lr_curve(result))
+    print(
+        f"the suggestion is {SUGGESTION_RULE}; to train with it: "
+        f"python -m mnist_core train --optimiser {config.optimiser} --lr {result.suggested_lr:.3g}"
+    )
+    print(f"suggested lr: {result.suggested_lr:.3g}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mnist_core", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -137,6 +196,31 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("evaluate", parents=[common], help="report on a saved run")
     evaluate.add_argument("run_dir", help="a run folder under runs/")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    find = sub.add_parser(
+        "lr-find", parents=[common], help="the learning-rate range test: raise the lr each batch, suggest one"
+    )
+    for name in LR_FIND_FIELDS:  # the same one definition per field as train's flags
+        f, knob = CONFIG_FIELDS[name], TrainConfig.knob(name)
+        bounds = f" [{knob.low:g} .. {knob.high:g}]" if knob.low is not None else ""
+        find.add_argument(
+            "--" + name.replace("_", "-"),
+            type=type(f.default),
+            default=f.default,
+            choices=knob.choices,
+            help=f"{knob.help}{bounds} (default: %(default)s)",
+        )
+    test = signature(lr_find).parameters  # the test's defaults, defined once
+    for name, what in (
+        ("start_lr", "first learning rate"),
+        ("end_lr", "last learning rate"),
+        ("steps", "batches from the first to the last lr"),
+    ):
+        default = test[name].default
+        find.add_argument(
+            "--" + name.replace("_", "-"), type=type(default), default=default, help=f"{what} (default: %(default)s)"
+        )
+    find.set_defaults(func=cmd_lr_find)
     return parser
 
 
