@@ -169,6 +169,20 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_config_flags(parser: argparse.ArgumentParser, names: list[str] | tuple[str, ...]) -> None:
+    """A flag per TrainConfig field, from the field's one definition (as the Train page reads it)."""
+    for name in names:
+        f, knob = CONFIG_FIELDS[name], TrainConfig.knob(name)
+        bounds = f" [{knob.low:g} .. {knob.high:g}]" if knob.low is not None else ""
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            type=type(f.default),
+            default=f.default,
+            choices=knob.choices,
+            help=f"{knob.help}{bounds} (default: %(default)s)",
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mnist_core", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -177,16 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--offline", action="store_true", help="do not try to download")
 
     train = sub.add_parser("train", parents=[common], help="train the tutorial's model")
-    for f in fields(TrainConfig):  # each flag from the field's one definition, as the Train page reads it
-        knob = TrainConfig.knob(f.name)
-        bounds = f" [{knob.low:g} .. {knob.high:g}]" if knob.low is not None else ""
-        train.add_argument(
-            "--" + f.name.replace("_", "-"),
-            type=type(f.default),
-            default=f.default,
-            choices=knob.choices,
-            help=f"{knob.help}{bounds} (default: %(default)s)",
-        )
+    add_config_flags(train, list(CONFIG_FIELDS))
     train.add_argument("--runs-dir", help="where to save the run (default: MNIST_RUNS_DIR or ./runs)")
     train.set_defaults(func=cmd_train)
 
@@ -200,16 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     find = sub.add_parser(
         "lr-find", parents=[common], help="the learning-rate range test: raise the lr each batch, suggest one"
     )
-    for name in LR_FIND_FIELDS:  # the same one definition per field as train's flags
-        f, knob = CONFIG_FIELDS[name], TrainConfig.knob(name)
-        bounds = f" [{knob.low:g} .. {knob.high:g}]" if knob.low is not None else ""
-        find.add_argument(
-            "--" + name.replace("_", "-"),
-            type=type(f.default),
-            default=f.default,
-            choices=knob.choices,
-            help=f"{knob.help}{bounds} (default: %(default)s)",
-        )
+    add_config_flags(find, LR_FIND_FIELDS)
     test = signature(lr_find).parameters  # the test's defaults, defined once
     for name, what in (
         ("start_lr", "first learning rate"),
