@@ -7,7 +7,14 @@ import streamlit as st
 
 from mnist_core.jobs import Job, QueueError
 from mnist_core.runs import describe_schedule
-from mnist_core.train import CONFIG_FIELDS, LOOP_STYLES, TrainConfig, available_devices, plateau_warning
+from mnist_core.train import (
+    CONFIG_FIELDS,
+    LOOP_STYLES,
+    TrainConfig,
+    available_devices,
+    batches_per_epoch,
+    plateau_warning,
+)
 from ui.charts import LIVE_POINTS, loss_figure
 from ui.common import current
 from ui.state import job_queue, owner, session_job
@@ -124,6 +131,12 @@ with controls:
         st.selectbox(TrainConfig.knob("device").label, available_devices(), key="keep_device", disabled=active)
         knob_widget("record_every")
     st.button("Start training", type="primary", disabled=active, use_container_width=True, on_click=start_run)
+    per_epoch = batches_per_epoch(dataset.n_train, st.session_state["keep_batch_size"])
+    epochs = st.session_state["keep_epochs"]
+    st.caption(
+        f"{epochs} epochs × {per_epoch} batches of {st.session_state['keep_batch_size']} = "
+        f"{epochs * per_epoch:,} steps on {dataset.title}"
+    )
     if error := st.session_state.pop("control_error", None):
         st.error(error)
 
@@ -180,6 +193,9 @@ def live_view() -> None:
     j = session_job()
     if j is None:
         st.info(f"Set the knobs and press **Start training**. Data: {dataset.describe()}.")
+        # Empty axes where the curve will be drawn; they also make the browser load its chart code now,
+        # not after the click (that took the first Start about 1.5 s longer than the next ones).
+        st.plotly_chart(loss_figure([], [], height=320), key="live_chart")
         return
     if mode(j) != watched:  # queued -> running -> paused -> done: redraw the page (knobs, refresh rate)
         st.rerun(scope="app")

@@ -162,6 +162,11 @@ def check_knob(name: str, value: Any) -> str | None:
     return f"{name} has the wrong type"
 
 
+def batches_per_epoch(n_train: int, batch_size: int) -> int:
+    """Batches in one pass over ``n_train`` images; the last one may be smaller."""
+    return math.ceil(n_train / batch_size)
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """``auto`` picks CUDA, then Apple MPS, then CPU; a named device that is missing is an error."""
     cuda = torch.cuda.is_available()
@@ -433,7 +438,7 @@ class Trainer:
         self.momentum = config.momentum if config.optimiser != "Descent" else None
         # channels_last lets oneDNN (CPU) and cuDNN pick their fastest kernels for these small convs.
         self.model = build_model(config.init, seed=config.seed).to(self.device, memory_format=torch.channels_last)
-        steps_per_epoch = math.ceil(dataset.n_train / config.batch_size)
+        steps_per_epoch = batches_per_epoch(dataset.n_train, config.batch_size)
         self.history = History(total_steps=steps_per_epoch * config.epochs, steps_per_epoch=steps_per_epoch)
         # On a GPU, reading a loss forces a sync: deliver them in chunks instead of every step.
         self.flush_every = 1 if self.device.type == "cpu" else 32

@@ -54,6 +54,7 @@ def test_train_pause_step_change_lr_refresh_stop(server, page: Page):
     # A long run on the sample: 100 epochs of batch 8, so there is time to steer it.
     set_slider(page, "Epochs", "End", "100")
     set_slider(page, "Batch size", "Home", "8")
+    expect(page.get_by_text("100 epochs × 500 batches of 8 = 50,000 steps")).to_be_visible()  # the server has them
     page.get_by_role("button", name="Start training").click()
 
     first = wait_step(page, "s > 0")
@@ -117,6 +118,7 @@ def test_a_queued_job_is_cancelled_at_once_and_others_cannot_see_it(server, brow
     wait_for_app(first)
     set_slider(first, "Epochs", "End", "100")
     set_slider(first, "Batch size", "Home", "8")
+    expect(first.get_by_text("100 epochs × 500 batches of 8")).to_be_visible()
     first.get_by_role("button", name="Start training").click()
     wait_step(first, "s > 0")
     their_id = first.locator("[data-testid=stCaptionContainer] code").first.inner_text()
