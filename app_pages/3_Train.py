@@ -195,7 +195,10 @@ def live_view() -> None:
         st.info(f"Set the knobs and press **Start training**. Data: {dataset.describe()}.")
         # Empty axes where the curve will be drawn; they also make the browser load its chart code now,
         # not after the click (that took the first Start about 1.5 s longer than the next ones).
-        st.plotly_chart(loss_figure([], [], height=320), key="live_chart")
+        planned = st.session_state["keep_epochs"] * batches_per_epoch(
+            dataset.n_train, st.session_state["keep_batch_size"]
+        )
+        st.plotly_chart(loss_figure([], [], total_steps=planned, height=320), key="live_chart")
         return
     if mode(j) != watched:  # queued -> running -> paused -> done: redraw the page (knobs, refresh rate)
         st.rerun(scope="app")
