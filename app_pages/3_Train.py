@@ -13,9 +13,10 @@ from mnist_core.train import (
     TrainConfig,
     available_devices,
     batches_per_epoch,
+    nearest_offer,
     plateau_warning,
 )
-from ui.charts import LIVE_POINTS, loss_figure
+from ui.charts import LIVE_POINTS, loss_figure, lr_find_figure
 from ui.common import current
 from ui.state import job_queue, owner, session_job
 
@@ -36,6 +37,7 @@ CODE = {
     ),
 }
 KNOBS = ("lr", "epochs", "batch_size", "optimiser", "momentum", "loop", "seed", "device", "record_every")
+LR_FIND_WAIT_S = 60.0  # the range test takes about a second on the sample; the page waits for it
 FIRST_LOSS_WAIT_S = 0.5  # Start waits this long at most for the first loss before the page redraws
 ACK_TIMEOUT_S = 5.0  # how long a control button waits for the trainer to confirm before the page redraws anyway
 
@@ -98,6 +100,44 @@ def wait_until(condition, timeout: float) -> None:
         time.sleep(0.01)
 
 
+def find_lr() -> None:
+    """The range test's callback: it runs in the warm trainer like a run, and takes a second or two."""
+    settings = {name: st.session_state[f"keep_{name}"] for name in KNOBS}
+    try:
+        new = queue.submit(TrainConfig(dataset=dataset.name, **settings), owner=me, task="lr-find")
+    except ValueError as exc:
+        st.session_state["control_error"] = str(exc)
+        return
+    wait_until(lambda: new.done, LR_FIND_WAIT_S)
+
+
+def use_lr(value: float) -> None:
+    st.session_state["keep_lr"] = value
+
+
+def lr_finder() -> None:
+    """Find a learning rate: the range test's curve and a button that puts its suggestion on the slider."""
+    found = queue.latest_of(me, task="lr-find")
+    with st.expander("Find a learning rate", expanded=found is not None):
+        st.caption(
+            "A short run that raises the learning rate a little every batch, from 1e-6 to 10, until the loss "
+            "blows up (Leslie Smith's range test, fastai's lr_find). It uses the optimiser, batch size and seed above."
+        )
+        st.button("Run the range test", on_click=find_lr, disabled=active, use_container_width=True)
+        if found is None:
+            return
+        if not found.done:
+            st.info("The range test is running...")
+        elif found.lr_curve is None:
+            st.error(found.message)
+        else:
+            c, cfg = found.lr_curve, found.config
+            st.plotly_chart(lr_find_figure(c.lrs, c.losses, c.smoothed, c.suggested_lr), key="lr_find_chart")
+            st.caption(f"{cfg.optimiser}, batch {cfg.batch_size}, seed {cfg.seed}. {found.message}")
+            choice = nearest_offer("lr", c.suggested_lr)
+            st.button(f"Use lr {choice:g}", on_click=use_lr, args=(choice,), disabled=active, use_container_width=True)
+
+
 def start_run() -> None:
     """Start's callback, before the page redraws: queue the run, and since a warm trainer starts at once,
     wait a moment for its first loss so that this very redraw shows it."""
@@ -119,6 +159,7 @@ with controls:
     knob_widget("lr")
     if live:
         st.caption("Move the learning rate while it trains: the change applies from the next batch.")
+    lr_finder()
     knob_widget("epochs")
     knob_widget("batch_size")
     if knob_widget("optimiser") != "Descent":

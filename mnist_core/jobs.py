@@ -32,6 +32,7 @@ from .runs import new_run_id, runs_root
 from .train import EpochMetrics, History, TrainConfig, check_knob
 from .worker import NOTHING_TRAINED
 
+TASKS = ("train", "lr-find")
 KEEP_FINISHED = 100  # finished jobs remembered in memory (their runs stay on disk regardless)
 READY_TIMEOUT_S = 600.0  # a process that is not warm by then is replaced
 
@@ -64,6 +65,7 @@ class Job:
     id: str  # also the name of its run folder
     config: TrainConfig
     owner: str = field(default="", repr=False)  # the secret of the session that started it
+    task: str = "train"  # or "lr-find": the learning-rate range test, whose result is ``lr_curve``
     allow_download: bool = True  # False when the server already knows there is no network
     submitted_at: float = field(default_factory=time.time)
     history: History | None = None  # None while waiting
@@ -76,6 +78,7 @@ class Job:
     run_dir: Path | None = None  # the saved run, once it has ended with one
     started_at: float | None = None
     stop_requested: bool = False
+    lr_curve: p.LrCurve | None = None  # an lr-find job's result
     process: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
@@ -194,9 +197,11 @@ class JobQueue:
 
     # ----------------------------------------------------------------- for the pages
 
-    def submit(self, config: TrainConfig, owner: str = "", allow_download: bool = True) -> Job:
-        """Queue a run for ``owner``; raises ValueError (a QueueError for the queue's own limits) first."""
+    def submit(self, config: TrainConfig, owner: str = "", allow_download: bool = True, task: str = "train") -> Job:
+        """Queue a run (or an lr-find ``task``) for ``owner``; raises ValueError (QueueError for the queue's limits)."""
         config.validate()
+        if task not in TASKS:
+            raise QueueError(f"unknown task {task!r}")
         with self._cond:
             if owner and any(j.owner == owner and not j.done for j in self._jobs.values()):
                 raise QueueError("You already have a run training or waiting: stop it before starting another.")
@@ -205,7 +210,7 @@ class JobQueue:
                     f"The training queue is full ({len(self._waiting)} runs waiting). Try again in a few minutes."
                 )
             run_id = new_run_id(config)
-            job = Job(run_id, config, owner=owner, allow_download=allow_download, folder=self.root / run_id)
+            job = Job(run_id, config, owner=owner, task=task, allow_download=allow_download, folder=self.root / run_id)
             self._jobs[job.id] = job
             self._waiting.append(job)
             self._cond.notify_all()
@@ -214,12 +219,12 @@ class JobQueue:
     def get(self, job_id: str | None) -> Job | None:
         return self._jobs.get(job_id) if job_id else None
 
-    def latest_of(self, owner: str) -> Job | None:
-        """The newest job of ``owner``: the one a refreshed page shows again."""
+    def latest_of(self, owner: str, task: str = "train") -> Job | None:
+        """The newest job of ``owner`` (of this ``task``): the one a refreshed page shows again."""
         if not owner:
             return None
         with self._cond:
-            mine = [j for j in self._jobs.values() if secrets.compare_digest(j.owner, owner)]
+            mine = [j for j in self._jobs.values() if j.task == task and secrets.compare_digest(j.owner, owner)]
         return max(mine, key=lambda j: j.submitted_at, default=None)
 
     def position(self, job_id: str) -> int | None:
@@ -389,7 +394,7 @@ class JobQueue:
         if cancelled:
             job.outcome, job.message = "cancelled", NOTHING_TRAINED
             return
-        trainer.give(p.Job(job.id, job.config.to_dict(), str(self.root), self.data_dir, job.allow_download))
+        trainer.give(p.Job(job.id, job.config.to_dict(), str(self.root), self.data_dir, job.allow_download, job.task))
         if job.stop_requested:  # Stop pressed while we were handing it over
             trainer.send(p.Control(action="stop"))
         h = job.history
@@ -420,6 +425,8 @@ class JobQueue:
                 h.record_knobs(message.step, message.lr, message.momentum)
             elif isinstance(message, p.State):
                 h.paused = message.paused
+            elif isinstance(message, p.LrCurve):
+                job.lr_curve = message
             elif isinstance(message, p.Done):
                 job.outcome, job.message = message.status, message.message
                 job.run_dir = Path(message.run_dir) if message.run_dir else None

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .data import Dataset
-from .train import Callback, RunControl, TrainConfig, Trainer, check_knob
+from .train import Callback, RunControl, TrainConfig, Trainer, batches_per_epoch, check_knob
 from .visual import smooth
 
 SMOOTHING = 0.9  # the EWM weight of visual.smooth: about a 10-batch window
@@ -125,7 +125,7 @@ def lr_find(
         problems.append("stop factor must be a number above 1")
     if problems:
         raise ValueError("; ".join(problems) + ".")
-    steps_per_epoch = math.ceil(dataset.n_train / config.batch_size)
+    steps_per_epoch = batches_per_epoch(dataset.n_train, config.batch_size)
     steps = min(steps, steps_per_epoch * MAX_EPOCHS)
     epochs = math.ceil(steps / steps_per_epoch)
     config = replace(config, lr=start_lr, epochs=epochs, record_every=0)

@@ -7,7 +7,7 @@ back or raises ``ProtocolError`` (a partial line, an unknown kind, a missing or 
 Server -> trainer: ``Job`` (train this), ``Control`` (stop, pause, resume, step, set knobs), ``Quit``.
 Trainer -> server: ``Ready`` (warm: torch imported, data loaded), then per job ``Start``, ``Batches``
 (new losses every fraction of a second), ``Epoch``, ``Knobs`` (a change took effect), ``State``
-(paused or running) and finally ``Done``.
+(paused or running), for an lr-find job its ``LrCurve``, and finally ``Done``.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ class Job(Message):
     root: str  # the runs folder, absolute
     data_dir: str | None = None  # else the trainer looks where load_dataset does
     allow_download: bool = True
+    task: str = "train"  # "train" (a run, saved) or "lr-find" (the learning-rate range test: an LrCurve, nothing saved)
 
 
 CONTROL_ACTIONS = ("stop", "pause", "resume", "step", "epoch", "set")
@@ -126,6 +127,18 @@ class State(Message):
 
 
 @dataclass
+class LrCurve(Message):
+    """The result of an "lr-find" job: the range test's curve and its suggestion."""
+
+    kind: ClassVar[str] = "lr_curve"
+    lrs: list[float]
+    losses: list[float]
+    smoothed: list[float]
+    suggested_lr: float
+    ending: str
+
+
+@dataclass
 class Done(Message):
     kind: ClassVar[str] = "done"
     status: str
@@ -134,7 +147,7 @@ class Done(Message):
 
 
 KINDS: dict[str, type[Message]] = {
-    cls.kind: cls for cls in (Job, Control, Quit, Ready, Start, Batches, Epoch, Knobs, State, Done)
+    cls.kind: cls for cls in (Job, Control, Quit, Ready, Start, Batches, Epoch, Knobs, State, LrCurve, Done)
 }
 
 

@@ -162,6 +162,14 @@ def check_knob(name: str, value: Any) -> str | None:
     return f"{name} has the wrong type"
 
 
+def nearest_offer(name: str, value: float) -> float:
+    """The value the page's slider offers for field ``name`` that is closest to ``value`` (on a log scale
+    for a log knob): where a suggested learning rate lands on the slider."""
+    k = TrainConfig.knob(name)
+    measure = math.log if k.log else float
+    return min(k.offer, key=lambda v: abs(measure(v) - measure(value)))
+
+
 def batches_per_epoch(n_train: int, batch_size: int) -> int:
     """Batches in one pass over ``n_train`` images; the last one may be smaller."""
     return math.ceil(n_train / batch_size)

@@ -28,6 +28,7 @@ import torch
 
 from . import protocol as p
 from .data import DATASETS, Dataset, load_dataset
+from .lr_find import SUGGESTION_RULE, lr_find
 from .runs import finish_run, save_run
 from .train import Callback, EpochMetrics, RunControl, TrainConfig, Trainer
 
@@ -218,10 +219,29 @@ class WarmProcess:
         if control.stop_event.is_set():  # stopped before the first batch: nothing to save
             self.send(p.Done(status="cancelled", message=NOTHING_TRAINED, run_dir=None))
             return "cancelled"
+        if job.task == "lr-find":
+            return self.find_lr(config, dataset, control)
         trainer.run()
         run_dir, _, message = finish_run(trainer, dataset, root=job.root, run_id=job.job_id)
         self.send(p.Done(status=trainer.history.status, message=message, run_dir=run_dir and str(run_dir)))
         return trainer.history.status
+
+    def find_lr(self, config: TrainConfig, dataset: Dataset, control: RunControl) -> str:
+        """The learning-rate range test as a job: its curve and suggestion go back, nothing is saved."""
+        try:
+            result = lr_find(config, dataset, control=control)
+        except (ValueError, RuntimeError) as exc:
+            self.send(p.Done(status="failed", message=f"The learning-rate range test failed: {exc}", run_dir=None))
+            return "failed"
+        self.send(
+            p.LrCurve(result.lrs, result.losses, result.smoothed, result.suggested_lr, result.ending)
+        )  # fmt: skip
+        message = (
+            f"Suggested learning rate {result.suggested_lr:.3g} for {config.optimiser} ({SUGGESTION_RULE}); "
+            f"{len(result.lrs)} batches in {result.seconds:.1f} s."
+        )
+        self.send(p.Done(status="finished", message=message, run_dir=None))
+        return "finished"
 
     @staticmethod
     def checkpoint(trainer: Trainer, job: p.Job, with_report: bool) -> None:

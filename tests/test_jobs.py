@@ -245,3 +245,18 @@ def test_stop_while_the_trainer_warms_frees_the_job_at_once(tmp_path, data_dir, 
     assert job.outcome == "cancelled" and list_runs(tmp_path / "runs") == []
     again = queue.submit(TrainConfig(epochs=1, batch_size=64), owner="me")  # the owner is free again
     assert queue.wait_idle(timeout=120) and again.outcome == "finished"
+
+
+def test_lr_find_runs_in_the_warm_trainer_and_saves_nothing(tmp_path, data_dir, make_queue):
+    queue = make_queue(root=tmp_path / "runs", data_dir=data_dir)
+    job = queue.submit(TrainConfig(optimiser="ADAM", batch_size=32), owner="me", task="lr-find")
+    assert queue.wait_idle(timeout=120)
+    assert job.outcome == "finished" and "Suggested learning rate" in job.message
+    curve = job.lr_curve
+    assert curve.lrs == sorted(curve.lrs) and 1e-6 <= curve.lrs[0] < curve.lrs[-1] <= 10
+    assert len(curve.losses) == len(curve.smoothed) == len(curve.lrs) >= 3
+    assert curve.lrs[0] <= curve.suggested_lr <= curve.lrs[-1]
+    assert list_runs(tmp_path / "runs") == [] and queue.latest_of("me") is None  # not a training run
+    assert queue.latest_of("me", task="lr-find") is job
+    run = queue.submit(TrainConfig(epochs=1, batch_size=64, lr=curve.suggested_lr), owner="me")
+    assert queue.wait_idle(timeout=120) and run.outcome == "finished" and run.process is job.process

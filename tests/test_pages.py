@@ -93,6 +93,20 @@ def test_train_then_report(runs_dir):
     assert saved.report.test_acc > 0.5  # one epoch of ADAM on real digits is far above chance
 
 
+def test_the_lr_finder_puts_its_suggestion_on_the_slider(runs_dir):
+    at = open_page("app_pages/3_Train.py")
+    at.radio(key="keep_optimiser").set_value("ADAM").run()
+    next(b for b in at.button if b.label == "Run the range test").click().run()
+    assert not at.exception, at.exception
+    use = next(b for b in at.button if b.label.startswith("Use lr "))
+    suggested = float(use.label.removeprefix("Use lr "))
+    assert any("Suggested learning rate" in c.value and "ADAM" in c.value for c in at.caption)
+    assert 1e-5 <= suggested <= 1
+    use.click().run()
+    assert at.select_slider(key="keep_lr").value == suggested
+    assert list_runs(runs_dir) == []  # the range test saves no run
+
+
 def test_a_second_session_can_neither_see_nor_steer_the_first_ones_run(runs_dir):
     """The attack that worked before: the victim's run id from the Runs page, then ?job=<id> on Train."""
     victim = open_page("app_pages/3_Train.py")

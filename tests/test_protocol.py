@@ -8,6 +8,7 @@ from mnist_core import protocol as p
 
 EXAMPLES = [
     p.Job("run-1", {"lr": 0.1, "epochs": 2}, "/runs", None, False),
+    p.Job("find-1", {"optimiser": "ADAM"}, "/runs", "/data", True, task="lr-find"),
     p.Control("step", batches=3),
     p.Control("set", lr=0.01, momentum=0.5),
     p.Quit(),
@@ -17,6 +18,9 @@ EXAMPLES = [
     p.Epoch(metrics={"epoch": 1, "test_acc": 0.5}),
     p.Knobs(step=7, lr=0.01, momentum=0.9),
     p.State(paused=True, step=7),
+    p.LrCurve(
+        lrs=[1e-6, 1e-3, 1.0], losses=[2.3, 1.0, 9.0], smoothed=[2.3, 1.5, 4.0], suggested_lr=1e-4, ending="exploded"
+    ),
     p.Done(status="finished", message="Finished 2 epochs (64 steps).", run_dir="/runs/run-1"),
 ]
 

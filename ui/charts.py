@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -86,6 +88,29 @@ def loss_figure(
         "shapes": shapes,
         "annotations": notes,
         "uirevision": "keep",  # a refresh keeps the learner's zoom
+    }
+    return {"data": data, "layout": layout}
+
+
+def lr_find_figure(lrs: list[float], losses: list[float], smoothed: list[float], suggested: float) -> dict:
+    """The learning-rate range test: loss against lr on a log axis, the suggestion marked."""
+    data = [
+        _trace("scatter", lrs, losses, "batch loss", mode="lines", line={"width": 1, "color": BLUE}, opacity=0.35),
+        _trace("scatter", lrs, smoothed, "smoothed", mode="lines", line={"width": 2.5, "color": BLUE}),
+    ]
+    mark = {"type": "line", "xref": "x", "yref": "paper", "x0": suggested, "x1": suggested, "y0": 0, "y1": 1,
+            "line": {"color": "#2ca02c", "width": 2, "dash": "dash"}}  # fmt: skip
+    note = {"x": math.log10(suggested), "xref": "x", "y": 1, "yref": "paper", "yanchor": "bottom",
+            "text": f"suggested {suggested:.2g}", "showarrow": False, "font": {"color": "#2ca02c"}}  # fmt: skip
+    top = min(max(smoothed) * 1.1, smoothed[0] * 3)  # the explosion at the end would flatten the rest
+    layout = {
+        "height": 260,
+        "margin": {"t": 30, "b": 40, "l": 50, "r": 10},
+        "showlegend": False,
+        "xaxis": {"type": "log", "title": {"text": "lr (log scale)"}},
+        "yaxis": {"title": {"text": "loss"}, "range": [0, top]},
+        "shapes": [mark],
+        "annotations": [note],
     }
     return {"data": data, "layout": layout}
 
