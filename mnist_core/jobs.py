@@ -101,6 +101,7 @@ class TrainerProcess:
         self.ready = False  # warm and idle: said Ready and has no job since
         self.jobs_done = 0
         self._said = threading.Event()  # set on Ready or at the end
+        self._send_lock = threading.Lock()  # page threads and the slot thread write to one pipe
         threading.Thread(target=self._read, name=f"mnist-trainer-{self.proc.pid}", daemon=True).start()
 
     @property
@@ -111,8 +112,8 @@ class TrainerProcess:
         for line in self.proc.stdout:
             try:
                 message = p.decode(line)
-            except p.ProtocolError:
-                continue  # not ours; the trainer keeps stdout for the protocol, but be lenient
+            except Exception:  # not ours (ProtocolError, or worse): the reader must never die on a line
+                continue
             if isinstance(message, p.Ready):
                 self.ready, self.jobs_done = True, message.jobs_done
                 self._said.set()
@@ -124,8 +125,9 @@ class TrainerProcess:
 
     def send(self, message: p.Message) -> bool:
         try:
-            self.proc.stdin.write(p.encode(message))
-            self.proc.stdin.flush()
+            with self._send_lock:
+                self.proc.stdin.write(p.encode(message))
+                self.proc.stdin.flush()
             return True
         except (BrokenPipeError, ValueError, OSError):
             return False  # it has ended; its reader will say so
@@ -210,6 +212,8 @@ class JobQueue:
                     f"The training queue is full ({len(self._waiting)} runs waiting). Try again in a few minutes."
                 )
             run_id = new_run_id(config)
+            while run_id in self._jobs:  # one second and 16 random bits: rare, but never two jobs in one folder
+                run_id = new_run_id(config)
             job = Job(run_id, config, owner=owner, task=task, allow_download=allow_download, folder=self.root / run_id)
             self._jobs[job.id] = job
             self._waiting.append(job)
@@ -265,7 +269,7 @@ class JobQueue:
                 return
             trainer = self._trainer_of(job)
         if trainer is not None:
-            trainer.send(p.Control(action="stop"))
+            trainer.send(p.Control(action="stop", job_id=job.id))
 
     def control(
         self,
@@ -290,7 +294,7 @@ class JobQueue:
             trainer = self._trainer_of(job) if job.state == "running" else None
         if trainer is None:
             raise QueueError("The run is not training now, so it cannot be paused, stepped or changed.")
-        trainer.send(p.Control(action=action, batches=int(batches), lr=lr, momentum=momentum))
+        trainer.send(p.Control(action=action, job_id=job.id, batches=int(batches), lr=lr, momentum=momentum))
 
     def active(self) -> list[Job]:
         """Running jobs, then waiting ones in order."""
@@ -356,34 +360,60 @@ class JobQueue:
             job.history = History(status="running", started_at=job.started_at)
             return job
 
-    def _slot(self, i: int) -> None:
-        trainer = self.trainers[i] = self._spawn()
+    def _fresh_trainer(self, i: int) -> TrainerProcess | None:
+        """Start slot ``i``'s trainer, retrying with a back-off if the system refuses (no memory, no file
+        descriptors); None once the queue is closed."""
+        delay = 1.0
         while True:
+            with self._cond:
+                if self._closed:
+                    self.trainers[i] = None
+                    return None
+            try:
+                trainer = self.trainers[i] = self._spawn()
+                return trainer
+            except OSError as exc:
+                print(f"mnist: could not start a trainer ({exc}); retrying in {delay:.0f} s", file=sys.stderr)
+                time.sleep(delay)
+                delay = min(delay * 2, 60.0)
+
+    def _slot(self, i: int) -> None:
+        trainer = self._fresh_trainer(i)
+        while trainer is not None:
             job = self._next_job()
             if job is None:
-                return
-            job.phase = "loading" if trainer.ready else "warming"
+                break
+            with self._cond:
+                if not job.done:  # a Stop may have cancelled it already
+                    job.phase = "loading" if trainer.ready else "warming"
             try:
                 if trainer.proc.poll() is not None or not trainer.wait_ready():
                     trainer.end()  # it died or hung while warming: a fresh one, and this job tries it once more
-                    trainer = self.trainers[i] = self._spawn()
-                    if not trainer.wait_ready():
+                    trainer = self._fresh_trainer(i)
+                    if trainer is None or not trainer.wait_ready():
                         raise RuntimeError("the training process could not start (see the server log)")
                 self._run(job, trainer)
             except Exception as exc:  # never let one job take the slot down
-                job.outcome, job.message = "failed", f"Training failed: {exc}"
+                if not job.done:
+                    job.outcome, job.message = "failed", f"Training failed: {exc}"
             finally:
                 with self._cond:
+                    if not job.outcome:
+                        job.outcome = "failed"
                     job.state, job.phase = "done", "done"
                     if job.history.status == "running":
-                        job.history.status = job.outcome or "failed"
+                        job.history.status = job.outcome
                         job.history.message = job.message
                     job.history.paused = False
                     self._forget_old()
+            if trainer is None:
+                break
             trainer.wait_ready(timeout=30)  # it says Ready again unless it recycles itself (then it exits)
             if trainer.proc.poll() is not None or not trainer.ready:
                 trainer.end()
-                trainer = self.trainers[i] = self._spawn()  # warms while the learner reads the result
+                trainer = self._fresh_trainer(i)  # warms while the learner reads the result
+        if trainer is not None:
+            trainer.end()
 
     def _run(self, job: Job, trainer: TrainerProcess) -> None:
         """Hand ``job`` to the warm ``trainer`` and mirror what it sends into ``job.history`` until it is done."""
@@ -396,7 +426,7 @@ class JobQueue:
             return
         trainer.give(p.Job(job.id, job.config.to_dict(), str(self.root), self.data_dir, job.allow_download, job.task))
         if job.stop_requested:  # Stop pressed while we were handing it over
-            trainer.send(p.Control(action="stop"))
+            trainer.send(p.Control(action="stop", job_id=job.id))
         h = job.history
         while True:
             message = trainer.next()

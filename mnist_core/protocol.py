@@ -52,6 +52,7 @@ class Control(Message):
 
     kind: ClassVar[str] = "control"
     action: str
+    job_id: str = ""  # the job it is meant for: a control that arrives after its job ended is dropped
     batches: int = 1
     lr: float | None = None
     momentum: float | None = None

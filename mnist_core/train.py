@@ -262,10 +262,13 @@ class History:
 
     def record_knobs(self, step: int, lr: float, momentum: float | None) -> None:
         """After ``step`` steps the run trains with ``lr`` (and ``momentum``): extend the schedules if they moved."""
-        if not self.lr_schedule or lr != self.lr_schedule[-1][1]:
-            self.lr_schedule.append((step, lr))
-        if momentum is not None and (not self.momentum_schedule or momentum != self.momentum_schedule[-1][1]):
-            self.momentum_schedule.append((step, momentum))
+        for schedule, value in ((self.lr_schedule, lr), (self.momentum_schedule, momentum)):
+            if value is None or (schedule and value == schedule[-1][1]):
+                continue
+            if schedule and schedule[-1][0] == step:  # changed again before any batch used the last value
+                schedule[-1] = (step, value)
+            else:
+                schedule.append((step, value))
 
     @property
     def images_per_sec(self) -> float:
@@ -330,8 +333,9 @@ class RunControl:
     granted) and says whether to stop. A knob change waits in ``take_knobs`` for the next batch.
     """
 
-    def __init__(self, stop_event: threading.Event | None = None) -> None:
+    def __init__(self, stop_event: threading.Event | None = None, max_pause_s: float | None = None) -> None:
         self.stop_event = stop_event or threading.Event()
+        self.max_pause_s = max_pause_s  # None: a pause may last for ever
         self._cond = threading.Condition()
         self._paused = False
         self._budget = 0  # batches granted by step() while paused
@@ -387,16 +391,33 @@ class RunControl:
             knobs, self._knobs = self._knobs, {}
             return knobs
 
-    def must_wait(self) -> bool:
-        """True if the next batch would wait for resume or step."""
+    def _blocked(self) -> bool:
+        return self._paused and not self._budget and not self._to_epoch_end and not self.stop_event.is_set()
+
+    def try_turn(self) -> bool | None:
+        """Before a batch, without blocking: True to train it (using up a granted step), False to stop,
+        None if the run is paused and must wait (then call ``wait_turn``). One lock: a pause cannot slip
+        between the question and the answer."""
         with self._cond:
-            return self._paused and not self._budget and not self._to_epoch_end and not self.stop_event.is_set()
+            if self._blocked():
+                return None
+            if self._budget:
+                self._budget -= 1
+            return not self.stop_event.is_set()
 
     def wait_turn(self) -> bool:
-        """Block while paused; then use up one granted step. False if the run must stop."""
+        """Block while paused, then use up one granted step; False if the run must stop. A pause longer
+        than ``max_pause_s`` stops the run (it is saved), so that a closed tab cannot hold a trainer forever."""
+        deadline = None if self.max_pause_s is None else time.monotonic() + self.max_pause_s
         with self._cond:
-            while self._paused and not self._budget and not self._to_epoch_end and not self.stop_event.is_set():
-                self._cond.wait()
+            while self._blocked():
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    self.stop_event.set()
+                    minutes = self.max_pause_s / 60
+                    self.stop_status, self.stop_reason = "stopped", f"Paused for over {minutes:g} minutes, so stopped"
+                    break
+                self._cond.wait(left)
             if self._budget:
                 self._budget -= 1
             return not self.stop_event.is_set()
@@ -566,7 +587,8 @@ class Trainer:
             waited = 0.0  # seconds paused in this epoch: not training time
             seen = 0
             for start in range(0, n, bs):
-                if self.control.must_wait():
+                go_on = self.control.try_turn()
+                if go_on is None:  # paused: show everything so far, then wait for resume, a step or stop
                     if not self._deliver(pending, epoch):
                         break
                     h.train_seconds = trained_before + (time.perf_counter() - t0 - waited)
@@ -574,10 +596,7 @@ class Trainer:
                     self._set_paused(True)
                     go_on = self.control.wait_turn()
                     waited += time.perf_counter() - t_wait
-                    if not self.control.paused:
-                        self._set_paused(False)
-                else:
-                    go_on = self.control.wait_turn()
+                    self._set_paused(False)  # resumed, or stepping (it says paused again when the steps are used)
                 if not go_on:
                     break
                 if knobs := self.control.take_knobs():

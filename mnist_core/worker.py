@@ -118,6 +118,7 @@ class WarmProcess:
         self.datasets: dict[tuple[str, str | None], Dataset] = {}
         self.inbox: queue.Queue = queue.Queue()  # (Job, RunControl) or Quit
         self.control: RunControl | None = None  # of the job being read for or trained now
+        self.job_id = ""  # that job's id: controls for any other job are dropped
         self.lock = threading.Lock()
         self.jobs_done = 0
 
@@ -164,9 +165,9 @@ class WarmProcess:
                 print(f"ignored: {exc}", file=sys.stderr)
                 continue
             if isinstance(message, p.Job):
-                self.control = RunControl()
+                self.control, self.job_id = RunControl(max_pause_s=max_pause_s()), message.job_id
                 self.inbox.put((message, self.control))
-            elif isinstance(message, p.Control) and self.control is not None:
+            elif isinstance(message, p.Control) and self.control is not None and message.job_id == self.job_id:
                 self.steer(self.control, message)
             elif isinstance(message, p.Quit):
                 self.inbox.put(message)
@@ -260,6 +261,14 @@ class WarmProcess:
             save_run(trainer, report, root=job.root, run_id=job.job_id, status="interrupted", message=message)
         except Exception as exc:  # a checkpoint that fails must not end the run
             print(f"checkpoint failed: {exc}", file=sys.stderr)
+
+
+def max_pause_s() -> float:
+    """``MNIST_MAX_PAUSE_S``, else 600: a run paused longer is stopped and saved, freeing its trainer."""
+    try:
+        return max(1.0, float(os.environ.get("MNIST_MAX_PAUSE_S", "600")))
+    except ValueError:
+        return 600.0
 
 
 def training_threads() -> int:

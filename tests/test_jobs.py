@@ -260,3 +260,31 @@ def test_lr_find_runs_in_the_warm_trainer_and_saves_nothing(tmp_path, data_dir, 
     assert queue.latest_of("me", task="lr-find") is job
     run = queue.submit(TrainConfig(epochs=1, batch_size=64, lr=curve.suggested_lr), owner="me")
     assert queue.wait_idle(timeout=120) and run.outcome == "finished" and run.process is job.process
+
+
+def test_a_late_control_never_reaches_the_next_job(tmp_path, data_dir, make_queue):
+    """A Stop meant for a job that has ended is dropped by the trainer, not applied to the next job."""
+    from mnist_core import protocol as p
+
+    queue = make_queue(root=tmp_path / "runs", data_dir=data_dir)
+    first = queue.submit(TrainConfig(epochs=1, batch_size=64), owner="a")
+    assert queue.wait_idle(timeout=120) and first.outcome == "finished"
+    second = queue.submit(TrainConfig(epochs=100, batch_size=16), owner="b")
+    wait_for(lambda: second.history is not None and second.history.step > 0)
+    queue.trainers[0].send(p.Control(action="stop", job_id=first.id))  # as if the page thread was slow
+    step = second.history.step
+    wait_for(lambda: second.history.step > step + 20)
+    assert not second.done
+    queue.stop(second.id, "b")
+    assert queue.wait_idle(timeout=120) and second.outcome == "stopped"
+
+
+def test_close_leaves_no_trainer_behind(tmp_path, data_dir):
+    queue = JobQueue(root=tmp_path / "runs", data_dir=data_dir)
+    job = queue.submit(TrainConfig(epochs=100, batch_size=16), owner="a")
+    wait_for(lambda: job.history is not None and job.history.step > 0)
+    queue.close()
+    wait_for(lambda: not any(slot.is_alive() for slot in queue._slots))  # the slots ended...
+    assert job.done and job.process.poll() is not None  # ...with their trainer
+    assert queue.started_processes == 1  # and none was started after the close
+    assert all(t is None or t.proc.poll() is not None for t in queue.trainers)

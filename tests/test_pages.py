@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import streamlit as st
 from helpers import confidently_right, digit_png, trained_run
 from streamlit.testing.v1 import AppTest
 
@@ -24,13 +23,8 @@ PAGES = [
 ]
 
 
-@pytest.fixture
-def runs_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("MNIST_RUNS_DIR", str(tmp_path))
-    monkeypatch.delenv("MNIST_DATA_DIR", raising=False)
-    st.cache_resource.clear()  # a fresh job queue that saves into tmp_path
-    yield tmp_path
-    st.cache_resource.clear()
+def start_button(at: AppTest):
+    return next(b for b in at.button if b.label == "Start training")
 
 
 def open_page(page: str | None = None) -> AppTest:
@@ -67,11 +61,11 @@ def test_model_page_table_and_prediction(runs_dir):
 
 def test_train_then_report(runs_dir):
     at = open_page("app_pages/3_Train.py")
-    assert [b.label for b in at.button] == ["Start training"]
+    assert [b.label for b in at.button] == ["Run the range test", "Start training"]
     at.slider(key="keep_epochs").set_value(1)
     at.radio(key="keep_optimiser").set_value("ADAM")
     at.select_slider(key="keep_lr").set_value(0.01)
-    at.button[0].click().run()
+    start_button(at).click().run()
     assert not at.exception, at.exception
     deadline = time.monotonic() + 240
     while not at.success and time.monotonic() < deadline:
@@ -112,9 +106,9 @@ def test_a_second_session_can_neither_see_nor_steer_the_first_ones_run(runs_dir)
     victim = open_page("app_pages/3_Train.py")
     victim.slider(key="keep_epochs").set_value(100)
     victim.select_slider(key="keep_batch_size").set_value(8)
-    victim.button[0].click().run()
+    start_button(victim).click().run()
     assert not victim.exception, victim.exception
-    assert [b.label for b in victim.button] == ["Start training", "Pause", "Stop"]
+    assert [b.label for b in victim.button] == ["Run the range test", "Start training", "Pause", "Stop"]
     from ui.state import job_queue
 
     (job,) = job_queue().active()
@@ -130,7 +124,7 @@ def test_a_second_session_can_neither_see_nor_steer_the_first_ones_run(runs_dir)
     attacker.query_params["job"] = run_id
     attacker.switch_page("app_pages/3_Train.py").run()
     assert not attacker.exception, attacker.exception
-    assert [b.label for b in attacker.button] == ["Start training"]  # no Stop, no Pause: nothing to steer
+    assert [b.label for b in attacker.button] == ["Run the range test", "Start training"]  # nothing to steer
     assert run_id not in " ".join(str(e.value) for e in (*attacker.caption, *attacker.markdown, *attacker.info))
 
     step = job.history.step

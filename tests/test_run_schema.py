@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import streamlit as st
 import torch
 from helpers import blobs_dataset, digit_png
 from safetensors.torch import save as safetensors_bytes
@@ -592,15 +591,6 @@ def test_the_worst_accepted_archive_costs_bounded_memory(worst_archive, target):
 
 
 # --------------------------------------------------------------------------- the pages (AppTest)
-
-
-@pytest.fixture
-def runs_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("MNIST_RUNS_DIR", str(tmp_path))
-    monkeypatch.delenv("MNIST_DATA_DIR", raising=False)
-    st.cache_resource.clear()
-    yield tmp_path
-    st.cache_resource.clear()
 
 
 def open_page(page: str) -> AppTest:

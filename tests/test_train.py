@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from mnist_core.train import Callback, TrainConfig, Trainer, plateau_warning, resolve_device, train
+from mnist_core.train import Callback, RunControl, TrainConfig, Trainer, plateau_warning, resolve_device, train
 
 
 class Recorder(Callback):
@@ -261,22 +261,23 @@ def test_pause_step_epoch_resume(blobs):
     control = trainer.control
     control.pause()  # paused before the first batch
     trainer.start()
-    wait_for(lambda: trainer.history.paused)
-    assert trainer.history.step == 0 and events == [(True, 0)]
+    h = trainer.history
+    wait_for(lambda: h.paused)
+    assert h.step == 0 and events == [(True, 0)]
     control.step()
-    wait_for(lambda: trainer.history.step == 1 and trainer.history.paused and len(events) == 2)
+    wait_for(lambda: h.step == 1 and h.paused)
+    assert events == [(True, 0), (False, 0), (True, 1)]  # the page sees it run, then pause again
     control.step(3)
-    wait_for(lambda: trainer.history.step == 4 and len(events) == 3)
-    assert len(trainer.history.batch_losses) == 4
+    wait_for(lambda: h.step == 4 and h.paused)
+    assert len(h.batch_losses) == 4
     control.step_epoch()  # to the end of epoch 1
-    wait_for(lambda: trainer.history.step == 16 and len(events) == 4)
-    assert len(trainer.history.epochs) == 1
+    wait_for(lambda: h.step == 16 and h.paused)
+    assert len(h.epochs) == 1
     control.step_epoch()  # at an epoch boundary: one whole epoch
-    wait_for(lambda: trainer.history.step == 32 and len(events) == 5)
-    train_seconds = trainer.history.train_seconds
+    wait_for(lambda: h.step == 32 and h.paused)
+    train_seconds = h.train_seconds
     control.resume()
     trainer.thread.join(60)
-    h = trainer.history
     assert h.status == "finished" and h.step == 64 and not h.paused
     assert events[-1] == (False, 32)
     assert h.train_seconds >= train_seconds
@@ -292,3 +293,31 @@ def test_stop_while_paused_and_interrupted_status(blobs):
     trainer.thread.join(60)
     assert trainer.history.status == "interrupted"
     assert trainer.history.message.startswith("The web server went away; training ended at step 0")
+
+
+def test_a_pause_that_races_the_loop_is_still_reported(blobs):
+    """Pause pressed at any moment: the loop either trains the batch or reports the pause, never waits silently."""
+    for _ in range(5):
+        trainer = Trainer(TrainConfig(epochs=50, batch_size=16), blobs)
+        trainer.start()
+        h = trainer.history
+        wait_for(lambda h=h: h.step > 0)
+        trainer.control.pause()
+        wait_for(lambda h=h: h.paused)  # would time out if the pause slipped between two checks
+        trainer.control.stop()
+        trainer.thread.join(60)
+
+
+def test_a_pause_longer_than_the_limit_stops_and_frees_the_trainer(blobs):
+    trainer = Trainer(TrainConfig(epochs=4, batch_size=16), blobs, control=RunControl(max_pause_s=0.2))
+    trainer.control.pause()
+    trainer.run()  # returns by itself: the pause ran out
+    assert trainer.history.status == "stopped" and "Paused for over" in trainer.history.message
+
+
+def test_a_knob_moved_before_any_batch_replaces_the_starting_value(blobs):
+    trainer = Trainer(TrainConfig(epochs=1, batch_size=64), blobs)
+    trainer.control.set_knobs(lr=0.05)
+    trainer.control.set_knobs(lr=0.03)
+    trainer.run()
+    assert trainer.history.lr_schedule == [(0, 0.03)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import threading
 
 import streamlit as st
 import torch
@@ -19,19 +20,34 @@ OWNER_COOKIE = "mnist_owner"
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{32,64}")
 
 
-def _close_queue(queue: JobQueue) -> None:
-    queue.close()
+_queue: JobQueue | None = None
+_queue_lock = threading.Lock()
 
 
-@st.cache_resource(on_release=_close_queue)
 def job_queue() -> JobQueue:
     """One queue per server process: every session's training goes through it. Its trainers start
-    warming now, with every data set the server offers already loaded (a missing one is skipped)."""
-    try:
-        offline = shared_dataset("mnist").source_kind == "sample"  # the server found no network: nor will they
-    except DataError:
-        offline = False
-    return JobQueue(preload=tuple(DATASETS), allow_download=not offline)
+    warming now, with every data set the server offers already loaded (a missing one is skipped).
+
+    A module global, not st.cache_resource: any browser may send Streamlit's "clear cache" message, and
+    that must not end everyone's training."""
+    global _queue
+    with _queue_lock:
+        if _queue is None:
+            try:
+                offline = shared_dataset("mnist").source_kind == "sample"  # no network for the server: nor for them
+            except DataError:
+                offline = False
+            _queue = JobQueue(preload=tuple(DATASETS), allow_download=not offline)
+        return _queue
+
+
+def close_job_queue() -> None:
+    """End the queue's trainers and forget it (tests and scripts; the next job_queue() makes a new one)."""
+    global _queue
+    with _queue_lock:
+        queue, _queue = _queue, None
+    if queue is not None:
+        queue.close()
 
 
 def _cookie() -> str:
