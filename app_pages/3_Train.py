@@ -100,15 +100,26 @@ def wait_until(condition, timeout: float) -> None:
         time.sleep(0.01)
 
 
-def find_lr() -> None:
-    """The range test's callback: it runs in the warm trainer like a run, and takes a second or two."""
+def queue_job(task: str = "train") -> Job | None:
+    """Queue the knobs' config as a run or an lr-find ``task``; None (with the reason kept for the page) if refused."""
     settings = {name: st.session_state[f"keep_{name}"] for name in KNOBS}
     try:
-        new = queue.submit(TrainConfig(dataset=dataset.name, **settings), owner=me, task="lr-find")
+        # Offline (the sample is in use) the trainer need not try the network again.
+        return queue.submit(
+            TrainConfig(dataset=dataset.name, **settings),
+            owner=me,
+            allow_download=dataset.source_kind != "sample",
+            task=task,
+        )
     except ValueError as exc:
         st.session_state["control_error"] = str(exc)
-        return
-    wait_until(lambda: new.done, LR_FIND_WAIT_S)
+        return None
+
+
+def find_lr() -> None:
+    """The range test's callback: it runs in the warm trainer like a run, and takes a second or two."""
+    if new := queue_job("lr-find"):
+        wait_until(lambda: new.done, LR_FIND_WAIT_S)
 
 
 def use_lr(value: float) -> None:
@@ -141,17 +152,9 @@ def lr_finder() -> None:
 def start_run() -> None:
     """Start's callback, before the page redraws: queue the run, and since a warm trainer starts at once,
     wait a moment for its first loss so that this very redraw shows it."""
-    settings = {name: st.session_state[f"keep_{name}"] for name in KNOBS}
-    try:
-        # Offline (the sample is in use) the trainer need not try the network again.
-        new = queue.submit(
-            TrainConfig(dataset=dataset.name, **settings), owner=me, allow_download=dataset.source_kind != "sample"
-        )
-    except ValueError as exc:
-        st.session_state["control_error"] = str(exc)
-        return
-    st.session_state["knobs_of"] = new.id
-    wait_until(lambda: new.done or (new.history is not None and new.history.step > 0), FIRST_LOSS_WAIT_S)
+    if new := queue_job():
+        st.session_state["knobs_of"] = new.id
+        wait_until(lambda: new.done or (new.history is not None and new.history.step > 0), FIRST_LOSS_WAIT_S)
 
 
 controls, view = st.columns([1, 2.6], gap="large")

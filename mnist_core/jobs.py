@@ -32,7 +32,6 @@ from .runs import new_run_id, runs_root
 from .train import EpochMetrics, History, TrainConfig, check_knob
 from .worker import NOTHING_TRAINED
 
-TASKS = ("train", "lr-find")
 KEEP_FINISHED = 100  # finished jobs remembered in memory (their runs stay on disk regardless)
 READY_TIMEOUT_S = 600.0  # a process that is not warm by then is replaced
 
@@ -202,7 +201,7 @@ class JobQueue:
     def submit(self, config: TrainConfig, owner: str = "", allow_download: bool = True, task: str = "train") -> Job:
         """Queue a run (or an lr-find ``task``) for ``owner``; raises ValueError (QueueError for the queue's limits)."""
         config.validate()
-        if task not in TASKS:
+        if task not in p.TASKS:
             raise QueueError(f"unknown task {task!r}")
         with self._cond:
             if owner and any(j.owner == owner and not j.done for j in self._jobs.values()):

@@ -39,9 +39,10 @@ class Job(Message):
     root: str  # the runs folder, absolute
     data_dir: str | None = None  # else the trainer looks where load_dataset does
     allow_download: bool = True
-    task: str = "train"  # "train" (a run, saved) or "lr-find" (the learning-rate range test: an LrCurve, nothing saved)
+    task: str = "train"  # one of TASKS: a run (saved), or the learning-rate range test (an LrCurve, nothing saved)
 
 
+TASKS = ("train", "lr-find")  # what a Job asks of a trainer
 CONTROL_ACTIONS = ("stop", "pause", "resume", "step", "epoch", "set")
 
 

@@ -213,14 +213,15 @@ class WarmProcess:
         try:
             config = TrainConfig.from_dict(job.config)
             dataset = self.dataset(config.dataset, job.data_dir, job.allow_download)
-            trainer = Trainer(config, dataset, callbacks=[sender], control=control)
+            # The range test builds its own Trainer; a run gets this one.
+            trainer = None if job.task == "lr-find" else Trainer(config, dataset, callbacks=[sender], control=control)
         except Exception as exc:  # a data set that cannot load, a device that is missing
             self.send(p.Done(status="failed", message=f"Could not start: {exc}", run_dir=None))
             return "failed"
         if control.stop_event.is_set():  # stopped before the first batch: nothing to save
             self.send(p.Done(status="cancelled", message=NOTHING_TRAINED, run_dir=None))
             return "cancelled"
-        if job.task == "lr-find":
+        if trainer is None:
             return self.find_lr(config, dataset, control)
         trainer.run()
         run_dir, _, message = finish_run(trainer, dataset, root=job.root, run_id=job.job_id)

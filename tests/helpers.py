@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import time
 from pathlib import Path
 
 import numpy as np
@@ -84,3 +85,14 @@ def confidently_right(run_dir: Path, dataset) -> int:
     probs = predict(load_run(run_dir).model, dataset.test_images).exp()
     good = (probs.argmax(1) == dataset.test_labels) & (probs.max(1).values > 0.95)
     return int(good.nonzero()[0])
+
+
+def wait_for(condition, timeout: float = 120.0, every: float = 0.01) -> None:
+    """Wait until ``condition()`` holds, checking every ``every`` s; fail after a generous ``timeout``.
+
+    The one way the tests wait for something another thread or process does: on a condition, never a clock.
+    """
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not reached within {timeout:.0f} s"
+        time.sleep(every)

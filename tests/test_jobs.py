@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
 import numpy as np
 import pytest
-from helpers import blobs_dataset, write_idx
+from helpers import blobs_dataset, wait_for, write_idx
 
 from mnist_core.jobs import JobQueue, QueueError
 from mnist_core.runs import list_runs, load_run
@@ -47,10 +46,7 @@ def test_jobs_queue_in_order_and_save_runs(tmp_path, data_dir, make_queue):
         queue.submit(TrainConfig(epochs=2, batch_size=64, seed=s, optimiser="ADAM", lr=0.01), owner=f"o{s}")
         for s in range(3)
     ]
-    deadline = time.monotonic() + 30
-    while jobs[0].state != "running" and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert jobs[0].state == "running"
+    wait_for(lambda: jobs[0].state == "running")
     assert [queue.position(j.id) for j in jobs[1:]] == [1, 2]
     assert queue.wait_idle(timeout=300)
     assert [j.outcome for j in jobs] == ["finished"] * 3
@@ -69,10 +65,7 @@ def test_stop_running_and_cancel_waiting(tmp_path, data_dir, make_queue):
     queue = make_queue(root=tmp_path / "runs", max_concurrent=1, data_dir=data_dir)
     long = queue.submit(TrainConfig(epochs=100, batch_size=16), owner="a")
     waiting = queue.submit(TrainConfig(epochs=1), owner="b")
-    deadline = time.monotonic() + 120
-    while (long.history is None or long.history.step < 5) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert long.history.step >= 5
+    wait_for(lambda: long.history is not None and long.history.step >= 5)
     queue.stop(waiting.id, "b")
     assert waiting.done and waiting.outcome == "cancelled" and queue.position(waiting.id) is None
     queue.stop(long.id, "a")
@@ -111,9 +104,7 @@ def test_stop_right_after_submit_ends_cleanly(tmp_path, data_dir, make_queue):
     """Stop pressed while the job is handed to the trainer: no crash, nothing half-saved, the trainer stays warm."""
     queue = make_queue(root=tmp_path / "runs", data_dir=data_dir)
     job = queue.submit(TrainConfig(epochs=100, batch_size=16), owner="a")
-    deadline = time.monotonic() + 30
-    while job.process is None and time.monotonic() < deadline:
-        time.sleep(0.001)
+    wait_for(lambda: job.process is not None, every=0.001)  # Stop lands while the job is handed over
     queue.stop(job.id, "a")
     assert queue.wait_idle(timeout=120)
     assert job.outcome in ("cancelled", "stopped"), job.message
@@ -132,13 +123,6 @@ def test_runs_are_saved_where_the_server_looks(tmp_path, data_dir, monkeypatch, 
     assert queue.wait_idle(timeout=120)
     assert job.outcome == "finished"
     assert job.run_dir.parent == tmp_path / "relative-runs"
-
-
-def wait_for(condition, timeout=120.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)
 
 
 def test_warm_trainer_takes_job_after_job_and_stays_clean(tmp_path, data_dir, make_queue):

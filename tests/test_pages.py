@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import confidently_right, digit_png, trained_run
+from helpers import confidently_right, digit_png, trained_run, wait_for
 from streamlit.testing.v1 import AppTest
 
 from mnist_core.runs import export_run, list_runs, load_run
@@ -112,10 +112,7 @@ def test_a_second_session_can_neither_see_nor_steer_the_first_ones_run(runs_dir)
     from ui.state import job_queue
 
     (job,) = job_queue().active()
-    deadline = time.monotonic() + 120
-    while job.history.step == 0 and time.monotonic() < deadline:  # the trainer may still be warming
-        time.sleep(0.05)
-    assert job.history.step > 0
+    wait_for(lambda: job.history.step > 0)  # the trainer may still be warming
     (run_id,) = [c.value.split("`")[1] for c in victim.caption if c.value.startswith("Run `")]
 
     attacker = open_page("app_pages/5_Runs.py")
@@ -128,9 +125,8 @@ def test_a_second_session_can_neither_see_nor_steer_the_first_ones_run(runs_dir)
     assert run_id not in " ".join(str(e.value) for e in (*attacker.caption, *attacker.markdown, *attacker.info))
 
     step = job.history.step
-    while job.history.step == step and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not job.done and job.history.step > step  # it trained on through all of that
+    wait_for(lambda: job.history.step > step)
+    assert not job.done  # it trained on through all of that
     victim.run()
     next(b for b in victim.button if b.label == "Stop").click().run()
     assert any("Stopped by the user" in w.value for w in victim.warning), (victim.warning, victim.error, victim.button)

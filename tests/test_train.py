@@ -8,6 +8,7 @@ import time
 
 import pytest
 import torch
+from helpers import wait_for
 
 from mnist_core.train import Callback, RunControl, TrainConfig, Trainer, plateau_warning, resolve_device, train
 
@@ -241,13 +242,6 @@ def test_bad_live_knobs_are_refused(blobs):
         trainer.control.set_knobs(lr=-1)
     with pytest.raises(ValueError, match="momentum"):
         trainer.control.set_knobs(momentum=1.5)
-
-
-def wait_for(condition, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.005)
 
 
 def test_pause_step_epoch_resume(blobs):
