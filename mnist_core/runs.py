@@ -641,7 +641,7 @@ def finish_run(
     """
     message = trainer.history.message
     report = None
-    if trainer.history.status in ("finished", "stopped"):
+    if trainer.history.status in ("finished", "collapsed", "stopped"):
         try:
             report = build_report(trainer.model, dataset)
         except Exception as exc:

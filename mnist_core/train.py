@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from .data import DATASETS, Dataset
 from .model import INIT_STYLES, TutorialCNN, as_input, build_model
+from .outcomes import ENDINGS, collapse_note, judge_ending, near_chance, top_answer_share
 
 OPTIMISERS = ("Descent", "Momentum", "ADAM")  # as the tutorial names them
 LOOP_STYLES = {
@@ -28,8 +29,6 @@ LOOP_STYLES = {
     "manual": "Update by hand: p .-= lr .* gs[p] (Descent only)",
 }
 DEVICES = ("auto", "cpu", "cuda", "mps")
-# How a run can end: the words the engine, the queue, the run folder and the pages share.
-ENDINGS = ("finished", "stopped", "diverged", "failed", "interrupted", "cancelled")
 
 
 @dataclass(frozen=True)
@@ -645,6 +644,19 @@ class Trainer:
         if h.status == "running":
             h.status = "finished"
             h.message = f"Finished {cfg.epochs} epochs ({h.step} steps)."
+            self._judge_finished()
+
+    def _judge_finished(self) -> None:
+        """A finished run that collapsed to chance (one answer for every image) ends "collapsed" instead."""
+        h, k = self.history, len(self.dataset.classes)
+        if not h.epochs or not near_chance(h.epochs[-1].test_acc, k):
+            return  # the model's answers are only needed near chance
+        with torch.inference_mode():
+            answers = torch.cat([self.model.logits(x).argmax(1) for x in self._x_test.split(1024)])
+        test_acc = h.epochs[-1].test_acc
+        h.status = judge_ending(h.status, test_acc, top_answer_share(answers), k)
+        if h.status == "collapsed":
+            h.message += collapse_note(test_acc, k, self.config.optimiser, self.lr)
 
     def _set_paused(self, paused: bool) -> None:
         self.history.paused = paused

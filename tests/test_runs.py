@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from mnist_core.outcomes import ENDINGS, OUTCOMES, judge_ending, near_chance, outcome, top_answer_share
 from mnist_core.report import build_report, predict
 from mnist_core.runs import (
     RunError,
@@ -260,3 +261,42 @@ def test_a_failed_save_leaves_nothing_half_written(blobs, tmp_path, monkeypatch)
     monkeypatch.undo()
     assert load_run(save_run(trainer, root=tmp_path, run_id="r")).meta["status"] == "finished"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
+
+
+# ----------------------------------------------------------------------------- outcomes
+
+
+def test_a_collapsed_run_is_judged_and_saved_as_collapsed(blobs, tmp_path):
+    """ADAM at lr 1 kills every ReLU: it finishes at chance with one answer for every image."""
+    trainer = train(TrainConfig(epochs=3, batch_size=32, optimiser="ADAM", lr=1.0), blobs)
+    h = trainer.history
+    assert h.status == "collapsed", h.message
+    assert near_chance(h.epochs[-1].test_acc, 10) and "chance level" in h.message and "10x lower" in h.message
+    folder, report, _ = finish_run(trainer, blobs, root=tmp_path)
+    assert report is not None  # its weights are finite: it has a report, which shows the one answer
+    assert report.confusion.sum(0).max() == report.confusion.sum()  # every test image in one predicted column
+    run = load_run(folder)
+    assert run.meta.status == "collapsed" and run.report.test_acc == pytest.approx(h.epochs[-1].test_acc)
+    assert runs_table(tmp_path).iloc[0]["status"] == "collapsed"
+
+
+def test_a_healthy_run_stays_finished(blobs):
+    h = train(TrainConfig(epochs=3, batch_size=32, optimiser="ADAM", lr=0.01), blobs).history
+    assert h.status == "finished" and h.epochs[-1].test_acc > 0.5 and "chance" not in h.message
+
+
+def test_judge_ending():
+    assert judge_ending("finished", 0.10, 1.0, 10) == "collapsed"
+    assert judge_ending("finished", 0.1135, 1.0, 10) == "collapsed"  # MNIST's 1s: the best a single answer scores
+    assert judge_ending("finished", 0.10, 0.6, 10) == "finished"  # near chance but still answering: barely trained
+    assert judge_ending("finished", 0.40, 1.0, 10) == "finished"  # one answer, but a 40% class: not chance
+    assert judge_ending("stopped", 0.10, 1.0, 10) == "stopped"  # only a finished run is judged
+    assert judge_ending("finished", None, 1.0, 10) == "finished"
+    assert top_answer_share(torch.tensor([3, 3, 3, 1])) == 0.75 and top_answer_share(torch.tensor([])) == 0.0
+
+
+def test_every_ending_has_a_label_and_colour():
+    assert set(OUTCOMES) == set(ENDINGS)
+    assert outcome("collapsed").colour == "orange" and "chance" in outcome("collapsed").label
+    assert outcome("finished").colour == "green" and outcome("diverged").colour == "red"
+    assert outcome("damaged").label == "damaged"  # a word from elsewhere is shown as it is

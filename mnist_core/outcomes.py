@@ -1,0 +1,91 @@
+"""How a run ended, in one vocabulary: the status words, the judgement of a finished run, and each
+word's plain label and colour. The engine, the queue, the run folder, the CLI and the pages all read it here.
+
+A run that trains to its last epoch has *finished*, but that alone does not make it a success: with a
+learning rate far too high (ADAM or Momentum at lr 1) every ReLU can die, and the network then gives the
+same answer for every image. Its loss stays finite, so nothing diverges, and it ends at chance level
+(10.00% on MNIST). Such a run is *collapsed*: finished, but no better than guessing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+# How a run can end: the words the engine, the queue, the run folder and the pages share.
+ENDINGS = ("finished", "collapsed", "stopped", "diverged", "failed", "interrupted", "cancelled")
+
+# A network that gives one answer for every image scores that class's share of the test set: on MNIST's
+# test set the shares run from 8.9% (5s) to 11.35% (1s), on Fashion-MNIST and the stratified sample they
+# are 10%. Half of chance (5 points for 10 classes) covers any test set whose classes are within 1.5x of
+# even, while every run of this project that learned anything is far above it (tutorial defaults: 87.8%).
+CHANCE_MARGIN = 0.5  # as a fraction of chance (1 / classes)
+# "The same answer for every image": a dead network's logits no longer depend on the input (measured: all
+# 10,000 test answers alike). A barely trained network near chance still varies: its most common answer
+# was 42-84% of the test images in runs of one epoch at lr 1e-5 or on 256 images, so it is not called collapsed.
+ONE_ANSWER_SHARE = 0.99
+
+
+def chance_level(classes: int) -> float:
+    """The accuracy of guessing: 1 / classes."""
+    return 1.0 / classes
+
+
+def near_chance(test_acc: float, classes: int) -> bool:
+    """True when ``test_acc`` is no better than chance plus the margin (a worse-than-chance one included)."""
+    return test_acc <= chance_level(classes) * (1 + CHANCE_MARGIN)
+
+
+def top_answer_share(predicted: torch.Tensor) -> float:
+    """The share of images given the model's most common answer, from predicted classes (N,)."""
+    if len(predicted) == 0:
+        return 0.0
+    return float(torch.bincount(predicted.long().flatten().cpu()).max()) / len(predicted)
+
+
+def is_collapsed(test_acc: float, top_share: float, classes: int) -> bool:
+    """A finished network that answers (almost) every image alike and scores no better than chance."""
+    return top_share >= ONE_ANSWER_SHARE and near_chance(test_acc, classes)
+
+
+def judge_ending(status: str, test_acc: float | None, top_share: float, classes: int) -> str:
+    """The outcome of a run: "collapsed" for a finished run that collapsed to chance, else ``status`` unchanged."""
+    if status == "finished" and test_acc is not None and is_collapsed(test_acc, top_share, classes):
+        return "collapsed"
+    return status
+
+
+def collapse_note(test_acc: float, classes: int, optimiser: str, lr: float) -> str:
+    """What a collapsed run's message adds: what happened and what to do."""
+    return (
+        f" But the test accuracy is {test_acc:.2%}, chance level for {classes} classes ({chance_level(classes):.0%}): "
+        f"the network gives the same answer for every image (its ReLUs died). The learning rate {lr:g} is too "
+        f"high for {optimiser}: try one 10x lower."
+    )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a page shows one ending."""
+
+    label: str  # plain words for a learner
+    colour: str  # a Streamlit colour name: green, orange, red, blue, violet, gray
+    icon: str  # a Material icon
+
+
+OUTCOMES: dict[str, Outcome] = {
+    "finished": Outcome("Finished", "green", ":material/check_circle:"),
+    "collapsed": Outcome("Finished, but collapsed to chance", "orange", ":material/trending_flat:"),
+    "stopped": Outcome("Stopped", "blue", ":material/stop_circle:"),
+    "diverged": Outcome("Diverged (the loss blew up)", "red", ":material/error:"),
+    "failed": Outcome("Failed", "red", ":material/error:"),
+    "interrupted": Outcome("Interrupted (saved at its last checkpoint)", "violet", ":material/pause_circle:"),
+    "cancelled": Outcome("Cancelled before it trained", "gray", ":material/cancel:"),
+}
+UNKNOWN = Outcome("Unknown", "gray", ":material/help:")
+
+
+def outcome(status: str) -> Outcome:
+    """The label, colour and icon of ``status`` (an unknown word is shown as it is, in gray)."""
+    return OUTCOMES.get(status) or Outcome(status or UNKNOWN.label, UNKNOWN.colour, UNKNOWN.icon)
