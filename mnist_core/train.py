@@ -116,6 +116,14 @@ class TrainConfig:
         low=0,
         high=100_000,
     )
+    validation: float = knob(
+        0.0,
+        label="Validation share",
+        help="share of the training set held out (the same images for every seed) to choose hyperparameters on, "
+        "never on the test set; 0 = none",
+        low=0.0,
+        high=0.5,
+    )
 
     @staticmethod
     def knob(name: str) -> Knob:
@@ -170,8 +178,38 @@ def nearest_offer(name: str, value: float) -> float:
 
 
 def batches_per_epoch(n_train: int, batch_size: int) -> int:
-    """Batches in one pass over ``n_train`` images; the last one may be smaller."""
-    return math.ceil(n_train / batch_size)
+    """Steps in one pass over ``n_train`` images: ``n_train // batch_size``, at least 1 (see ``batch_bounds``)."""
+    return max(1, n_train // batch_size) if n_train > 0 else 0
+
+
+def batch_bounds(n_train: int, batch_size: int) -> list[tuple[int, int]]:
+    """(start, stop) of each batch of an epoch, in order: the remainder joins the last batch.
+
+    With 5,000 images and batch 128 the epoch has 39 batches, the last of 128 + 8 = 136 images,
+    never a batch of 8: a step on 8 images at the full learning rate is a noisy one (its gradient's
+    noise is 4x that of a full batch) taken right before the epoch's test, and it sent the tutorial's
+    defaults anywhere between 18% and 92% depending on the seed (``benchmarks/bench_remainder.py``).
+    Scaling that step by 8/128 would also work for Descent, but not for ADAM, whose step size does not
+    follow the gradient's; merging works for every optimiser and still shows each image once an epoch.
+    Fewer images than ``batch_size`` make one batch of all of them.
+    """
+    steps = batches_per_epoch(n_train, batch_size)
+    return [(i * batch_size, (i + 1) * batch_size if i < steps - 1 else n_train) for i in range(steps)]
+
+
+VALIDATION_SEED = 20_240_601  # one fixed split: every run of a study is selected on the same held-out images
+
+
+def held_out(n_train: int, share: float) -> int:
+    """How many of ``n_train`` training images a validation ``share`` holds out (none if the share is 0)."""
+    return min(round(n_train * share), n_train - 1) if share > 0 else 0
+
+
+def validation_split(n_train: int, share: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(trained-on, held-out) indices of the training set, each in the data set's order; the split is fixed."""
+    perm = torch.randperm(n_train, generator=torch.Generator().manual_seed(VALIDATION_SEED))
+    n_val = held_out(n_train, share)
+    return perm[n_val:].sort().values, perm[:n_val].sort().values
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -235,6 +273,8 @@ class EpochMetrics:
     test_loss: float
     test_acc: float
     seconds: float  # training time of this epoch, evaluation excluded
+    val_loss: float | None = None  # on the held-out validation split; None without one
+    val_acc: float | None = None
 
 
 @dataclass
@@ -279,10 +319,6 @@ class History:
         if self.step == 0 or self.status != "running":
             return None
         return self.train_seconds / self.step * (self.total_steps - self.step)
-
-    @property
-    def done(self) -> bool:
-        return self.status in ENDINGS
 
 
 def plateau_warning(epochs: list[EpochMetrics], classes: int = 10) -> str | None:
@@ -443,7 +479,7 @@ class LossRecorder(Callback):
 
 
 class Trainer:
-    """One training run. ``run()`` trains in the calling thread; ``start()`` in a new one."""
+    """One training run: ``run()`` trains in the calling thread; ``control`` steers it from any other."""
 
     def __init__(
         self,
@@ -466,12 +502,13 @@ class Trainer:
         self.momentum = config.momentum if config.optimiser != "Descent" else None
         # channels_last lets oneDNN (CPU) and cuDNN pick their fastest kernels for these small convs.
         self.model = build_model(config.init, seed=config.seed).to(self.device, memory_format=torch.channels_last)
-        steps_per_epoch = batches_per_epoch(dataset.n_train, config.batch_size)
+        self.n_fit = dataset.n_train - held_out(dataset.n_train, config.validation)  # images trained on
+        steps_per_epoch = batches_per_epoch(self.n_fit, config.batch_size)
         self.history = History(total_steps=steps_per_epoch * config.epochs, steps_per_epoch=steps_per_epoch)
         # On a GPU, reading a loss forces a sync: deliver them in chunks instead of every step.
         self.flush_every = 1 if self.device.type == "cpu" else 32
         self._x_train = self._y_train = self._x_test = self._y_test = None
-        self.thread: threading.Thread | None = None
+        self._x_val = self._y_val = None  # the validation split, if the config holds one out
 
     # ----------------------------------------------------------------- control
 
@@ -479,18 +516,16 @@ class Trainer:
         """Ask the run to stop; it does so before its next batch and keeps what it learned."""
         self.control.stop()
 
-    def start(self) -> threading.Thread:
-        """Run in a daemon thread and return it; read ``history`` meanwhile."""
-        self.thread = threading.Thread(target=self.run, name="mnist-train", daemon=True)
-        self.thread.start()
-        return self.thread
-
     # ----------------------------------------------------------------- data on device
 
     def _load_to_device(self) -> None:
         ds = self.dataset
         self._x_train = as_input(ds.train_images, self.device)  # (N, 1, 28, 28)
         self._y_train = ds.train_labels.to(self.device)
+        if self.config.validation > 0:
+            fit, val = (i.to(self.device) for i in validation_split(ds.n_train, self.config.validation))
+            self._x_val, self._y_val = self._x_train[val], self._y_train[val]
+            self._x_train, self._y_train = self._x_train[fit], self._y_train[fit]
         self._x_test = as_input(ds.test_images, self.device)
         self._y_test = ds.test_labels.to(self.device)
 
@@ -574,7 +609,7 @@ class Trainer:
         params = list(model.parameters())
         opt = self._make_optimizer()
         gen = torch.Generator().manual_seed(cfg.seed)
-        n, bs = self.dataset.n_train, cfg.batch_size
+        n, bs = self.n_fit, cfg.batch_size
         pending: list[torch.Tensor] = []  # losses not yet delivered (GPU: up to flush_every)
         for epoch in range(1, cfg.epochs + 1):
             h.epoch = epoch
@@ -585,7 +620,7 @@ class Trainer:
             t0 = time.perf_counter()
             waited = 0.0  # seconds paused in this epoch: not training time
             seen = 0
-            for start in range(0, n, bs):
+            for start, stop in batch_bounds(n, bs):
                 go_on = self.control.try_turn()
                 if go_on is None:  # paused: show everything so far, then wait for resume, a step or stop
                     if not self._deliver(pending, epoch):
@@ -600,7 +635,7 @@ class Trainer:
                     break
                 if knobs := self.control.take_knobs():
                     self._apply_knobs(opt, knobs)
-                idx = perm[start : start + bs]
+                idx = perm[start:stop]  # bs images, or up to 2 * bs - 1 in the epoch's last batch
                 xb, yb = self._x_train[idx], self._y_train[idx]  # (B, 1, 28, 28), (B,)
                 logits = model.logits(xb)
                 loss = F.cross_entropy(logits, yb)
@@ -623,6 +658,9 @@ class Trainer:
                 break
             if seen:
                 test_loss, test_acc = evaluate(model, self._x_test, self._y_test)
+                val_loss = val_acc = None
+                if self._x_val is not None:
+                    val_loss, val_acc = evaluate(model, self._x_val, self._y_val)
                 metrics = EpochMetrics(
                     epoch=epoch,
                     step=h.step,
@@ -631,6 +669,8 @@ class Trainer:
                     test_loss=test_loss,
                     test_acc=test_acc,
                     seconds=seconds,
+                    val_loss=val_loss,
+                    val_acc=val_acc,
                 )
                 if seen == n:  # a partial epoch (a stop) is not an epoch
                     h.epochs.append(metrics)

@@ -1,16 +1,25 @@
-"""The training engine: loop styles agree, stop, NaN guard, callbacks, threads, a real run."""
+"""The training engine: batches, loop styles agree, stop, NaN guard, callbacks, pause from a thread, a real run."""
 
 from __future__ import annotations
 
 import math
 import threading
-import time
 
 import pytest
 import torch
 from helpers import wait_for
 
-from mnist_core.train import Callback, RunControl, TrainConfig, Trainer, plateau_warning, resolve_device, train
+from mnist_core.train import (
+    Callback,
+    RunControl,
+    TrainConfig,
+    Trainer,
+    batch_bounds,
+    batches_per_epoch,
+    plateau_warning,
+    resolve_device,
+    train,
+)
 
 
 class Recorder(Callback):
@@ -34,9 +43,58 @@ def _weights(trainer):
     return [p.detach().clone() for p in trainer.model.parameters()]
 
 
-def test_three_loop_styles_agree_for_descent(blobs):
+def _in_thread(trainer):
+    """Run ``trainer`` in a thread, as the trainer process does while its reader thread steers the control."""
+    thread = threading.Thread(target=trainer.run, daemon=True)
+    thread.start()
+    return thread
+
+
+def _batch_sizes(trainer):
+    """Train ``trainer`` and return the number of images of every batch its loop fed the model."""
+    sizes, logits = [], trainer.model.logits
+
+    def counting(x):
+        if torch.is_grad_enabled():  # a training batch, not the evaluation after an epoch
+            sizes.append(len(x))
+        return logits(x)
+
+    trainer.model.logits = counting
+    trainer.run()
+    return sizes
+
+
+@pytest.mark.parametrize("n, bs", [(256, 50), (256, 32), (5000, 128), (4000, 128), (100, 128), (128, 128), (1, 1)])
+def test_batches_cover_the_epoch_and_the_remainder_joins_the_last(n, bs):
+    bounds = batch_bounds(n, bs)
+    assert len(bounds) == batches_per_epoch(n, bs) == max(1, n // bs)
+    assert bounds[0][0] == 0 and bounds[-1][1] == n
+    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))  # contiguous: every image once
+    sizes = [stop - start for start, stop in bounds]
+    assert min(sizes) >= min(bs, n) and max(sizes) < 2 * bs
+    assert sizes[:-1] == [bs] * (len(sizes) - 1)
+
+
+@pytest.mark.parametrize("loop", ["train!", "gradient", "manual"])
+def test_every_batch_trained_has_at_least_batch_size_images(blobs, loop):
+    """256 images in batches of 50: five steps per epoch, the last of 56 images, never one of 6."""
+    trainer = Trainer(TrainConfig(epochs=2, batch_size=50, loop=loop), blobs)
+    assert _batch_sizes(trainer) == [50, 50, 50, 50, 56] * 2
+    h = trainer.history
+    assert h.steps_per_epoch == 5 and h.step == h.total_steps == 10 and h.images_done == 2 * 256
+    assert len(h.epochs) == 2 and h.status == "finished"
+
+
+def test_a_set_smaller_than_a_batch_is_one_batch(blobs):
+    trainer = Trainer(TrainConfig(epochs=3, batch_size=1024), blobs)
+    assert _batch_sizes(trainer) == [256] * 3
+    assert trainer.history.total_steps == 3
+
+
+@pytest.mark.parametrize("batch_size", [32, 50])  # 50: each epoch's last batch holds the remainder too
+def test_three_loop_styles_agree_for_descent(blobs, batch_size):
     results = [
-        train(TrainConfig(epochs=2, batch_size=32, loop=loop, seed=3), blobs)
+        train(TrainConfig(epochs=2, batch_size=batch_size, loop=loop, seed=3), blobs)
         for loop in ("train!", "gradient", "manual")
     ]
     ref = _weights(results[0])
@@ -59,13 +117,13 @@ def test_same_seed_same_run_different_seed_different(blobs):
 def test_callbacks_get_every_batch_in_order_and_epochs(blobs):
     rec = Recorder()
     trainer = train(TrainConfig(epochs=3, batch_size=50), blobs, callbacks=[rec])
-    steps_per_epoch = 6  # ceil(256 / 50): the last partial batch is kept
+    steps_per_epoch = 5  # 256 // 50: the remainder of 6 joins the fifth batch
     assert [s for s, _, _ in rec.batches] == list(range(1, 3 * steps_per_epoch + 1))
-    assert [e for _, e, _ in rec.batches] == [1] * 6 + [2] * 6 + [3] * 6
+    assert [e for _, e, _ in rec.batches] == [1] * 5 + [2] * 5 + [3] * 5
     assert [m.epoch for m in rec.epochs] == [1, 2, 3]
     assert rec.events == ["start", "end"]
     h = trainer.history
-    assert h.status == "finished" and h.step == h.total_steps == 18
+    assert h.status == "finished" and h.step == h.total_steps == 15
     assert [loss for _, _, loss in rec.batches] == h.batch_losses
     assert h.images_done == 3 * 256 and h.images_per_sec > 0
     assert 0 <= h.epochs[-1].test_acc <= 1
@@ -110,26 +168,6 @@ def test_loss_recorder_every_n_batches(blobs):
     steps = [s for s, _ in trainer.history.full_losses]
     assert steps == [4, 8, 12, 16]
     assert all(loss > 0 for _, loss in trainer.history.full_losses)
-
-
-def test_background_thread_history_readable_while_running(sample):
-    gate = threading.Event()
-
-    class Slow(Callback):
-        def on_batch_end(self, trainer, step, epoch, loss):
-            if step == 5:
-                gate.set()
-                time.sleep(0.2)
-
-    trainer = Trainer(TrainConfig(epochs=2), sample, callbacks=[Slow()])
-    thread = trainer.start()
-    assert gate.wait(60)
-    seen = len(trainer.history.batch_losses)
-    assert 1 <= seen < trainer.history.total_steps
-    assert trainer.history.status == "running"
-    trainer.stop()
-    thread.join(60)
-    assert trainer.history.status == "stopped"
 
 
 def test_tutorial_defaults_beat_chance_on_sample(sample):
@@ -254,7 +292,7 @@ def test_pause_step_epoch_resume(blobs):
     trainer = Trainer(TrainConfig(epochs=4, batch_size=16), blobs, callbacks=[Watch()])  # 16 steps per epoch
     control = trainer.control
     control.pause()  # paused before the first batch
-    trainer.start()
+    thread = _in_thread(trainer)
     h = trainer.history
     wait_for(lambda: h.paused)
     assert h.step == 0 and events == [(True, 0)]
@@ -271,7 +309,7 @@ def test_pause_step_epoch_resume(blobs):
     wait_for(lambda: h.step == 32 and h.paused)
     train_seconds = h.train_seconds
     control.resume()
-    trainer.thread.join(60)
+    thread.join(60)
     assert h.status == "finished" and h.step == 64 and not h.paused
     assert events[-1] == (False, 32)
     assert h.train_seconds >= train_seconds
@@ -281,10 +319,10 @@ def test_pause_step_epoch_resume(blobs):
 def test_stop_while_paused_and_interrupted_status(blobs):
     trainer = Trainer(TrainConfig(epochs=4, batch_size=16), blobs)
     trainer.control.pause()
-    trainer.start()
+    thread = _in_thread(trainer)
     wait_for(lambda: trainer.history.paused)
     trainer.control.stop("interrupted", "The web server went away; training ended")
-    trainer.thread.join(60)
+    thread.join(60)
     assert trainer.history.status == "interrupted"
     assert trainer.history.message.startswith("The web server went away; training ended at step 0")
 
@@ -293,13 +331,13 @@ def test_a_pause_that_races_the_loop_is_still_reported(blobs):
     """Pause pressed at any moment: the loop either trains the batch or reports the pause, never waits silently."""
     for _ in range(5):
         trainer = Trainer(TrainConfig(epochs=50, batch_size=16), blobs)
-        trainer.start()
+        thread = _in_thread(trainer)
         h = trainer.history
         wait_for(lambda h=h: h.step > 0)
         trainer.control.pause()
         wait_for(lambda h=h: h.paused)  # would time out if the pause slipped between two checks
         trainer.control.stop()
-        trainer.thread.join(60)
+        thread.join(60)
 
 
 def test_a_pause_longer_than_the_limit_stops_and_frees_the_trainer(blobs):
