@@ -42,9 +42,20 @@ from safetensors.torch import save_file
 from .data import DATASETS, Dataset
 from .model import TutorialCNN
 from .report import Report, build_report, per_class_table
-from .train import CONFIG_FIELDS, ENDINGS, EpochMetrics, History, TrainConfig, Trainer, device_label
+from .train import (
+    CONFIG_FIELDS,
+    ENDINGS,
+    EpochMetrics,
+    History,
+    TrainConfig,
+    Trainer,
+    batches_per_epoch,
+    device_label,
+    held_out,
+)
 
 FORMAT_VERSION = 1
+VALIDATION_COLUMNS = ("val_loss", "val_acc")  # the last columns of epochs.csv, only in a run with a validation split
 
 # What one run can hold. Each bound is what a real run needs, so one run costs a page a bounded amount.
 MAX_IMAGES = 1_000_000  # per split: more than the largest IDX file the loader accepts (256 MB, 342,000 images)
@@ -295,6 +306,8 @@ class RunMeta:
     saved_at: float = 0.0
     test_acc: float | None = None
     imported: bool = False  # added from an archive: import_run sets it, whatever the archive said
+    study: str = ""  # the hyperparameter study (mnist_core.tune) that ran it as a trial; "" for none
+    trial: int | None = None  # its trial number in that study
     format: int = FORMAT_VERSION
 
     def to_dict(self) -> dict:
@@ -322,8 +335,9 @@ class RunMeta:
         n_train = f("n_train", lambda v: _whole(v, 1, MAX_IMAGES))
         n_test = f("n_test", lambda v: _whole(v, 1, MAX_IMAGES))
         bs, epochs = config.batch_size, config.epochs
-        per_epoch = math.ceil(n_train / bs)
-        steps_per_epoch = f("steps_per_epoch", _exactly(per_epoch, f"{n_train:,} images in batches of {bs}"))
+        n_fit = n_train - held_out(n_train, config.validation)  # a validation split is not trained on
+        per_epoch = batches_per_epoch(n_fit, bs)
+        steps_per_epoch = f("steps_per_epoch", _exactly(per_epoch, f"{n_fit:,} images in batches of {bs}"))
         total_steps = f("total_steps", _exactly(per_epoch * epochs, f"{epochs} epochs of {per_epoch:,} steps"))
         steps = f("steps", lambda v: _whole(v, 0, total_steps))
         descent = config.optimiser == "Descent"
@@ -348,11 +362,13 @@ class RunMeta:
             dataset_source=f("dataset_source", lambda v: _text(v, MAX_LABEL), ""),
             train_seconds=f("train_seconds", lambda v: _real(v, 0, 1e9), 0.0),
             images_per_sec=f("images_per_sec", lambda v: _real(v, 0, 1e12), 0.0),
-            images_done=f("images_done", lambda v: _whole(v, 0, total_steps * bs), 0),
+            images_done=f("images_done", lambda v: _whole(v, 0, max(total_steps * bs, n_fit * epochs)), 0),
             started_at=f("started_at", lambda v: _real(v, 0, 1e11), 0.0),
             saved_at=f("saved_at", lambda v: _real(v, 0, 1e11), 0.0),
             test_acc=f("test_acc", lambda v: None if v is None else _real(v, 0, 1), None),
             imported=f("imported", lambda v: v if isinstance(v, bool) else _fail("must be true or false", v), False),
+            study=f("study", lambda v: _text(v, MAX_LABEL), ""),
+            trial=f("trial", lambda v: None if v is None else _whole(v, 0, 10_000_000), None),
         )
 
 
@@ -375,15 +391,19 @@ def _history(meta: RunMeta, files: dict[str, bytes], where: Callable[[str], str]
     _check_column(batches["loss"], where("batches.csv"), "loss", 0, math.inf)
 
     columns = tuple(EpochMetrics.__dataclass_fields__)
+    if not files["epochs.csv"].startswith(",".join(columns).encode()):  # no validation split (or an older run)
+        columns = tuple(c for c in columns if c not in VALIDATION_COLUMNS)
     table = _table(files["epochs.csv"], where("epochs.csv"), columns, meta.config.epochs)
     n_epochs = len(table["epoch"])
     if not np.array_equal(table["epoch"], np.arange(1, n_epochs + 1)):
         raise RunError(f"{where('epochs.csv')}: epoch must count 1, 2, 3, ... one row per epoch.")
     _check_column(table["step"], where("epochs.csv"), "step", 1, meta.steps, whole=True)
-    for name in ("train_acc", "test_acc"):
-        _check_column(table[name], where("epochs.csv"), name, 0, 1)
-    for name in ("train_loss", "test_loss", "seconds"):
-        _check_column(table[name], where("epochs.csv"), name, 0, math.inf)
+    for name in ("train_acc", "test_acc", "val_acc"):
+        if name in table:
+            _check_column(table[name], where("epochs.csv"), name, 0, 1)
+    for name in ("train_loss", "test_loss", "seconds", "val_loss"):
+        if name in table:
+            _check_column(table[name], where("epochs.csv"), name, 0, math.inf)
     epochs = [
         EpochMetrics(**{k: int(v) if k in ("epoch", "step") else float(v) for k, v in zip(columns, row)})
         for row in zip(*(table[k] for k in columns))
@@ -609,9 +629,10 @@ def save_run(
         tmp.mkdir(parents=True)
         (tmp / "run.json").write_bytes(run_json)
         pd.DataFrame({"step": range(1, len(losses) + 1), "loss": losses}).to_csv(tmp / "batches.csv", index=False)
-        pd.DataFrame([asdict(e) for e in epochs], columns=list(EpochMetrics.__dataclass_fields__)).to_csv(
-            tmp / "epochs.csv", index=False
-        )
+        columns = list(EpochMetrics.__dataclass_fields__)
+        if not epochs or any(e.val_acc is None or e.val_loss is None for e in epochs):  # no validation split
+            columns = [c for c in columns if c not in VALIDATION_COLUMNS]
+        pd.DataFrame([asdict(e) for e in epochs], columns=columns).to_csv(tmp / "epochs.csv", index=False)
         if full_losses:
             pd.DataFrame(full_losses, columns=["step", "loss"]).to_csv(tmp / "full_losses.csv", index=False)
         if report_json is not None:
@@ -685,6 +706,22 @@ def load_run(path: Path | str, with_model: bool = True) -> Run:
     return Run(path=path, meta=meta, history=history, report=report, model=model)
 
 
+def tag_run(path: Path | str, study: str, trial: int, message: str | None = None) -> RunMeta:
+    """Mark a saved run as trial ``trial`` of ``study`` (``message``, if given, replaces its message); run.json
+    is replaced by a rename, so a reader sees the old file or the new one, never half of one."""
+    path = Path(path)
+    meta = read_meta(path)
+    meta.study, meta.trial = study[:MAX_LABEL], int(trial)
+    if message is not None:
+        meta.message = message[:MAX_MESSAGE]
+    raw = json.dumps(meta.to_dict(), indent=2).encode()
+    RunMeta.from_dict(json.loads(raw), str(path / "run.json"))  # what load_run will check, checked now
+    tmp = path / f".run.json.{secrets.token_hex(4)}.partial"
+    tmp.write_bytes(raw)
+    os.replace(tmp, path / "run.json")
+    return meta
+
+
 def list_runs(root: Path | str | None = None) -> list[Path]:
     """Run folders under ``root``, newest first (folders being written are skipped)."""
     root = runs_root(root)
@@ -737,6 +774,7 @@ TABLE_COLUMNS = (
     "images/s",
     "steps",
     "imported",
+    "study",
 )
 
 
@@ -761,6 +799,7 @@ def runs_table(root: Path | str | None = None) -> pd.DataFrame:
                 "images/s": meta.images_per_sec,
                 "steps": meta.steps,
                 "imported": meta.imported,
+                "study": f"{meta.study} #{meta.trial}" if meta.study else "",
             }
         )
     return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
