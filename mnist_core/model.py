@@ -12,7 +12,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -29,18 +31,6 @@ class ConvReLU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.conv(x))
-
-    def flux_name(self) -> str:
-        c = self.conv
-        k, p, s = c.kernel_size[0], c.padding[0], c.stride[0]
-        return f"Conv(({k},{k}), {c.in_channels}=>{c.out_channels}, pad={p}, stride={s}, relu)"
-
-    def torch_name(self) -> str:
-        c = self.conv
-        return (
-            f"Conv2d({c.in_channels}, {c.out_channels}, kernel_size={c.kernel_size[0]}, "
-            f"stride={c.stride[0]}, padding={c.padding[0]}) + ReLU"
-        )
 
 
 class GlobalMeanPool(nn.Module):
@@ -144,30 +134,6 @@ class LayerRow:
     macs: int  # multiply-adds per image
 
 
-def _flux_name(layer: nn.Module) -> str:
-    if isinstance(layer, ConvReLU):
-        return layer.flux_name()
-    if isinstance(layer, GlobalMeanPool):
-        return "GlobalMeanPool()"
-    if isinstance(layer, nn.Flatten):
-        return "flatten"
-    if isinstance(layer, nn.Linear):
-        return f"Dense({layer.in_features}, {layer.out_features})"
-    return "softmax"
-
-
-def _torch_name(layer: nn.Module) -> str:
-    if isinstance(layer, ConvReLU):
-        return layer.torch_name()
-    if isinstance(layer, GlobalMeanPool):
-        return "x.mean(dim=(2, 3), keepdim=True)"
-    if isinstance(layer, nn.Flatten):
-        return "nn.Flatten()"
-    if isinstance(layer, nn.Linear):
-        return f"nn.Linear({layer.in_features}, {layer.out_features})"
-    return "torch.softmax(x, dim=1)"
-
-
 def _whcn(shape: tuple[int, ...]) -> tuple[int, ...]:
     """NCHW -> WHCN (Flux is column-major: width first, batch last); (N, F) -> (F, N)."""
     if len(shape) == 4:
@@ -184,14 +150,58 @@ def _spatial(before: tuple[int, ...], after: tuple[int, ...]) -> str:
     return a if a == b and len(before) == len(after) else f"{a} => {b}"
 
 
-def _macs(layer: nn.Module, out_shape: tuple[int, ...]) -> int:
-    if isinstance(layer, ConvReLU):
-        c = layer.conv
-        per_output = c.in_channels * c.kernel_size[0] * c.kernel_size[1]
-        return per_output * out_shape[1] * out_shape[2] * out_shape[3]
-    if isinstance(layer, nn.Linear):
-        return layer.in_features * layer.out_features
+@dataclass(frozen=True)
+class LayerKind:
+    """How the shape table names and counts one kind of layer."""
+
+    flux: Callable[[Any], str]  # the layer in the tutorial's Flux words
+    pytorch: Callable[[Any], str]  # the same layer in PyTorch's words
+    macs: Callable[[Any, tuple[int, ...]], int]  # multiply-adds per image, given the output shape (N, C, H, W)
+
+
+def _conv_flux(layer: ConvReLU) -> str:
+    c = layer.conv
+    k, p, s = c.kernel_size[0], c.padding[0], c.stride[0]
+    return f"Conv(({k},{k}), {c.in_channels}=>{c.out_channels}, pad={p}, stride={s}, relu)"
+
+
+def _conv_torch(layer: ConvReLU) -> str:
+    c = layer.conv
+    return (
+        f"Conv2d({c.in_channels}, {c.out_channels}, kernel_size={c.kernel_size[0]}, "
+        f"stride={c.stride[0]}, padding={c.padding[0]}) + ReLU"
+    )
+
+
+def _conv_macs(layer: ConvReLU, out: tuple[int, ...]) -> int:
+    c = layer.conv
+    return c.in_channels * c.kernel_size[0] * c.kernel_size[1] * out[1] * out[2] * out[3]  # per output value
+
+
+def _free(_layer: nn.Module, _out: tuple[int, ...]) -> int:
     return 0
+
+
+# One row per kind of layer in the chain: a new kind of layer is one new row here.
+LAYER_KINDS: dict[type[nn.Module], LayerKind] = {
+    ConvReLU: LayerKind(_conv_flux, _conv_torch, _conv_macs),
+    GlobalMeanPool: LayerKind(lambda _: "GlobalMeanPool()", lambda _: "x.mean(dim=(2, 3), keepdim=True)", _free),
+    nn.Flatten: LayerKind(lambda _: "flatten", lambda _: "nn.Flatten()", _free),
+    nn.Linear: LayerKind(
+        lambda d: f"Dense({d.in_features}, {d.out_features})",
+        lambda d: f"nn.Linear({d.in_features}, {d.out_features})",
+        lambda d, _: d.in_features * d.out_features,
+    ),
+    Softmax: LayerKind(lambda _: "softmax", lambda _: "torch.softmax(x, dim=1)", _free),
+}
+
+
+def layer_kind(layer: nn.Module) -> LayerKind:
+    """The table's entry for ``layer``; a layer of a kind it does not know is an error, not a blank row."""
+    kind = LAYER_KINDS.get(type(layer))
+    if kind is None:
+        raise TypeError(f"the layer table does not know {type(layer).__name__}: add it to LAYER_KINDS")
+    return kind
 
 
 def layer_table(model: TutorialCNN | None = None, batch: int = 1) -> list[LayerRow]:
@@ -204,16 +214,17 @@ def layer_table(model: TutorialCNN | None = None, batch: int = 1) -> list[LayerR
         for i, layer in enumerate(model.layers):
             y = layer(x)
             before, after = tuple(x.shape), tuple(y.shape)
+            kind = layer_kind(layer)
             rows.append(
                 LayerRow(
                     index=i + 1,
-                    flux=_flux_name(layer),
-                    pytorch=_torch_name(layer),
+                    flux=kind.flux(layer),
+                    pytorch=kind.pytorch(layer),
                     shape_nchw=after,
                     shape_whcn=_whcn(after),
                     spatial=_spatial(before, after),
                     params=count_parameters(layer),
-                    macs=_macs(layer, after),
+                    macs=kind.macs(layer, after),
                 )
             )
             x = y

@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
+from torch import nn
 
-from mnist_core.model import TutorialCNN, build_model, count_parameters, first_prediction, layer_table
+from mnist_core.model import (
+    LAYER_KINDS,
+    TutorialCNN,
+    build_model,
+    count_parameters,
+    first_prediction,
+    layer_kind,
+    layer_table,
+)
 
 
 def test_parameter_count_matches_tutorial():
@@ -25,6 +35,16 @@ def test_layer_table_matches_tutorial():
     assert rows[0].flux == "Conv((5,5), 1=>8, pad=2, stride=2, relu)"
     assert rows[4].flux == "GlobalMeanPool()" and rows[7].flux == "softmax"
     assert rows[6].pytorch == "nn.Linear(32, 10)"
+    assert rows[0].pytorch == "Conv2d(1, 8, kernel_size=5, stride=2, padding=2) + ReLU"
+    assert [r.pytorch for r in rows[4:6]] == ["x.mean(dim=(2, 3), keepdim=True)", "nn.Flatten()"]
+    assert rows[7].pytorch == "torch.softmax(x, dim=1)"
+
+
+def test_one_table_entry_per_layer_kind():
+    kinds = {type(layer) for layer in TutorialCNN().layers}
+    assert kinds == set(LAYER_KINDS)  # every kind in the chain is named once, and nothing else
+    with pytest.raises(TypeError, match="Dropout"):  # a new kind of layer must be added, not shown as a blank
+        layer_kind(nn.Dropout())
 
 
 def test_flux_init_is_glorot_uniform_with_zero_bias():
