@@ -16,8 +16,9 @@ from mnist_core.train import (
     nearest_offer,
     plateau_warning,
 )
-from ui.charts import LIVE_POINTS, loss_figure, lr_find_figure
+from ui.charts import loss_figure, lr_find_figure
 from ui.common import current
+from ui.live_chart import live_chart, live_chart_data
 from ui.state import job_queue, owner, session_job
 
 dataset, device = current()
@@ -237,12 +238,11 @@ def live_view() -> None:
     j = session_job()
     if j is None:
         st.info(f"Set the knobs and press **Start training**. Data: {dataset.describe()}.")
-        # Empty axes where the curve will be drawn; they also make the browser load its chart code now,
-        # not after the click (that took the first Start about 1.5 s longer than the next ones).
+        # Empty axes where the curve will be drawn.
         planned = st.session_state["keep_epochs"] * batches_per_epoch(
             dataset.n_train, st.session_state["keep_batch_size"]
         )
-        st.plotly_chart(loss_figure([], [], total_steps=planned, height=320), key="live_chart")
+        live_chart(live_chart_data([], [], [], planned, []))
         return
     if mode(j) != watched:  # queued -> running -> paused -> done: redraw the page (knobs, refresh rate)
         st.rerun(scope="app")
@@ -304,15 +304,14 @@ def live_view() -> None:
             st.caption(describe_schedule(name, schedule))
     if warning := plateau_warning(h.epochs):
         st.warning(warning)
-    figure = loss_figure(
-        h.batch_losses[:],
-        h.epochs[:],
-        h.full_losses[:],
-        h.total_steps,
-        lr_schedule=h.lr_schedule[:],
-        max_points=LIVE_POINTS,
-    )
-    st.plotly_chart(figure, key="live_chart")
+    if j.done:  # the finished curve: Plotly's chart, to zoom and hover
+        figure = loss_figure(
+            h.batch_losses[:], h.epochs[:], h.full_losses[:], h.total_steps, lr_schedule=h.lr_schedule[:]
+        )
+        st.plotly_chart(figure, key="still_chart")
+    else:  # training or paused: a canvas repainted in place, light on the learner's CPU (see ui/live_chart.py)
+        data = live_chart_data(h.batch_losses[:], h.epochs[:], h.full_losses[:], h.total_steps, h.lr_schedule[:])
+        live_chart(data)
     if h.paused and (j.folder / "report.json").is_file():  # the checkpoint of the paused model
         st.session_state["selected_run"] = j.id
         st.page_link("app_pages/4_Report.py", label="Report of the paused model", icon=":material/analytics:")

@@ -35,16 +35,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
-from appserver import CHROMIUM_FLAGS, chromium_path, free_port, start_server, stop_server, wait_healthy  # noqa: E402
+from appserver import CHROMIUM_FLAGS, LAST_STEP_JS, chromium_path, free_port, start_server, stop_server, wait_healthy  # noqa: E402
 
 # Notes every change of the last drawn step of the live chart: [epoch ms, step].
-WATCH_JS = """() => {
+WATCH_JS = (
+    """() => {
   window.__seen = [];
-  const last = () => {
-    const plots = [...document.querySelectorAll('.js-plotly-plot')];
-    const x = plots.length ? plots[plots.length - 1]._fullData?.[0]?.x : null;
-    return x && x.length ? Number(x[x.length - 1]) : 0;
-  };
+  const last = """
+    + LAST_STEP_JS
+    + """;
   let prev = last();
   const tick = () => {
     const now = last();
@@ -53,6 +52,7 @@ WATCH_JS = """() => {
   };
   tick();
 }"""
+)
 
 
 def cpu_seconds(pid: int) -> float:

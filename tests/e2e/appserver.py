@@ -78,3 +78,14 @@ def stop_server(proc: subprocess.Popen) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+# The last step the Train page's loss chart shows, whichever chart is up: the live canvas (ui/live_chart.js
+# writes it in data-last-step) while a run trains or is paused, Plotly's (trace 0 is the batch loss) once done.
+LAST_STEP_JS = """() => {
+  const canvas = document.querySelector('.live-chart canvas');
+  if (canvas) return Number(canvas.dataset.lastStep || 0);
+  const plots = [...document.querySelectorAll('.js-plotly-plot')];
+  const x = plots.length ? plots[plots.length - 1]._fullData?.[0]?.x : null;
+  return x && x.length ? Number(x[x.length - 1]) : 0;
+}"""

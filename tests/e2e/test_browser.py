@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import re
 
+from appserver import LAST_STEP_JS
 from helpers import confidently_right, digit_png, trained_run
 from playwright.sync_api import Page, expect
 
 from mnist_core.runs import load_run
-
-# Plotly keeps the decoded traces in _fullData; trace 0 of the live chart is the batch loss.
-LAST_STEP = """() => {
-  const plots = [...document.querySelectorAll('.js-plotly-plot')];
-  const x = plots.length ? plots[plots.length - 1]._fullData?.[0]?.x : null;
-  return x && x.length ? Number(x[x.length - 1]) : 0;
-}"""
 
 
 def set_slider(page: Page, label: str, key: str, expected: str) -> None:
@@ -30,12 +24,12 @@ def wait_for_app(page: Page) -> None:
 
 
 def last_step(page: Page) -> int:
-    return page.evaluate(LAST_STEP)
+    return page.evaluate(LAST_STEP_JS)
 
 
 def wait_step(page: Page, condition: str) -> int:
     """Wait until the live chart's last step satisfies ``condition`` (a JS expression of ``s``); return it."""
-    page.wait_for_function(f"(() => {{ const s = ({LAST_STEP})(); return {condition}; }})", timeout=60_000)
+    page.wait_for_function(f"(() => {{ const s = ({LAST_STEP_JS})(); return {condition}; }})", timeout=60_000)
     return last_step(page)
 
 
@@ -74,9 +68,7 @@ def test_train_pause_step_change_lr_refresh_stop(server, page: Page):
     set_slider(page, "Learning rate (log scale)", "ArrowLeft", "0.079")
     main_button(page, "Step 1 batch").click()
     wait_step(page, f"s > {paused_at + 1}")
-    page.wait_for_function(
-        "() => [...document.querySelectorAll('.js-plotly-plot')].pop().layout.shapes.length === 1", timeout=30_000
-    )
+    page.wait_for_function("() => document.querySelector('.live-chart canvas')?.dataset.markers === '1'")
     expect(page.get_by_text(f"lr 0.1 → 0.079 from step {paused_at + 2}")).to_be_visible()
 
     main_button(page, "Resume").click()

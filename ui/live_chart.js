@@ -1,0 +1,202 @@
+// The Train page's live loss chart: one <canvas>, redrawn in place when new points arrive.
+// Plotly rebuilds its whole SVG (axes, ticks, legend, text) on every update; at five updates a
+// second that cost the learner's browser about 75 ms of CPU each time. A canvas redraw costs ~1 ms.
+// Data (from ui/live_chart.py): {total, steps, raw, smooth, accSteps, acc, fullSteps, full, lr, height}.
+
+const BLUE = "#1f77b4";
+const ORANGE = "#ff7f0e";
+const GREEN = "#2ca02c";
+const charts = new WeakMap(); // parentElement -> {canvas, tip, data, observer}
+
+function niceStep(span, ticks) {
+  const raw = span / Math.max(ticks, 1);
+  const power = Math.pow(10, Math.floor(Math.log10(raw)));
+  for (const m of [1, 2, 2.5, 5, 10]) if (m * power >= raw) return m * power;
+  return 10 * power;
+}
+
+function fmt(v) {
+  if (v === 0) return "0";
+  const a = Math.abs(v);
+  if (a >= 10000) return (v / 1000).toFixed(0) + "k";
+  if (a >= 100) return v.toFixed(0);
+  if (a >= 1) return +v.toFixed(2) + "";
+  return +v.toPrecision(2) + "";
+}
+
+function layout(chart) {
+  const { canvas, data } = chart;
+  const width = canvas.clientWidth;
+  const height = data.height;
+  const box = { left: 56, right: width - 52, top: 34, bottom: height - 38 };
+  const smoothMax = Math.max(0, ...data.smooth.filter(Number.isFinite));
+  const rawMax = Math.max(0, ...data.raw.filter(Number.isFinite));
+  // A few huge batches (a spike, a divergence) must not flatten the curve: the axis follows the
+  // smoothed line and what is above it is drawn at the top edge, with its true maximum written there.
+  let top = rawMax;
+  if (rawMax > 3 * smoothMax && smoothMax > 0) top = smoothMax * 1.6;
+  if (!(top > 0)) top = 2.5;
+  const yStep = niceStep(top, 5);
+  top = Math.ceil(top / yStep) * yStep;
+  const total = Math.max(data.total, 1);
+  const x = (s) => box.left + ((box.right - box.left) * s) / total;
+  const y = (v) => box.bottom - ((box.bottom - box.top) * Math.min(v, top)) / top;
+  const y2 = (v) => box.bottom - (box.bottom - box.top) * v;
+  return { width, height, box, top, yStep, total, x, y, y2, clipped: rawMax > top ? rawMax : null };
+}
+
+function line(ctx, xs, ys, x, y) {
+  ctx.beginPath();
+  let started = false;
+  for (let i = 0; i < xs.length; i++) {
+    if (!Number.isFinite(ys[i])) { started = false; continue; }
+    if (started) ctx.lineTo(x(xs[i]), y(ys[i]));
+    else { ctx.moveTo(x(xs[i]), y(ys[i])); started = true; }
+  }
+  ctx.stroke();
+}
+
+function draw(chart) {
+  const { canvas, data } = chart;
+  const style = getComputedStyle(canvas);
+  const text = style.color || "#31333f";
+  const L = layout(chart);
+  const ratio = window.devicePixelRatio || 1;
+  if (canvas.width !== Math.round(L.width * ratio) || canvas.height !== Math.round(L.height * ratio)) {
+    canvas.width = Math.round(L.width * ratio);
+    canvas.height = Math.round(L.height * ratio);
+  }
+  canvas.style.height = L.height + "px";
+  const ctx = canvas.getContext("2d");
+  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+  ctx.clearRect(0, 0, L.width, L.height);
+  ctx.font = `12px ${style.fontFamily}`;
+  ctx.lineJoin = "round";
+  const { box } = L;
+
+  // grid and axes
+  ctx.strokeStyle = "rgba(128,128,128,0.18)";
+  ctx.lineWidth = 1;
+  ctx.fillStyle = text;
+  ctx.textAlign = "right";
+  ctx.textBaseline = "middle";
+  for (let v = 0; v <= L.top + 1e-9; v += L.yStep) {
+    ctx.beginPath(); ctx.moveTo(box.left, L.y(v)); ctx.lineTo(box.right, L.y(v)); ctx.stroke();
+    ctx.fillText(fmt(v), box.left - 6, L.y(v));
+  }
+  ctx.textAlign = "left";
+  for (let v = 0; v <= 1.0001; v += 0.2) ctx.fillText(Math.round(v * 100) + "%", box.right + 6, L.y2(v));
+  ctx.textAlign = "center";
+  ctx.textBaseline = "top";
+  const xStep = niceStep(L.total, Math.max(2, Math.floor((box.right - box.left) / 90)));
+  for (let s = 0; s <= L.total; s += xStep) ctx.fillText(fmt(s), L.x(s), box.bottom + 5);
+  ctx.fillText("step (batch)", (box.left + box.right) / 2, box.bottom + 20);
+  ctx.save();
+  ctx.translate(14, (box.top + box.bottom) / 2); ctx.rotate(-Math.PI / 2);
+  ctx.textBaseline = "middle"; ctx.fillText("cross-entropy loss", 0, 0);
+  ctx.restore();
+  ctx.save();
+  ctx.translate(L.width - 10, (box.top + box.bottom) / 2); ctx.rotate(Math.PI / 2);
+  ctx.textBaseline = "middle"; ctx.fillText("test accuracy", 0, 0);
+  ctx.restore();
+
+  // learning-rate changes: dashed lines with the new value on top
+  ctx.setLineDash([5, 4]);
+  ctx.strokeStyle = ORANGE; ctx.fillStyle = ORANGE; ctx.lineWidth = 1.5;
+  ctx.textBaseline = "bottom";
+  for (const [step, lr] of data.lr) {
+    ctx.beginPath(); ctx.moveTo(L.x(step), box.top); ctx.lineTo(L.x(step), box.bottom); ctx.stroke();
+    ctx.fillText("lr " + lr, L.x(step), box.top - 2);
+  }
+  ctx.setLineDash([]);
+
+  // the curves: every batch (faint), smoothed (bold), whole-train-set loss, test accuracy (dotted)
+  ctx.save();
+  ctx.beginPath(); ctx.rect(box.left, box.top - 1, box.right - box.left, box.bottom - box.top + 2); ctx.clip();
+  ctx.strokeStyle = BLUE; ctx.globalAlpha = 0.35; ctx.lineWidth = 1;
+  line(ctx, data.steps, data.raw, L.x, L.y);
+  ctx.globalAlpha = 1; ctx.lineWidth = 2.5;
+  line(ctx, data.steps, data.smooth, L.x, L.y);
+  if (data.full.length) {
+    ctx.strokeStyle = GREEN; ctx.lineWidth = 1.5;
+    line(ctx, data.fullSteps, data.full, L.x, L.y);
+  }
+  ctx.restore();
+  if (data.acc.length) {
+    ctx.strokeStyle = ORANGE; ctx.fillStyle = ORANGE; ctx.lineWidth = 1.5; ctx.setLineDash([2, 3]);
+    line(ctx, data.accSteps, data.acc, L.x, L.y2);
+    ctx.setLineDash([]);
+    for (let i = 0; i < data.acc.length; i++) {
+      ctx.beginPath(); ctx.arc(L.x(data.accSteps[i]), L.y2(data.acc[i]), 3.5, 0, 2 * Math.PI); ctx.fill();
+    }
+  }
+  if (L.clipped !== null) {
+    ctx.fillStyle = "#d62728"; ctx.textAlign = "left"; ctx.textBaseline = "top";
+    ctx.fillText(`▲ some batches are off the top (highest ${fmt(L.clipped)})`, box.left + 6, box.top + 2);
+  }
+
+  // legend
+  const items = [["batch loss", BLUE, 0.35], ["smoothed", BLUE, 1]];
+  if (data.full.length) items.push(["loss on whole train set", GREEN, 1]);
+  if (data.acc.length) items.push(["test accuracy", ORANGE, 1]);
+  ctx.textAlign = "left"; ctx.textBaseline = "middle";
+  let lx = box.left;
+  for (const [name, colour, alpha] of items) {
+    ctx.strokeStyle = colour; ctx.globalAlpha = alpha; ctx.lineWidth = 2.5;
+    ctx.beginPath(); ctx.moveTo(lx, 10); ctx.lineTo(lx + 20, 10); ctx.stroke();
+    ctx.globalAlpha = 1; ctx.fillStyle = text;
+    ctx.fillText(name, lx + 25, 10);
+    lx += 35 + ctx.measureText(name).width;
+  }
+  chart.L = L;
+}
+
+function showTip(chart, event) {
+  const { canvas, tip, data, L } = chart;
+  if (!L || !data.steps.length) return;
+  const rect = canvas.getBoundingClientRect();
+  const px = event.clientX - rect.left;
+  if (px < L.box.left || px > L.box.right) { tip.style.display = "none"; return; }
+  const step = ((px - L.box.left) / (L.box.right - L.box.left)) * L.total;
+  let i = 0;
+  while (i < data.steps.length - 1 && data.steps[i + 1] <= step) i++;
+  let lines = [`step ${data.steps[i]}`, `batch loss ${fmt(data.raw[i])}`, `smoothed ${fmt(data.smooth[i])}`];
+  let j = -1;
+  for (let k = 0; k < data.accSteps.length; k++) if (data.accSteps[k] <= step) j = k;
+  if (j >= 0) lines.push(`test accuracy ${(100 * data.acc[j]).toFixed(2)}% (step ${data.accSteps[j]})`);
+  tip.textContent = lines.join("\n");
+  tip.style.display = "block";
+  tip.style.left = Math.min(px + 12, L.width - 190) + "px";
+  tip.style.top = "40px";
+}
+
+export default function ({ parentElement, data }) {
+  let chart = charts.get(parentElement);
+  if (!chart) {
+    const root = document.createElement("div");
+    root.className = "live-chart";
+    const canvas = document.createElement("canvas");
+    canvas.setAttribute("role", "img");
+    canvas.setAttribute("aria-label", "live loss chart");
+    const tip = document.createElement("div");
+    tip.className = "tip";
+    root.append(canvas, tip);
+    parentElement.appendChild(root);
+    chart = { canvas, tip, data };
+    chart.observer = new ResizeObserver(() => draw(chart));
+    chart.observer.observe(canvas);
+    canvas.addEventListener("mousemove", (e) => showTip(chart, e));
+    canvas.addEventListener("mouseleave", () => (tip.style.display = "none"));
+    charts.set(parentElement, chart);
+  }
+  chart.data = data;
+  chart.canvas.dataset.points = String(data.steps.length); // what the browser tests read
+  chart.canvas.dataset.lastStep = String(data.steps.length ? data.steps[data.steps.length - 1] : 0);
+  chart.canvas.dataset.markers = String(data.lr.length);
+  draw(chart);
+  return () => {
+    chart.observer.disconnect();
+    chart.canvas.parentElement.remove();
+    charts.delete(parentElement);
+  };
+}
