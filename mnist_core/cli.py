@@ -4,6 +4,8 @@ python -m mnist_core train [--lr 0.1 --epochs 10 ...]   layer table, progress, r
 python -m mnist_core inspect                           the layer-shape table
 python -m mnist_core evaluate RUN_DIR                  the report of a saved run
 python -m mnist_core lr-find [--optimiser ADAM ...]    the learning-rate range test and a suggested lr
+python -m mnist_core tune --trials 12 [--study NAME]   a hyperparameter study; last line: best: ... val ... test ...
+python -m mnist_core tune-worker --study NAME          join a study from any machine that reaches its storage
 """
 
 from __future__ import annotations
@@ -169,6 +171,77 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     return 0
 
 
+def _space_from_args(args: argparse.Namespace):
+    from .tune import SearchSpace
+
+    def listed(text: str, kind: type) -> tuple:
+        try:
+            return tuple(kind(v.strip()) for v in text.split(",") if v.strip())
+        except ValueError:
+            raise ValueError(f"{text!r} is not a comma-separated list of {kind.__name__} values") from None
+
+    return SearchSpace(
+        lr_low=args.lr_low,
+        lr_high=args.lr_high,
+        optimisers=listed(args.optimisers, str),
+        batch_sizes=listed(args.batch_sizes, int),
+        epochs=listed(args.epochs, int),
+        sampler=args.sampler,
+        dataset=args.dataset,
+        validation=args.validation,
+        seed=args.seed,
+        grid_per_decade=args.grid_per_decade,
+    )
+
+
+def _train_threads() -> None:
+    """``MNIST_TRAIN_THREADS``, if set, caps this process's threads (several workers on one machine)."""
+    import os
+
+    import torch
+
+    if os.environ.get("MNIST_TRAIN_THREADS", "").isdigit():
+        torch.set_num_threads(max(1, int(os.environ["MNIST_TRAIN_THREADS"])))
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    """Create or join a study and train its trials here; the last line names the best trial."""
+    from .tune import best_trial, default_storage, describe_space, format_params, open_study, run_trials
+
+    storage = args.storage or default_storage(args.runs_dir)
+    try:
+        space = _space_from_args(args) if args.command == "tune" else None
+        study, space = open_study(storage, args.study, space, sampler_seed=args.sampler_seed)
+        dataset = load_dataset(space.dataset, data_dir=args.data_dir, allow_download=not args.offline)
+    except (ValueError, DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    _train_threads()
+    before = len(study.trials)
+    print(f"study {args.study!r} in {storage}: {describe_space(space)}; {before} trial(s) so far")
+    print(
+        f"selecting on {dataset.n_train - round(dataset.n_train * space.validation):,} images trained on, "
+        f"{round(dataset.n_train * space.validation):,} held out for validation; the test set is not used to choose"
+    )
+
+    def say(result) -> None:
+        val = "no validation accuracy" if result.val_acc is None else f"val {result.val_acc:.4f}"
+        print(
+            f"trial {result.number}: {format_params(result.params)} -> {result.state}, {val} "
+            f"({result.epochs_done} epochs) {result.message if result.state == 'failed' else ''}".rstrip()
+        )
+
+    results = run_trials(study, space, dataset, args.trials, root=args.runs_dir, on_trial=say)
+    best = best_trial(study)
+    print(f"{len(results)} trial(s) here, {len(study.trials)} in the study")
+    if best is None:
+        print("best: none (no trial has finished)")
+        return 1
+    test = "n/a" if best.test_acc is None else f"{best.test_acc:.4f}"
+    print(f"best: {format_params(best.params)} val {best.val_acc:.4f} test {test}")
+    return 0
+
+
 def add_config_flags(parser: argparse.ArgumentParser, names: list[str] | tuple[str, ...]) -> None:
     """A flag per TrainConfig field, from the field's one definition (as the Train page reads it)."""
     for name in names:
@@ -217,6 +290,40 @@ def build_parser() -> argparse.ArgumentParser:
             "--" + name.replace("_", "-"), type=type(default), default=default, help=f"{what} (default: %(default)s)"
         )
     find.set_defaults(func=cmd_lr_find)
+
+    from .tune import SAMPLERS, SearchSpace
+
+    space = SearchSpace()
+    joins = argparse.ArgumentParser(add_help=False, parents=[common])
+    joins.add_argument("--study", default="mnist-tune", help="the study's name (default: %(default)s)")
+    joins.add_argument(
+        "--storage",
+        help="an Optuna storage URL (sqlite:///..., postgresql://...) or journal:PATH (a journal file on a "
+        "shared disk); default: SQLite in the runs folder",
+    )
+    joins.add_argument("--trials", type=int, default=12, help="trials this process trains (default: %(default)s)")
+    joins.add_argument("--runs-dir", help="where to save the trials' runs (default: MNIST_RUNS_DIR or ./runs)")
+    joins.add_argument("--sampler-seed", type=int, help="seed of the sampler (default: none; differs per worker)")
+    tune = sub.add_parser("tune", parents=[joins], help="search hyperparameters: create (or continue) a study")
+    for name, kind, what in (
+        ("lr_low", float, "lowest learning rate"),
+        ("lr_high", float, "highest learning rate"),
+        ("sampler", str, f"how to search: {', '.join(SAMPLERS)}"),
+        ("dataset", str, "data set"),
+        ("validation", float, "share of the training set held out to select on"),
+        ("seed", int, "seed of every trial's weights and batch order"),
+        ("grid_per_decade", int, "learning rates per decade a grid tries"),
+    ):
+        default = getattr(space, name)
+        tune.add_argument(
+            "--" + name.replace("_", "-"), type=kind, default=default, help=f"{what} (default: %(default)s)"
+        )
+    for name in ("optimisers", "batch_sizes", "epochs"):
+        default = ",".join(map(str, getattr(space, name)))
+        tune.add_argument("--" + name.replace("_", "-"), default=default, help=f"comma-separated (default: {default})")
+    tune.set_defaults(func=cmd_tune)
+    worker = sub.add_parser("tune-worker", parents=[joins], help="join a study and train its trials")
+    worker.set_defaults(func=cmd_tune)
     return parser
 
 

@@ -1,0 +1,601 @@
+"""Hyperparameter search on Optuna: a study's search space, its storage, its trials and what they found.
+
+A study searches a ``SearchSpace`` (a learning-rate range on a log scale, optimisers, batch sizes,
+epochs) by grid, random or TPE sampling. Every trial is an ordinary run: trained by the engine,
+saved by ``runs.save_run`` and tagged with its study (``runs.tag_run``). Trials are selected on
+a validation split held out of the training set (``TrainConfig.validation``), never on the test
+set; the test accuracy of the best trial is read once, at the end. Optuna's median pruner ends a
+trial whose validation accuracy after an epoch is below the median of earlier trials' at the same
+epoch.
+
+Two ways to run trials, one study format:
+- ``run_trials`` trains in this process (the CLI's ``tune`` and ``tune-worker``): any number of
+  processes, on any number of machines, can join one study through a shared storage;
+- ``StudyDriver`` sends each trial to the server's ``JobQueue`` (the Tune page): the same warm
+  trainers as the Train page, pruning read off the job's per-epoch history and done with the
+  queue's stop.
+
+The storage is SQLite in the runs folder by default, or any URL Optuna accepts; ``journal:PATH``
+names Optuna's journal file storage (for processes sharing a disk, where SQLite's locking is not
+to be trusted, e.g. NFS).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+
+from .data import Dataset
+from .jobs import JobQueue, QueueError
+from .runs import RunError, finish_run, runs_root, tag_run
+from .train import Callback, EpochMetrics, TrainConfig, Trainer, check_knob, log_values
+
+SAMPLERS = ("grid", "random", "TPE")  # how a study picks its next trial
+PRUNE_AFTER_TRIALS = 2  # the median pruner compares with this many finished trials at least
+TPE_STARTUP_TRIALS = 5  # TPE samples at random until this many trials have finished
+IMPORTANCE_AFTER = 4  # finished trials before parameter importances are worth drawing
+USER_STOPS = ("stopped", "cancelled", "interrupted")  # endings that say nothing of the hyperparameters
+STORAGE_FILE = "tune.db"  # the default storage: SQLite in the runs folder
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per trial is the caller's business
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """What a study searches and what every trial shares. A choice of one value is fixed, not searched."""
+
+    lr_low: float = 1e-3  # learning rates from lr_low to lr_high, on a log scale
+    lr_high: float = 1.0
+    optimisers: tuple[str, ...] = ("Descent", "ADAM")
+    batch_sizes: tuple[int, ...] = (128,)
+    epochs: tuple[int, ...] = (3,)
+    sampler: str = "TPE"  # one of SAMPLERS
+    dataset: str = "mnist"
+    validation: float = 0.1  # share of the training set held out to select on
+    seed: int = 0  # every trial starts from the same weights: differences come from the hyperparameters
+    grid_per_decade: int = 1  # learning rates per decade a grid tries (1: 0.001, 0.01, 0.1, 1)
+
+    def validate(self) -> None:
+        """Raise ValueError with a message a learner can act on."""
+        problems = [p for v in (self.lr_low, self.lr_high) if (p := check_knob("lr", v))]
+        if not problems and self.lr_low > self.lr_high:
+            problems.append("the lowest learning rate must not be above the highest")
+        for name, values, field_name in (
+            ("optimiser", self.optimisers, "optimiser"),
+            ("batch size", self.batch_sizes, "batch_size"),
+            ("epochs", self.epochs, "epochs"),
+        ):
+            if not values:
+                problems.append(f"choose at least one {name}")
+            problems += [p for v in values if (p := check_knob(field_name, v))]
+        if self.sampler not in SAMPLERS:
+            problems.append(f"the search method must be one of {', '.join(SAMPLERS)}")
+        if not 0 < self.validation <= TrainConfig.knob("validation").high:
+            problems.append(
+                "a study needs a validation split (a share above 0 and at most "
+                f"{TrainConfig.knob('validation').high:g}): it selects on it, never on the test set"
+            )
+        problems += [p for name in ("dataset", "seed") if (p := check_knob(name, getattr(self, name)))]
+        if not 1 <= self.grid_per_decade <= 10:
+            problems.append("a grid tries 1 to 10 learning rates per decade")
+        if problems:
+            raise ValueError("; ".join(dict.fromkeys(problems)) + ".")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SearchSpace:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        for name in ("optimisers", "batch_sizes", "epochs"):
+            if name in known:
+                known[name] = tuple(known[name])
+        return cls(**known)
+
+    def grid_lrs(self) -> list[float]:
+        """The learning rates a grid tries: ``grid_per_decade`` per decade from lr_low to lr_high."""
+        if self.lr_low == self.lr_high:
+            return [self.lr_low]
+        return log_values(self.lr_low, self.lr_high, self.grid_per_decade)
+
+    def searched(self) -> dict[str, list]:
+        """The searched parameters and their grid values (only those with more than one value)."""
+        grid = {"lr": self.grid_lrs(), "optimiser": list(self.optimisers), "batch_size": list(self.batch_sizes)}
+        grid["epochs"] = list(self.epochs)
+        return {name: values for name, values in grid.items() if len(values) > 1}
+
+    def grid_size(self) -> int:
+        return math.prod(len(v) for v in self.searched().values())
+
+    def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
+        """The trial's hyperparameters, asked of Optuna (the fixed ones are not part of the trial)."""
+        params: dict[str, Any] = {}
+        for name in self.searched():
+            if name == "lr":
+                params["lr"] = trial.suggest_float("lr", self.lr_low, self.lr_high, log=True)
+            else:
+                choices = {"optimiser": self.optimisers, "batch_size": self.batch_sizes, "epochs": self.epochs}[name]
+                params[name] = trial.suggest_categorical(name, list(choices))
+        return params
+
+    def config(self, params: dict[str, Any]) -> TrainConfig:
+        """The run of a trial: its hyperparameters, the fixed ones, the study's data set, split and seed."""
+        return TrainConfig(
+            dataset=self.dataset,
+            lr=float(params.get("lr", self.lr_low)),
+            optimiser=params.get("optimiser", self.optimisers[0]),
+            batch_size=int(params.get("batch_size", self.batch_sizes[0])),
+            epochs=int(params.get("epochs", self.epochs[0])),
+            validation=self.validation,
+            seed=self.seed,
+        )
+
+
+# --------------------------------------------------------------------------- storage and studies
+
+
+def default_storage(root: Path | str | None = None) -> str:
+    """SQLite in the runs folder: embedded, nothing to start."""
+    folder = runs_root(root).resolve()
+    return f"sqlite:///{folder / STORAGE_FILE}"
+
+
+@functools.lru_cache(maxsize=8)
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """An Optuna storage from a URL; ``journal:PATH`` is Optuna's journal file (processes sharing a disk).
+    One per URL and process: a page that redraws every second reuses its database connection."""
+    if url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend
+
+        path = Path(url.removeprefix("journal:").removeprefix("//"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    kwargs: dict = {}
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        kwargs = {"connect_args": {"timeout": 60}}  # other workers may hold the lock for a moment
+    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+
+
+def make_sampler(space: SearchSpace, seed: int | None = None) -> optuna.samplers.BaseSampler:
+    if space.sampler == "grid":
+        return optuna.samplers.GridSampler(space.searched(), seed=seed)
+    if space.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    # constant_liar: parallel workers do not all pick the point that looks best while its trial still runs
+    return optuna.samplers.TPESampler(n_startup_trials=TPE_STARTUP_TRIALS, seed=seed, constant_liar=True)
+
+
+def make_pruner() -> optuna.pruners.BasePruner:
+    """Median pruning on the per-epoch validation accuracy, once PRUNE_AFTER_TRIALS trials have finished."""
+    return optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER_TRIALS, n_warmup_steps=0)
+
+
+def study_names(storage: str | optuna.storages.BaseStorage) -> list[str]:
+    """The studies in a storage, newest first."""
+    try:
+        summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
+    except Exception:  # an empty or missing SQLite file has no tables yet
+        return []
+    return [s.study_name for s in sorted(summaries, key=lambda s: s._study_id, reverse=True)]
+
+
+def open_study(
+    storage: str | optuna.storages.BaseStorage,
+    name: str,
+    space: SearchSpace | None = None,
+    sampler_seed: int | None = None,
+) -> tuple[optuna.Study, SearchSpace]:
+    """Create the study ``name`` searching ``space``, or join it if it exists (``space`` None: it must).
+
+    The space is stored with the study, so a worker needs only the storage and the name. Joining with
+    another space is an error: the trials would not be comparable.
+    """
+    if isinstance(storage, str):
+        storage = open_storage(storage)
+    if not name or len(name) > 100:
+        raise ValueError("a study needs a name of 1 to 100 characters.")
+    existing = name in study_names(storage)
+    if not existing:
+        if space is None:
+            raise ValueError(f"there is no study {name!r} in this storage; start it with `python -m mnist_core tune`.")
+        space.validate()
+        study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True)
+        if "space" not in study.user_attrs:
+            study.set_user_attr("space", space.to_dict())
+    stored = optuna.load_study(study_name=name, storage=storage).user_attrs.get("space")
+    if stored is None:
+        raise ValueError(f"the study {name!r} was not made by this app (it has no search space).")
+    stored_space = SearchSpace.from_dict(stored)
+    if space is not None and stored_space != space:
+        raise ValueError(
+            f"the study {name!r} already searches another space ({describe_space(stored_space)}); "
+            "join it without search-space flags (tune-worker), or give a new study name."
+        )
+    study = optuna.load_study(
+        study_name=name, storage=storage, sampler=make_sampler(stored_space, sampler_seed), pruner=make_pruner()
+    )
+    return study, stored_space
+
+
+def describe_space(space: SearchSpace) -> str:
+    """The space in a few words: 'lr 0.001..1 (log), optimiser Descent|ADAM, batch 128, 3 epochs, TPE'."""
+    lr = f"lr {space.lr_low:g}" if space.lr_low == space.lr_high else f"lr {space.lr_low:g}..{space.lr_high:g} (log)"
+    parts = [lr, f"optimiser {'|'.join(space.optimisers)}", f"batch {'|'.join(map(str, space.batch_sizes))}"]
+    parts.append(f"{'|'.join(map(str, space.epochs))} epochs")
+    return ", ".join(parts) + f", {space.sampler}, validation {space.validation:.0%}"
+
+
+def trials_left(study: optuna.Study, space: SearchSpace, wanted: int) -> int:
+    """How many of ``wanted`` trials to run: a grid runs each of its points once, whoever runs them."""
+    if space.sampler != "grid":
+        return wanted
+    taken = sum(t.state != optuna.trial.TrialState.FAIL for t in study.get_trials(deepcopy=False))
+    return max(0, min(wanted, space.grid_size() - taken))
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+# --------------------------------------------------------------------------- one trial
+
+
+@dataclass
+class TrialResult:
+    """How one trial ended, as the study records it."""
+
+    number: int
+    params: dict[str, Any]
+    state: str  # "complete", "pruned" or "failed" (a trial stopped by the user counts as failed)
+    val_acc: float | None
+    run: str | None  # the run folder's name, or None if nothing was saved
+    epochs_done: int
+    message: str = ""
+
+
+def prune_now(trial: optuna.Trial, metrics: EpochMetrics, planned_epochs: int) -> bool:
+    """Report an epoch's validation accuracy; True if the pruner ends the trial here (never after its last epoch)."""
+    if metrics.val_acc is None:
+        return False
+    trial.report(metrics.val_acc, metrics.epoch)
+    return metrics.epoch < planned_epochs and trial.should_prune()
+
+
+def prune_reason(study_name: str, trial: int, metrics: EpochMetrics) -> str:
+    return (
+        f"Pruned by study {study_name!r} (trial {trial}): validation accuracy {metrics.val_acc:.1%} after epoch "
+        f"{metrics.epoch} was below the median of earlier trials"
+    )
+
+
+def finish_trial(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    params: dict[str, Any],
+    config: TrainConfig,
+    epochs: list[EpochMetrics],
+    status: str,
+    run_dir: Path | None,
+    pruned: bool,
+    message: str = "",
+    run_message: str | None = None,
+) -> TrialResult:
+    """Record a trial's outcome in the study (its run, its epochs and their times), tag its run (``run_message``
+    replaces the run's message), tell Optuna."""
+    epochs = [e for e in epochs if e.val_acc is not None]
+    val_acc = epochs[-1].val_acc if epochs else None
+    test_acc = None
+    attrs = {
+        "status": status,
+        "epochs_done": len(epochs),
+        "epochs_planned": config.epochs,
+        "epoch_seconds": [e.seconds for e in epochs],
+        "run": run_dir.name if run_dir else None,
+    }
+    if run_dir is not None:
+        try:
+            meta = tag_run(run_dir, study.study_name, trial.number, message=run_message)
+            test_acc = meta.test_acc
+        except (RunError, OSError) as exc:
+            message = f"{message} Its run could not be tagged with the study: {exc}".strip()
+    attrs["test_acc"] = test_acc  # kept for the best trial's one report; never a selection criterion
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
+    state = optuna.trial.TrialState
+    if pruned:
+        study.tell(trial, state=state.PRUNED)
+        outcome = "pruned"
+    elif status not in USER_STOPS + ("failed",) and val_acc is not None:  # finished, collapsed, diverged late
+        study.tell(trial, val_acc)
+        outcome = "complete"
+    else:
+        study.tell(trial, state=state.FAIL)
+        outcome = "failed"
+    return TrialResult(trial.number, params, outcome, val_acc, attrs["run"], len(epochs), message)
+
+
+class _Pruning(Callback):
+    """In-process trials: report each epoch and stop the run at the epoch's end if the pruner says so."""
+
+    def __init__(self, study_name: str, trial: optuna.Trial, planned: int) -> None:
+        self.study_name, self.trial, self.planned, self.pruned = study_name, trial, planned, False
+
+    def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> None:
+        if prune_now(self.trial, metrics, self.planned):
+            self.pruned = True
+            trainer.control.stop("stopped", prune_reason(self.study_name, self.trial.number, metrics))
+
+
+def run_trials(
+    study: optuna.Study,
+    space: SearchSpace,
+    dataset: Dataset,
+    n_trials: int,
+    root: Path | str | None = None,
+    callbacks: tuple[Callback, ...] = (),
+    on_trial: Callable[[TrialResult], None] | None = None,
+    stop_event: threading.Event | None = None,
+) -> list[TrialResult]:
+    """Train up to ``n_trials`` trials of ``study`` in this process (Optuna's n_trials, per process); each
+    is saved as an ordinary run under ``root``, tagged with the study."""
+    results = []
+    for _ in range(trials_left(study, space, n_trials)):
+        if stop_event is not None and stop_event.is_set():
+            break
+        trial = study.ask()
+        trial.set_user_attr("worker", worker_name())
+        params = space.suggest(trial)
+        config = space.config(params)
+        pruning = _Pruning(study.study_name, trial, config.epochs)
+        trainer = Trainer(config, dataset, callbacks=[pruning, *callbacks], stop_event=stop_event)
+        try:
+            trainer.run()
+        except KeyboardInterrupt:
+            trainer.history.status, trainer.history.message = "stopped", "Stopped with Ctrl-C."
+            stop_event = stop_event or threading.Event()
+            stop_event.set()
+        run_dir, _, message = finish_run(trainer, dataset, root=root)
+        h = trainer.history
+        result = finish_trial(study, trial, params, config, h.epochs, h.status, run_dir, pruning.pruned, message)
+        results.append(result)
+        if on_trial is not None:
+            on_trial(result)
+    return results
+
+
+# --------------------------------------------------------------------------- trials through the server's queue
+
+
+@dataclass
+class CurrentTrial:
+    """What the page shows of the trial in training."""
+
+    number: int
+    params: dict[str, Any]
+    job_id: str
+
+
+@dataclass
+class StudyDriver:
+    """Runs ``n_trials`` trials of a study, one after another, through the server's job queue.
+
+    Each trial is a job of ``owner`` (so the queue's limits apply); its per-epoch validation accuracy is
+    read off the job's history and reported to Optuna, and a pruned trial is stopped with the queue's
+    stop. ``stop()`` ends the study: the running trial is saved as stopped, no new one starts.
+    """
+
+    queue: JobQueue
+    owner: str
+    storage: str
+    study_name: str
+    n_trials: int
+    poll_s: float = 0.1
+    results: list[TrialResult] = field(default_factory=list)
+    current: CurrentTrial | None = None
+    message: str = ""  # why it ended early, if it did
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def start(self) -> StudyDriver:
+        self.thread = threading.Thread(target=self._run, name=f"mnist-study-{self.study_name}", daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        current = self.current
+        if current is not None:
+            try:
+                self.queue.stop(current.job_id, self.owner)
+            except QueueError:
+                pass
+
+    def _run(self) -> None:
+        try:
+            study, space = open_study(self.storage, self.study_name)
+            for _ in range(trials_left(study, space, self.n_trials)):
+                if self.stop_event.is_set():
+                    break
+                self.results.append(self._trial(study, space))
+            else:
+                return
+            self.message = self.message or "Stopped: the running trial was saved as stopped."
+        except Exception as exc:  # the page shows it; the study keeps what it had
+            self.message = f"The study stopped: {type(exc).__name__}: {exc}"
+        finally:
+            self.current = None
+
+    def _trial(self, study: optuna.Study, space: SearchSpace) -> TrialResult:
+        trial = study.ask()
+        trial.set_user_attr("worker", f"server {worker_name()}")
+        params = space.suggest(trial)
+        config = space.config(params)
+        try:
+            job = self.queue.submit(config, owner=self.owner)
+        except (QueueError, ValueError) as exc:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            self.message = f"The queue refused a trial: {exc}"
+            self.stop_event.set()
+            return TrialResult(trial.number, params, "failed", None, None, 0, str(exc))
+        self.current = CurrentTrial(trial.number, params, job.id)
+        if self.stop_event.is_set():  # Stop pressed between ask and submit
+            self.queue.stop(job.id, self.owner)
+        reported, pruned_at = 0, None
+        while True:
+            done = job.done  # read first: the epochs below are then complete
+            epochs = list(job.history.epochs) if job.history is not None else []
+            for metrics in epochs[reported:]:
+                if pruned_at is None and prune_now(trial, metrics, config.epochs):
+                    pruned_at = metrics
+                    self.queue.stop(job.id, self.owner)
+            reported = len(epochs)
+            if done:
+                break
+            self.stop_event.wait(self.poll_s)
+        run_message = None
+        if pruned_at is not None:  # the queue's stop says "Stopped by the user": say who stopped it and why
+            h = job.history
+            run_message = f"{prune_reason(study.study_name, trial.number, pruned_at)}; stopped at step {h.step} of "
+            run_message += f"{h.total_steps}."
+        pruned = pruned_at is not None
+        return finish_trial(
+            study, trial, params, config, epochs, job.outcome, job.run_dir, pruned, job.message, run_message
+        )
+
+
+_drivers: dict[str, StudyDriver] = {}
+_drivers_lock = threading.Lock()
+
+
+def start_study(queue: JobQueue, owner: str, storage: str, study_name: str, n_trials: int) -> StudyDriver:
+    """Start a driver for ``owner`` (one at a time); the study must exist (``open_study``)."""
+    with _drivers_lock:
+        old = _drivers.get(owner)
+        if old is not None and old.running:
+            raise QueueError("A study of yours is running: stop it before starting another.")
+        driver = _drivers[owner] = StudyDriver(queue, owner, storage, study_name, n_trials).start()
+        return driver
+
+
+def driver_of(owner: str) -> StudyDriver | None:
+    """The latest study driver started by ``owner``, running or ended."""
+    with _drivers_lock:
+        return _drivers.get(owner) if owner else None
+
+
+# --------------------------------------------------------------------------- what a study found
+
+STATE_WORDS = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running", "WAITING": "waiting"}
+
+
+def trials_table(study: optuna.Study) -> pd.DataFrame:
+    """One row per trial, best validation accuracy first: its hyperparameters, how it ended, its run.
+
+    The test accuracy is not here on purpose: trials are compared on the validation split only.
+    """
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        planned = t.user_attrs.get("epochs_planned")
+        done = t.user_attrs.get("epochs_done", len(t.intermediate_values))
+        state = STATE_WORDS.get(t.state.name, t.state.name.lower())
+        if state == "failed" and t.user_attrs.get("status") in USER_STOPS:
+            state = "stopped"  # by the user (Stop, Ctrl-C): not the trial's fault
+        rows.append(
+            {
+                "trial": t.number,
+                "state": state,
+                **t.params,
+                "val accuracy": t.value if t.value is not None else _last(t.intermediate_values),
+                "epochs": f"{done}/{planned}" if planned else str(done),
+                "training s": sum(t.user_attrs.get("epoch_seconds", [])),
+                "worker": t.user_attrs.get("worker", ""),
+                "run": t.user_attrs.get("run") or "",
+            }
+        )
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    return table.sort_values(["val accuracy", "trial"], ascending=[False, True], na_position="last").reset_index(
+        drop=True
+    )
+
+
+def _last(values: dict[int, float]) -> float | None:
+    return values[max(values)] if values else None
+
+
+@dataclass
+class PruningSavings:
+    pruned: int  # trials pruned
+    seconds_saved: float  # training time their remaining epochs would have taken (at their own pace)
+    seconds_spent: float  # training time of every trial
+
+
+def pruning_savings(study: optuna.Study) -> PruningSavings:
+    """How much training pruning saved: each pruned trial's missing epochs at that trial's mean epoch time."""
+    pruned, saved, spent = 0, 0.0, 0.0
+    for t in study.get_trials(deepcopy=False):
+        seconds = t.user_attrs.get("epoch_seconds", [])
+        spent += sum(seconds)
+        if t.state == optuna.trial.TrialState.PRUNED:
+            pruned += 1
+            missing = t.user_attrs.get("epochs_planned", len(seconds)) - len(seconds)
+            if seconds and missing > 0:
+                saved += missing * sum(seconds) / len(seconds)
+    return PruningSavings(pruned, saved, spent)
+
+
+@dataclass
+class BestTrial:
+    number: int
+    params: dict[str, Any]
+    val_acc: float
+    test_acc: float | None  # read once, for the chosen trial only
+    run: str | None
+
+
+def best_trial(study: optuna.Study) -> BestTrial | None:
+    """The complete trial with the best validation accuracy, or None before one has finished."""
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
+    if not complete:
+        return None
+    best = max(complete, key=lambda t: (t.value, -t.number))
+    return BestTrial(best.number, best.params, best.value, best.user_attrs.get("test_acc"), best.user_attrs.get("run"))
+
+
+def format_params(params: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()) or "(none)"
+
+
+def study_figures(study: optuna.Study) -> dict[str, Any]:
+    """Optuna's plotly views of the study, by title; those that need more finished trials are left out."""
+    import optuna.visualization as vis
+
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
+    if not complete:
+        return {}
+    figures = {"History": vis.plot_optimization_history(study, target_name="val accuracy")}
+    params = {name for t in complete for name in t.params}
+    if params:
+        figures["Parallel coordinates"] = vis.plot_parallel_coordinate(study, target_name="val accuracy")
+        figures["Slice"] = vis.plot_slice(study, target_name="val accuracy")
+    if len(params) >= 2 and len(complete) >= IMPORTANCE_AFTER:
+        figures["Importances"] = vis.plot_param_importances(study, target_name="val accuracy")
+    for figure in figures.values():
+        figure.update_layout(height=380, margin={"t": 40, "b": 40, "l": 60, "r": 20})
+    return figures
