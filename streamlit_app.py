@@ -24,6 +24,7 @@ layers, and read an honest accuracy report.
 | `accuracy(model(x), y)`, per class, and what the model gets wrong | **Report** |
 | Compare runs, download and share them | **Runs** |
 | Try the trained model on your own handwriting | **Predict** |
+| Search the hyperparameters: many runs, chosen on a validation split | **Tune** |
 """
     )
     st.subheader(dataset.title)
@@ -52,6 +53,7 @@ page = st.navigation(
         st.Page("app_pages/4_Report.py", title="Report", icon=":material/analytics:"),
         st.Page("app_pages/5_Runs.py", title="Runs", icon=":material/table_rows:"),
         st.Page("app_pages/6_Predict.py", title="Predict", icon=":material/draw:"),
+        st.Page("app_pages/7_Tune.py", title="Tune", icon=":material/tune:"),
     ]
 )
 sidebar()
