@@ -39,7 +39,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save_file
 
-from .data import DATASETS, Dataset
+from .data import DATASETS, TITLES, Dataset
 from .model import TutorialCNN
 from .report import Report, build_report, per_class_table
 from .train import (
@@ -54,7 +54,8 @@ from .train import (
     held_out,
 )
 
-FORMAT_VERSION = 1
+# 2: an epoch's remainder joins its last batch (train.batch_bounds); 1: a last, smaller batch held it.
+FORMAT_VERSION = 2
 VALIDATION_COLUMNS = ("val_loss", "val_acc")  # the last columns of epochs.csv, only in a run with a validation split
 
 # What one run can hold. Each bound is what a real run needs, so one run costs a page a bounded amount.
@@ -112,6 +113,17 @@ def _whole(value: object, low: int, high: int) -> int:
     if not low <= value <= high:
         raise ValueError(f"must be between {low:,} and {high:,}, not {_shown(value)}")
     return value
+
+
+def _format(value: object) -> int:
+    """run.json's format, 1 to FORMAT_VERSION; a newer one says the app must be updated, not that the file is bad."""
+    version = _whole(value, 1, 1_000_000)
+    if version > FORMAT_VERSION:
+        raise ValueError(
+            f"is {version}: the run was saved by a newer version of this app, and this one reads formats 1 to "
+            f"{FORMAT_VERSION}; update the app to open it"
+        )
+    return version
 
 
 def _real(value: object, low: float = -math.inf, high: float = math.inf) -> float:
@@ -330,13 +342,14 @@ class RunMeta:
             raise RunError(f"{where}: must hold a JSON object, not {type(data).__name__}.")
         f = lambda key, check, default=_REQUIRED: _field(data, key, where, check, default)  # noqa: E731
         config = _config(data.get("config"), where)
-        f("format", lambda v: _whole(v, FORMAT_VERSION, FORMAT_VERSION), FORMAT_VERSION)
+        fmt = f("format", _format, 1)  # run.json without a format is from before formats were written
         status = f("status", lambda v: v if v in ENDINGS else _fail(f"must be one of {', '.join(ENDINGS)}", v))
         n_train = f("n_train", lambda v: _whole(v, 1, MAX_IMAGES))
         n_test = f("n_test", lambda v: _whole(v, 1, MAX_IMAGES))
         bs, epochs = config.batch_size, config.epochs
         n_fit = n_train - held_out(n_train, config.validation)  # a validation split is not trained on
-        per_epoch = batches_per_epoch(n_fit, bs)
+        # format 1 kept a last, smaller batch of the remainder; from format 2 it joins the last batch
+        per_epoch = batches_per_epoch(n_fit, bs) if fmt >= 2 else math.ceil(n_fit / bs)
         steps_per_epoch = f("steps_per_epoch", _exactly(per_epoch, f"{n_fit:,} images in batches of {bs}"))
         total_steps = f("total_steps", _exactly(per_epoch * epochs, f"{epochs} epochs of {per_epoch:,} steps"))
         steps = f("steps", lambda v: _whole(v, 0, total_steps))
@@ -369,6 +382,7 @@ class RunMeta:
             imported=f("imported", lambda v: v if isinstance(v, bool) else _fail("must be true or false", v), False),
             study=f("study", lambda v: _text(v, MAX_LABEL), ""),
             trial=f("trial", lambda v: None if v is None else _whole(v, 0, 10_000_000), None),
+            format=fmt,
         )
 
 
@@ -761,20 +775,21 @@ def describe_schedule(name: str, schedule: list[tuple[int, float]], most: int = 
 
 # --------------------------------------------------------------------------- comparing and sharing runs
 
-TABLE_FIELDS = ("dataset", "optimiser", "lr", "epochs", "batch_size", "loop", "seed", "init")
-TABLE_COLUMNS = (
-    "run",
+TABLE_FIELDS = ("optimiser", "lr", "epochs", "batch_size", "loop", "seed", "init")
+TABLE_COLUMNS = (  # what a learner compares first comes first: how it ended and how well it does
+    "status",
+    "test accuracy",
+    "data set",
     *TABLE_FIELDS,
     "final lr",
     "lr changes",
-    "device",
-    "status",
-    "test accuracy",
     "training s",
     "images/s",
     "steps",
+    "device",
     "imported",
     "study",
+    "run",
 )
 
 
@@ -789,6 +804,7 @@ def runs_table(root: Path | str | None = None) -> pd.DataFrame:
         rows.append(
             {
                 "run": path.name,
+                "data set": meta.dataset_title or TITLES.get(cfg.dataset, cfg.dataset),  # "MNIST sample (5,000 digits)"
                 **{k: getattr(cfg, k) for k in TABLE_FIELDS},
                 "final lr": meta.lr_schedule[-1][1] if meta.lr_schedule else cfg.lr,
                 "lr changes": max(len(meta.lr_schedule) - 1, 0),
@@ -825,6 +841,16 @@ def export_run(path: Path | str) -> bytes:
         for name in ARCHIVE_FILES:
             if (path / name).is_file():
                 archive.write(path / name, arcname=f"{path.name}/{name}")
+    return buffer.getvalue()
+
+
+def export_runs(paths: list[Path] | list[str]) -> bytes:
+    """Several runs as one zip that holds each run's archive (``<run>.zip``, as ``export_run`` makes it):
+    unpack it and add each archive back on the Runs page."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as bundle:  # the archives inside are compressed already
+        for path in paths:
+            bundle.writestr(f"{Path(path).name}.zip", export_run(path))
     return buffer.getvalue()
 
 

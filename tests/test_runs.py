@@ -17,6 +17,7 @@ from mnist_core.runs import (
     delete_run,
     differing_labels,
     export_run,
+    export_runs,
     finish_run,
     import_run,
     list_runs,
@@ -128,6 +129,8 @@ def test_runs_table_and_differing_labels(saved, blobs, tmp_path):
     assert (row["optimiser"], row["lr"], row["epochs"], row["status"]) == ("Descent", 0.1, 2, "finished")
     assert row["images/s"] > 0 and 0 <= row["test accuracy"] <= 1
     assert table[table["run"] == "broken"].iloc[0]["status"] == "damaged"
+    assert list(table.columns[:3]) == ["status", "test accuracy", "data set"]  # what a learner compares first
+    assert row["data set"] == "MNIST"  # the run's saved title: the sample would say "MNIST sample (5,000 digits)"
     labels = differing_labels([trainer.config, other.config])
     assert labels == [
         "lr=0.1, epochs=2, optimiser=Descent, record_every=2",
@@ -146,6 +149,17 @@ def test_archive_round_trip(saved, tmp_path):
         assert torch.equal(run.model.state_dict()[name], tensor.cpu())
     again = import_run(data, root=other_root)  # the same archive twice: a second folder, nothing overwritten
     assert again != added and len(list_runs(other_root)) == 2
+
+
+def test_several_runs_download_as_one_zip_of_archives(saved, blobs, tmp_path):
+    _, _, folder = saved
+    other = save_run(train(TrainConfig(epochs=1, batch_size=64, seed=1), blobs), root=tmp_path)
+    with zipfile.ZipFile(io.BytesIO(export_runs([folder, other]))) as bundle:
+        assert sorted(bundle.namelist()) == sorted([f"{folder.name}.zip", f"{other.name}.zip"])
+        archives = [bundle.read(name) for name in bundle.namelist()]
+    target = tmp_path / "elsewhere"
+    added = [import_run(data, root=target) for data in archives]  # each one adds back as it is
+    assert sorted(p.name for p in added) == sorted([folder.name, other.name])
 
 
 def _zip(files: dict[str, bytes]) -> bytes:
