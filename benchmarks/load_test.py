@@ -51,9 +51,19 @@ MAX_RELOADS = 3  # per session, each after a longer wait than the one before
 QUEUE_RE = re.compile(r"Waiting in the queue: place (\S+) of (\d+) waiting")
 
 # One round trip per poll: what a session's page shows now. Alerts are found by Streamlit's test ids.
+# The moment "Finished" appears is taken by the page itself (a MutationObserver, installed on the first poll
+# and again after a reload): polling ten pages in turn on two busy cores would add seconds of its own.
 PAGE_STATE_JS = """() => {
   const texts = (id) => [...document.querySelectorAll(`[data-testid=${id}]`)].map((e) => e.innerText);
+  const finished = () => texts('stAlertContentSuccess').some((t) => t.startsWith('Finished'));
+  if (!window.__finishWatch) {
+    window.__finishWatch = new MutationObserver(() => {
+      if (!window.__finishedAt && finished()) window.__finishedAt = Date.now() / 1000;
+    });
+    window.__finishWatch.observe(document.body, { childList: true, subtree: true, characterData: true });
+  }
   return {
+    finished_at: window.__finishedAt || null,
     queue: texts('stAlertContentInfo').find((t) => t.includes('Waiting in the queue')) || null,
     success: texts('stAlertContentSuccess').find((t) => t.startsWith('Finished')) || null,
     warnings: texts('stAlertContentWarning'),
@@ -258,8 +268,8 @@ def poll(session: Session) -> None:
             session.problems.append(f"{kind[:-1]}: {text.strip()[:300]}")
     # Warnings are advice (the loss plateau) or a stop; a stopped run is caught by its run.json status.
     session.warnings.update(text.strip()[:60] + "..." for text in state["warnings"])
-    if state["success"]:
-        session.finished_at = time.time()
+    if state["success"]:  # the page's own clock (the same machine's), else the time of this poll
+        session.finished_at = state["finished_at"] or time.time()
 
 
 def reload_if_stale(session: Session, meta: dict | None, stale_after: float) -> None:
