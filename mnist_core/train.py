@@ -348,6 +348,10 @@ class Callback:
 
     def on_train_start(self, trainer: Trainer) -> None: ...
 
+    def on_batch_start(self, trainer: Trainer, step: int) -> None:
+        """Step ``step`` (1-based) is about to run: the weights are those after step ``step - 1``. Runs on every
+        batch, before its forward pass (where forward hooks for this one batch go): keep it cheap."""
+
     def on_batch_end(self, trainer: Trainer, step: int, epoch: int, loss: float) -> None: ...
 
     def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> None: ...
@@ -635,6 +639,8 @@ class Trainer:
                     break
                 if knobs := self.control.take_knobs():
                     self._apply_knobs(opt, knobs)
+                for cb in self.callbacks:
+                    cb.on_batch_start(self, h.step + 1)
                 idx = perm[start:stop]  # bs images, or up to 2 * bs - 1 in the epoch's last batch
                 xb, yb = self._x_train[idx], self._y_train[idx]  # (B, 1, 28, 28), (B,)
                 logits = model.logits(xb)
