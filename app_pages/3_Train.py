@@ -190,9 +190,9 @@ with view:
     with st.expander(f"What the loop style does: {LOOP_STYLES[st.session_state['keep_loop']]}"):
         left, right = st.columns(2)
         left.caption("Flux (the tutorial)")
-        left.code(flux_code, language="julia")
+        left.code(flux_code, language="julia", wrap_lines=True)
         right.caption("PyTorch (what runs here)")
-        right.code(torch_code, language="python")
+        right.code(torch_code, language="python", wrap_lines=True)
 
 
 def mode(j: Job | None) -> tuple:

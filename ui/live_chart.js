@@ -6,6 +6,7 @@
 const BLUE = "#1f77b4";
 const ORANGE = "#ff7f0e";
 const GREEN = "#2ca02c";
+const RED = "#ff2b2b"; // test accuracy: the colour Streamlit's Plotly theme gives it on the finished chart
 const charts = new WeakMap(); // parentElement -> {canvas, tip, data, observer}
 
 function niceStep(span, ticks) {
@@ -123,7 +124,7 @@ function draw(chart) {
   }
   ctx.restore();
   if (data.acc.length) {
-    ctx.strokeStyle = ORANGE; ctx.fillStyle = ORANGE; ctx.lineWidth = 1.5; ctx.setLineDash([2, 3]);
+    ctx.strokeStyle = RED; ctx.fillStyle = RED; ctx.lineWidth = 1.5; ctx.setLineDash([2, 3]);
     line(ctx, data.accSteps, data.acc, L.x, L.y2);
     ctx.setLineDash([]);
     for (let i = 0; i < data.acc.length; i++) {
@@ -138,7 +139,7 @@ function draw(chart) {
   // legend
   const items = [["batch loss", BLUE, 0.35], ["smoothed", BLUE, 1]];
   if (data.full.length) items.push(["loss on whole train set", GREEN, 1]);
-  if (data.acc.length) items.push(["test accuracy", ORANGE, 1]);
+  if (data.acc.length) items.push(["test accuracy", RED, 1]);
   ctx.textAlign = "left"; ctx.textBaseline = "middle";
   let lx = box.left;
   for (const [name, colour, alpha] of items) {
