@@ -4,14 +4,17 @@ Run by hand:  python benchmarks/bench_live_chart.py [--dataset fashion-mnist] [-
 
 Alternates, `--rounds` times: one run with `python -m mnist_core train` (no page open) and one run
 started from the Train page in headless Chromium, which stays on the page and watches the chart
-refresh twice a second until the run ends. Compares the images/s each run saved in its run.json.
+refresh (five times a second) until the run ends. Compares the images/s each run saved in its run.json.
 Everything is on this machine, browser included: on a 2-core box that is the worst case.
+``--browser-nice 19`` stands the browser in for a learner's own machine (as load_test.py does): it
+then takes only the CPU the server and the trainer leave.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -80,6 +83,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--train-threads", type=int, help="MNIST_TRAIN_THREADS for the server's trainer")
+    parser.add_argument("--browser-nice", type=int, default=0, help="niceness of this driver and Chromium")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -90,6 +94,7 @@ def main() -> None:
     cli, page_speeds = [], []
     try:
         time.sleep(5)
+        os.nice(args.browser_nice)  # after the server started: only this driver, the CLI runs and Chromium get it
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_FLAGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
