@@ -150,10 +150,25 @@ def default_storage(root: Path | str | None = None) -> str:
     return f"sqlite:///{folder / STORAGE_FILE}"
 
 
-@functools.lru_cache(maxsize=8)
+_storage_lock = threading.Lock()
+
+
 def open_storage(url: str) -> optuna.storages.BaseStorage:
     """An Optuna storage from a URL; ``journal:PATH`` is Optuna's journal file (processes sharing a disk).
-    One per URL and process: a page that redraws every second reuses its database connection."""
+    One per URL and process: a page that redraws every second reuses its connection, and two sessions
+    never create the same database's tables at once."""
+    with _storage_lock:
+        return _storage(url)
+
+
+def forget_storages() -> None:
+    """Drop the storages opened so far, as a new process starts (tests)."""
+    with _storage_lock:
+        _storage.cache_clear()
+
+
+@functools.lru_cache(maxsize=8)
+def _storage(url: str) -> optuna.storages.BaseStorage:
     if url.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend
 
@@ -184,6 +199,8 @@ def make_pruner() -> optuna.pruners.BasePruner:
 def study_names(storage: str | optuna.storages.BaseStorage) -> list[str]:
     """The studies in a storage, newest first."""
     try:
+        if isinstance(storage, str):
+            storage = open_storage(storage)
         summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
     except Exception:  # an empty or missing SQLite file has no tables yet
         return []

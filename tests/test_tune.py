@@ -20,6 +20,7 @@ from mnist_core.tune import (
     SearchSpace,
     StudyDriver,
     best_trial,
+    forget_storages,
     open_storage,
     open_study,
     pruning_savings,
@@ -109,7 +110,7 @@ def test_a_study_resumed_after_a_restart_continues_its_trial_count(tmp_path, blo
     args = ["--runs-dir", str(tmp_path), "--data-dir", str(blobs_dir), "--study", "r", "--lr-high", "0.03"]
     args += ["--optimisers", "ADAM", "--epochs", "1", "--batch-sizes", "32", "--offline"]
     assert cli_main(["tune", "--trials", "2", *args]) == 0
-    open_storage.cache_clear()  # as a new process would
+    forget_storages()  # as a new process would
     assert cli_main(["tune", "--trials", "1", *args]) == 0
     out = capsys.readouterr().out
     assert "2 trial(s) so far" in out and "1 trial(s) here, 3 in the study" in out
@@ -140,7 +141,7 @@ def test_two_workers_share_one_study(tmp_path, blobs_dir, storage):
     ]
     outputs = [w.communicate()[0] for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs
-    open_storage.cache_clear()
+    forget_storages()
     study = optuna.load_study(study_name="w", storage=open_storage(url))
     numbers = sorted(t.number for t in study.trials)
     assert numbers == list(range(6))  # six trials, none run twice, none lost
