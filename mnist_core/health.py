@@ -1,0 +1,235 @@
+"""Training health: per layer, how big the gradients and the updates are and how many ReLUs are dead.
+
+Every ``every`` batches the ``HealthMonitor`` callback measures one training step, for each layer with
+weights (conv 1-4 and the dense layer, named from the model's own chain):
+
+- ``grad_norm``: ||dL/dW|| of the layer's weight on that batch (read by a hook on the weight, so all three
+  loop styles are measured the same way, the hand-written update included);
+- ``update_ratio``: ||W_after - W_before|| / ||W_before|| over that step: the weights are compared before and
+  after the optimiser's step, so it is exact for Descent, Momentum and ADAM alike (not lr * ||g|| / ||W||,
+  which is only Descent's update);
+- ``dead_share``: the share of the layer's ReLU channels that output 0 at every position for every image of
+  the batch. A channel is the unit that dies: one that never fires passes no gradient to its filter, so it
+  cannot come back; a single position that is 0 while the rest of its map fires is normal. None for the
+  dense layer, which has no ReLU;
+- ``weight_norm``: ||W|| after the step.
+
+Biases are left out of all four: they start at zero, where a ratio means nothing. The monitor adds hooks
+only on the sampled batch (a forward hook per ReLU layer, a gradient hook per weight, each firing once),
+so the other batches pay one Python call per callback. ``health_flags`` turns the numbers into words.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from .model import ConvReLU, TutorialCNN
+from .train import Callback, EpochMetrics, Trainer
+
+# One step in HEALTH_EVERY is measured. Each measurement costs about as much as a tenth of a step (clones of
+# 15,594 weights, norms, four reductions of the batch's maps, one sync); one in 10 keeps the monitor near 1%
+# of training time on this CPU (benchmarks/bench_health.py) and still gives the tutorial's 39-batch epochs
+# of the embedded sample four readings each.
+HEALTH_EVERY = 10
+
+# Thresholds of health_flags, from runs on the embedded sample (batch 128, every step measured):
+# - An update of about 1e-3 of the weights per step is the usual healthy pace (the "update:data ratio" rule
+#   of thumb). The tutorial's Descent(0.1) moves its largest layer by 1e-3 to 4e-2 per step, its initial
+#   plateau included; Descent at lr 1e-5 by 1e-7 (and ends 10 epochs at chance). Below 1e-5 in *every*
+#   layer, a run is 100x slower than the healthy pace: stalled.
+STALLED_RATIO = 1e-5
+# - ADAM's first steps move every weight by about the lr, so a healthy ADAM 0.03 moves conv 4 by 51% in its
+#   first step; runs that then collapse move a layer by more than its own size (ADAM 0.1: 170%, ADAM 1:
+#   1,700%, Momentum 1: 400%, Descent 3: 230%).
+JUMP_RATIO = 1.0
+# - Gradient norms stay below 5 in healthy runs (Descent 0.1, Momentum 0.1, ADAM 0.01 and 0.03); runs that
+#   collapse spike to 17 (Momentum 1) and 27 (ADAM 0.1) just before their ReLUs die.
+EXPLODING_GRAD = 10.0
+# - Healthy runs leave at most about 10% of a layer's channels dead on a batch; from half of them, a layer has
+#   lost half of what it can compute (ADAM 0.03 loses 5 of conv 1's 8 channels and ends 3 points below 0.01).
+DEAD_MANY = 0.5
+
+
+@dataclass
+class LayerHealth:
+    """One layer's numbers at one measured step (see the module docstring for each)."""
+
+    grad_norm: float
+    update_ratio: float
+    dead_share: float | None  # None for a layer without a ReLU (the dense layer)
+    weight_norm: float
+
+
+@dataclass
+class HealthStats:
+    """The health of every layer at one measured step, in the chain's order."""
+
+    step: int  # the step measured (1-based): its gradient, its update, its batch
+    layers: dict[str, LayerHealth]
+
+    def to_dict(self) -> dict[str, dict]:
+        """The layers as plain dicts: what the protocol's ``Health`` message carries."""
+        return {name: asdict(layer) for name, layer in self.layers.items()}
+
+    @classmethod
+    def from_dict(cls, step: int, layers: dict[str, dict]) -> HealthStats:
+        return cls(step=step, layers={name: LayerHealth(**values) for name, values in layers.items()})
+
+
+def health_layers(model: TutorialCNN) -> list[tuple[str, nn.Module]]:
+    """(name, module) of each layer with weights, in order: "conv 1" ... "conv 4" (a ConvReLU), "dense"."""
+    out: list[tuple[str, nn.Module]] = []
+    convs = 0
+    for layer in model.layers:
+        if isinstance(layer, ConvReLU):
+            convs += 1
+            out.append((f"conv {convs}", layer))
+        elif isinstance(layer, nn.Linear):
+            out.append(("dense", layer))
+    return out
+
+
+def _weight(module: nn.Module) -> torch.Tensor:
+    return module.conv.weight if isinstance(module, ConvReLU) else module.weight
+
+
+class HealthMonitor(Callback):
+    """Measures one step in ``every`` (the first step too) and hands each ``HealthStats`` to ``on_stats``.
+
+    A measured step is armed in ``on_batch_start`` (weights copied, hooks added) and read at the next
+    ``on_batch_start``, epoch end, pause or the end of the run, whichever comes first: the weights then are
+    exactly those after the measured step, also on a GPU, where losses are delivered in chunks.
+    """
+
+    def __init__(self, every: int = HEALTH_EVERY, on_stats: Callable[[HealthStats], None] | None = None) -> None:
+        if every < 1:
+            raise ValueError("every must be 1 or more")
+        self.every = every
+        self.on_stats = on_stats
+        self.latest: HealthStats | None = None
+        self._pending: dict | None = None  # the armed step's copies, hook results and hook handles
+
+    def on_batch_start(self, trainer: Trainer, step: int) -> None:
+        if self._pending is not None:
+            self._finish()
+        if step == 1 or step % self.every == 0:
+            self._arm(trainer.model, step)
+
+    def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> None:
+        self._finish()
+
+    def on_pause(self, trainer: Trainer, paused: bool) -> None:
+        if paused:
+            self._finish()
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        self._finish()
+
+    def _arm(self, model: TutorialCNN, step: int) -> None:
+        layers = health_layers(model)
+        pending = {"step": step, "names": [n for n, _ in layers], "handles": []}
+        pending["weights"] = [_weight(m) for _, m in layers]  # updated in place by the step
+        pending["relu"] = [isinstance(m, ConvReLU) for _, m in layers]
+        pending["before"] = [w.detach().clone() for w in pending["weights"]]
+        pending["grad"] = [None] * len(layers)  # ||g|| per layer, a 0-d tensor (no sync in the hook)
+        pending["fired"] = [None] * len(layers)  # per ReLU layer: (C,) True where the channel fired
+        for i, (_, module) in enumerate(layers):
+            pending["handles"].append(_weight(module).register_hook(self._grad_hook(pending, i)))
+            if isinstance(module, ConvReLU):
+                pending["handles"].append(module.register_forward_hook(self._relu_hook(pending, i)))
+        self._pending = pending
+
+    @staticmethod
+    def _grad_hook(pending: dict, i: int) -> Callable[[torch.Tensor], None]:
+        def hook(grad: torch.Tensor) -> None:
+            if pending["grad"][i] is None:  # once: only the measured step's backward pass
+                pending["grad"][i] = torch.linalg.vector_norm(grad.detach())
+
+        return hook
+
+    @staticmethod
+    def _relu_hook(pending: dict, i: int) -> Callable:
+        def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
+            if pending["fired"][i] is None:  # once: an evaluation after the step must not overwrite it
+                pending["fired"][i] = output.detach().amax(dim=(0, 2, 3)) > 0  # (N, C, H, W) -> (C,)
+
+        return hook
+
+    def _finish(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        for handle in pending["handles"]:
+            handle.remove()
+        nan = torch.tensor(float("nan"))
+        values = []
+        for i, (before, after) in enumerate(zip(pending["before"], pending["weights"])):
+            after = after.detach()
+            grad = pending["grad"][i]
+            fired = pending["fired"][i]
+            values += [
+                nan if grad is None else grad.float().cpu(),
+                (torch.linalg.vector_norm(after - before) / torch.linalg.vector_norm(before)).float().cpu(),
+                nan if fired is None else 1 - fired.float().mean().cpu(),
+                torch.linalg.vector_norm(after).float().cpu(),
+            ]
+        numbers = torch.stack(values).tolist()  # the one sync of a measurement
+        stats = HealthStats(step=pending["step"], layers={})
+        for i, name in enumerate(pending["names"]):
+            grad, ratio, dead, norm = numbers[4 * i : 4 * i + 4]
+            stats.layers[name] = LayerHealth(grad, ratio, dead if pending["relu"][i] else None, norm)
+        self.latest = stats
+        if self.on_stats is not None:
+            self.on_stats(stats)
+
+
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def health_flags(stats: HealthStats) -> list[str]:
+    """Plain-words warnings for the numbers of one measured step; an empty list when nothing looks wrong."""
+    layers = stats.layers
+    broken = [n for n, h in layers.items() if not all(map(math.isfinite, (h.grad_norm, h.weight_norm)))]
+    if broken:
+        return [
+            f"the gradients or weights of {_and(broken)} are no longer finite numbers: the run has blown up; "
+            "lower the learning rate (for example 10x)"
+        ]
+    flags = []
+    dead = [n for n, h in layers.items() if h.dead_share is not None and h.dead_share >= 1]
+    if dead:
+        flags.append(
+            f"every ReLU in {_and(dead)} is dead (it outputs 0 for every image): the learning rate is too high, "
+            "and no gradient flows back through a dead layer, so the network cannot recover; start again with a "
+            "lower learning rate"
+        )
+    for name, h in layers.items():
+        if h.dead_share is not None and DEAD_MANY <= h.dead_share < 1:
+            flags.append(
+                f"{h.dead_share:.0%} of the ReLUs in {name} are dead (they output 0 for every image of the batch): "
+                "the learning rate may be too high"
+            )
+    exploding = [n for n, h in layers.items() if h.grad_norm > EXPLODING_GRAD]
+    if exploding:
+        worst = max(layers[n].grad_norm for n in exploding)
+        flags.append(f"the gradients are exploding (norm {worst:.0e} in {_and(exploding)}): lower the learning rate")
+    jumps = {n: h.update_ratio for n, h in layers.items() if h.update_ratio > JUMP_RATIO}
+    if jumps:
+        name = max(jumps, key=jumps.get)
+        flags.append(
+            f"one step changed the weights of {name} by {jumps[name]:.0%}, more than their own size: the learning "
+            "rate is too high, the loss will jump around or the ReLUs will die"
+        )
+    ratios = [h.update_ratio for h in layers.values() if math.isfinite(h.update_ratio)]
+    if not dead and ratios and max(ratios) < STALLED_RATIO:
+        flags.append(
+            f"updates are {max(ratios):.0e} of the weights: learning is stalled; raise the learning rate "
+            "(about 1e-3 of the weights per step is a healthy pace)"
+        )
+    return flags
