@@ -2,12 +2,12 @@
 
 import streamlit as st
 
-from ui.common import current, keep_widget_state, sidebar
-from ui.state import job_queue, keep_owner_cookie
+# Only Streamlit at the top: on a cold start the home page's title and text are drawn before PyTorch and
+# the data set load (seconds on a small machine); the rest of the app is imported in start(), below them.
 
 
-def home() -> None:
-    dataset, device = current()
+def intro() -> None:
+    """The home page's title and text: needs nothing but Streamlit."""
     st.title("Watch a neural network learn")
     st.markdown(
         """
@@ -27,6 +27,12 @@ layers, and read an honest accuracy report.
 | Search the hyperparameters: many runs, chosen on a validation split | **Tune** |
 """
     )
+
+
+def home() -> None:
+    from ui.common import current
+
+    dataset, device = current()
     st.subheader(dataset.title)
     col1, col2, col3 = st.columns(3)
     col1.metric("Training images", f"{dataset.n_train:,}")
@@ -41,7 +47,6 @@ layers, and read an honest accuracy report.
 
 
 st.set_page_config(page_title="Watch a neural network learn", page_icon=":material/model_training:", layout="wide")
-keep_widget_state()
 # The pages live in app_pages/, not pages/: with a pages/ folder Streamlit serves a page's direct
 # URL in its older automatic mode, without running this file (no sidebar, no page config).
 page = st.navigation(
@@ -56,7 +61,31 @@ page = st.navigation(
         st.Page("app_pages/7_Tune.py", title="Tune", icon=":material/tune:"),
     ]
 )
-sidebar()
-keep_owner_cookie()  # the browser's secret that owns its training jobs: a refresh finds them again
-job_queue()  # the first visit to any page starts the trainers warming, before anyone presses Start
+
+
+def start() -> None:
+    """The shared sidebar, the owner cookie and the trainers: what every page needs before it runs."""
+    from ui.common import keep_widget_state, sidebar
+    from ui.state import job_queue, keep_owner_cookie
+
+    keep_widget_state()
+    sidebar()
+    keep_owner_cookie()  # the browser's secret that owns its training jobs: a refresh finds them again
+    job_queue()  # the first visit to any page starts the trainers warming, before anyone presses Start
+    prefetch_charts()
+
+
+def prefetch_charts() -> None:
+    """An empty, hidden Plotly chart in the sidebar: the browser loads Plotly's code (3-4 s on a 2-core
+    machine, measured with benchmarks/bench_report.py) while the learner reads the first page, not when
+    Report, Train or Runs first draws a chart."""
+    with st.sidebar.container(key="plotly_prefetch"):
+        st.html("<style>.st-key-plotly_prefetch { display: none; }</style>")
+        st.plotly_chart({"data": [{"type": "scatter", "x": [], "y": []}], "layout": {"height": 10}}, key="prefetch")
+
+
+if page.title == "Home":
+    intro()
+with st.spinner("Loading PyTorch and the data set (once per server)..."):  # seconds only on a cold start
+    start()
 page.run()

@@ -8,8 +8,8 @@ from mnist_core.visual import batch_shapes, class_counts, upscale
 from ui.charts import class_count_figure
 from ui.common import current
 
-dataset, _ = current()
 st.title("Data")
+dataset, _ = current()
 st.caption(dataset.describe())
 
 st.subheader("Sample images")
@@ -41,12 +41,14 @@ code_flux.code(
     "y_train = onehotbatch(y_train, 0:9)\n"
     "train_data = DataLoader((x_train, y_train), batchsize=128)",
     language="julia",
+    wrap_lines=True,
 )
 code_torch.code(
     "x = images.unsqueeze(1).float() / 255   # (60000, 28, 28) -> (60000, 1, 28, 28)\n"
     "y = labels                              # cross_entropy takes class indices\n"
     "batch = x[perm[i : i + 128]]            # a slice of a shuffled index, on the device",
     language="python",
+    wrap_lines=True,
 )
 
 st.markdown("**One-hot encoding** of the first 8 training labels (`onehotbatch(y, 0:9)`): one row per image.")

@@ -9,13 +9,14 @@ from ui.charts import probability_figure, shrink_figure
 from ui.common import current
 from ui.state import get_run, run_ids
 
-dataset, _ = current()
 st.title("Model")
+dataset, _ = current()
 
 rows = layer_table()
 layers = layer_dataframe(rows)
 st.subheader("Eight layers, shapes read off a real forward pass")
-st.dataframe(layers, hide_index=True)
+# A static table: it wraps its text, so every column (parameters and multiply-adds too) fits at 1280 px.
+st.table(layers.style.format({"parameters": "{:,}", "multiply-adds": "{:,}"}).hide(axis="index"))
 st.caption(
     f"{layers['parameters'].sum():,} parameters · {layers['multiply-adds'].sum():,} multiply-adds per image. "
     "NCHW is PyTorch's order (batch, channels, height, width); WHCN is Flux's (width, height, channels, batch)."
@@ -35,6 +36,7 @@ flux.code(
     Dense(32, 10),
     softmax)""",
     language="julia",
+    wrap_lines=True,
 )
 torch_code.caption("PyTorch (what runs here: mnist_core/model.py)")
 torch_code.code(
@@ -48,6 +50,7 @@ torch_code.code(
     nn.Linear(32, 10),
     Softmax())                 # training uses the logits""",
     language="python",
+    wrap_lines=True,
 )
 
 st.subheader("Inside the network")

@@ -1,4 +1,4 @@
-"""Report: the selected run's accuracy, per-epoch curves, per-class table, confusion matrix, mistakes.
+"""Report: the selected run's outcome, accuracy, per-epoch curves, per-class table, confusion matrix, mistakes.
 
 Text a run folder holds (its message, device, data set title) may come from someone's archive: it is
 shown with ``st.text``, never as markdown, so it cannot draw images or links on the page.
@@ -6,12 +6,13 @@ shown with ``st.text``, never as markdown, so it cannot draw images or links on 
 
 import streamlit as st
 
-from mnist_core.report import cell_indices, worst_cell
+from mnist_core.report import CLASS, FOUND, GUESSES, GUESSES_RIGHT, IMAGES, RIGHT, cell_indices, worst_cell
 from mnist_core.runs import describe_schedule
 from mnist_core.train import plateau_warning
 from mnist_core.visual import upscale
-from ui.charts import confusion_figure, epoch_figure, loss_figure
-from ui.state import chosen_run, job_queue, run_dataset, test_predictions
+from ui.charts import confusion_figure, epoch_figure, honest_loss_axis, loss_figure
+from ui.common import run_answers, run_test_images, show_outcome
+from ui.state import chosen_run, job_queue
 
 st.title("Report")
 run = chosen_run(
@@ -22,10 +23,10 @@ if st.session_state.get("cell_of") != run.run_id:  # a cell chosen on another ru
     st.session_state["cell_of"] = run.run_id
 cfg, meta = run.config, run.meta
 st.caption(
-    f"{cfg.dataset} · {cfg.optimiser}, lr {cfg.lr:g}, {cfg.epochs} epochs, batch {cfg.batch_size}, loop {cfg.loop}, "
-    f"seed {cfg.seed} · status **{meta.status}**" + (" · imported from an archive" if meta.imported else "")
+    f"{cfg.optimiser}, lr {cfg.lr:g}, {cfg.epochs} epochs, batch {cfg.batch_size}, loop {cfg.loop}, seed {cfg.seed}"
+    + (" · imported from an archive" if meta.imported else "")
 )
-st.text(" · ".join(t for t in (meta.dataset_title, meta.device) if t))
+st.text(" · ".join(t for t in (meta.dataset_title or cfg.dataset, meta.device) if t))
 live = job_queue().get(run.run_id)
 if live is not None and not live.done:  # a checkpoint of a run that still trains (paused, or at an epoch end)
     now = "paused" if live.history is not None and live.history.paused else "still training"
@@ -33,9 +34,8 @@ if live is not None and not live.done:  # a checkpoint of a run that still train
         f"This run is {now}: this is the model as saved at step {meta.steps}. "
         "The final report replaces it when the run ends."
     )
-elif meta.status != "finished":
-    (st.error if meta.status in ("diverged", "failed") else st.warning)(f"This run is **{meta.status}**:")
-    st.text(meta.message)
+else:
+    show_outcome(meta.status, meta.message)
 if warning := plateau_warning(run.history.epochs):
     st.warning(warning)
 
@@ -56,9 +56,8 @@ else:
 
 h = run.history
 st.subheader("Training curves")
-st.plotly_chart(
-    loss_figure(h.batch_losses, h.epochs, h.full_losses, h.total_steps or None, lr_schedule=h.lr_schedule), key="loss"
-)
+curve = loss_figure(h.batch_losses, h.epochs, h.full_losses, h.total_steps or None, lr_schedule=h.lr_schedule)
+st.plotly_chart(honest_loss_axis(curve, h.batch_losses), key="loss")
 for name, schedule in (("lr", h.lr_schedule), ("momentum", h.momentum_schedule)):
     if len(schedule) > 1:
         st.caption(describe_schedule(name, schedule))
@@ -69,8 +68,22 @@ if report is None:
 
 st.subheader("Per class (test set)")
 st.dataframe(
-    report.per_class.style.format({"precision": "{:.3f}", "recall": "{:.3f}", "accuracy": "{:.3f}"}),
+    report.per_class.style.format("{:.1%}", subset=[FOUND], na_rep="no images").format(
+        "{:.1%}", subset=[GUESSES_RIGHT], na_rep="no guesses"
+    ),
     hide_index=True,
+    column_config={
+        CLASS: st.column_config.TextColumn(CLASS, width="small"),
+        IMAGES: st.column_config.NumberColumn(IMAGES, help="test images of this class"),
+        RIGHT: st.column_config.NumberColumn(RIGHT, help="of them, classified as this class"),
+        FOUND: st.column_config.Column(
+            FOUND, help="right / test images: the tutorial's accuracy on this class's images alone"
+        ),
+        GUESSES: st.column_config.NumberColumn(GUESSES, help="test images the model said were this class"),
+        GUESSES_RIGHT: st.column_config.Column(
+            GUESSES_RIGHT, help="right / guessed as it: when the model says this class, how often it is right"
+        ),
+    },
 )
 
 st.subheader("Confusion matrix (test set)")
@@ -86,15 +99,20 @@ points = (event or {}).get("selection", {}).get("points", []) if isinstance(even
 if points and str(points[0].get("y")) in classes and str(points[0].get("x")) in classes:
     st.session_state["cell"] = (classes.index(str(points[0]["y"])), classes.index(str(points[0]["x"])))
 true_k, pred_k = st.session_state.get("cell", worst_cell(report.confusion))
-dataset = run_dataset(run)
+dataset = run_test_images(run)
 with right:
     st.markdown("Click a cell, or choose one:")
     c1, c2 = st.columns(2)
-    true_k = c1.selectbox("True class", range(len(classes)), index=true_k, format_func=classes.__getitem__)
-    pred_k = c2.selectbox("Predicted class", range(len(classes)), index=pred_k, format_func=classes.__getitem__)
+    # keyed by run: a choice made on another run's matrix never carries over
+    true_k = c1.selectbox(
+        "True class", range(len(classes)), index=true_k, format_func=classes.__getitem__, key=f"true-{run.run_id}"
+    )
+    pred_k = c2.selectbox(
+        "Predicted class", range(len(classes)), index=pred_k, format_func=classes.__getitem__, key=f"pred-{run.run_id}"
+    )
     st.session_state["cell"] = (true_k, pred_k)
     if dataset is not None:
-        idx = cell_indices(dataset.test_labels, test_predictions(run), true_k, pred_k)
+        idx = cell_indices(dataset.test_labels, run_answers(run, dataset), true_k, pred_k)
         st.caption(
             f"{int(report.confusion[true_k, pred_k])} test images are {classes[true_k]} and were "
             f"predicted {classes[pred_k]}" + (f"; the first {len(idx)}:" if idx else ".")

@@ -6,8 +6,19 @@ name holds only letters, digits and -._), messages and errors with ``st.text``, 
 
 import streamlit as st
 
-from mnist_core.runs import RunError, delete_run, differing_labels, export_run, import_run, runs_root, runs_table
+from mnist_core.outcomes import outcome
+from mnist_core.runs import (
+    RunError,
+    delete_run,
+    differing_labels,
+    export_run,
+    export_runs,
+    import_run,
+    runs_root,
+    runs_table,
+)
 from ui.charts import compare_figure
+from ui.common import outcome_css, show_outcome
 from ui.state import get_run, job_queue
 
 st.title("Runs")
@@ -34,13 +45,15 @@ if table.empty:
     st.stop()
 
 st.caption(f"{len(table)} runs in `{runs_root()}`. Click a column to sort; tick rows to compare them.")
+shown = table.assign(status=table["status"].map(lambda s: outcome(s).label))
 event = st.dataframe(
-    table,
+    shown.style.map(outcome_css, subset=["status"]),
     hide_index=True,
     on_select="rerun",
     selection_mode="multi-row",
     key=f"runs_table-{hash(tuple(table['run']))}",  # a new list of runs starts a new selection
     column_config={
+        "status": st.column_config.TextColumn("status", help="how the run ended", width="medium"),
         "lr": st.column_config.NumberColumn("lr", format="%g"),
         "final lr": st.column_config.NumberColumn("final lr", format="%g", help="the learning rate it ended with"),
         "lr changes": st.column_config.NumberColumn("lr changes", help="times the learning rate was changed live"),
@@ -62,19 +75,28 @@ if runs:
         labels = [f"{label} ({r.run_id[-4:]})" if labels.count(label) > 1 else label for label, r in zip(labels, runs)]
     st.plotly_chart(compare_figure(runs, labels), key="compare")
 
-st.subheader(f"Selected run: `{chosen[0]}`")
-selected = runs[0] if runs and runs[0].run_id == chosen[0] else None
-if selected is not None and selected.meta.message:
-    st.text(selected.meta.message)
+if len(chosen) == 1:
+    st.subheader(f"Selected run: `{chosen[0]}`")
+    if runs and runs[0].run_id == chosen[0]:
+        show_outcome(runs[0].meta.status, runs[0].meta.message)
+else:
+    st.subheader(f"{len(chosen)} runs selected")
 download, remove = st.columns(2)
 try:
-    download.download_button(
-        "Download as archive",
-        export_run(runs_root() / chosen[0]),
-        file_name=f"{chosen[0]}.zip",
-        mime="application/zip",
-        help="config, metrics CSVs, report and weights",
-    )
+    if len(chosen) == 1:
+        data, name, words = export_run(runs_root() / chosen[0]), f"{chosen[0]}.zip", "Download as archive"
+        note = "config, metrics CSVs, report and weights; add it back with **Add a run from an archive**"
+    else:
+        data, name, words = (
+            export_runs([runs_root() / r for r in chosen]),
+            "mnist-runs.zip",
+            f"Download {len(chosen)} runs",
+        )
+        note = (
+            f"one zip holding {len(chosen)} run archives: unzip it and add each back with **Add a run from an archive**"
+        )
+    download.download_button(words, data, file_name=name, mime="application/zip", help=note)
+    download.caption(note)
 except RunError as exc:
     download.error("Cannot export this run:")
     download.text(str(exc))

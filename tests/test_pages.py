@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import json
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +10,9 @@ import pytest
 from helpers import confidently_right, digit_png, trained_run, wait_for
 from streamlit.testing.v1 import AppTest
 
-from mnist_core.runs import export_run, list_runs, load_run
+from mnist_core.report import CLASS, GUESSES_RIGHT, IMAGES, RIGHT
+from mnist_core.runs import export_run, finish_run, list_runs, load_run
+from mnist_core.train import TrainConfig, train
 
 APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
 PAGES = [
@@ -54,7 +56,7 @@ def test_every_page_renders(runs_dir, page):
 
 def test_model_page_table_and_prediction(runs_dir):
     at = open_page("app_pages/2_Model.py")
-    table = at.dataframe[0].value
+    table = at.table[0].value  # a static table: wraps, so nothing is cut off at 1280 px
     assert table["parameters"].sum() == 15_594 and table["multiply-adds"].sum() == 206_560
     assert any("Prediction of this image" in m.value for m in at.markdown)
 
@@ -67,11 +69,7 @@ def test_train_then_report(runs_dir):
     at.select_slider(key="keep_lr").set_value(0.01)
     start_button(at).click().run()
     assert not at.exception, at.exception
-    deadline = time.monotonic() + 240
-    while not at.success and time.monotonic() < deadline:
-        time.sleep(0.5)
-        at.run()
-    assert at.success, "the run did not finish"
+    wait_for(lambda: bool(at.run().success), timeout=240, every=0.5)
     assert "Test accuracy" in at.success[0].value
 
     runs = list_runs(runs_dir)
@@ -85,6 +83,24 @@ def test_train_then_report(runs_dir):
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Test accuracy"] == f"{saved.report.test_acc:.2%}"
     assert saved.report.test_acc > 0.5  # one epoch of ADAM on real digits is far above chance
+
+
+def test_report_of_a_collapsed_run_says_so_and_its_charts_stay_readable(runs_dir, sample):
+    """ADAM at lr 1: dead ReLUs, 10% test accuracy. Not a green "Finished", and no flattened or "10%, 10%" axes."""
+    trainer = train(TrainConfig(epochs=2, optimiser="ADAM", lr=1.0), sample)
+    assert trainer.history.status == "collapsed"
+    assert max(trainer.history.batch_losses) > 1000 * min(trainer.history.batch_losses)  # the spike
+    finish_run(trainer, sample, root=runs_dir)
+
+    at = open_page("app_pages/4_Report.py")
+    assert not at.success and any("collapsed to chance" in w.value for w in at.warning)
+    assert any("chance level" in t.value for t in at.text)
+    loss, epochs = (json.loads(c.proto.spec) for c in at.get("plotly_chart")[:2])
+    assert loss["layout"]["yaxis"]["type"] == "log"  # the spike does not flatten the curve
+    assert epochs["layout"]["yaxis2"]["range"] == [0, 1.02] and epochs["layout"]["yaxis2"]["dtick"] == 0.2
+    per_class = at.dataframe[0].value
+    assert list(per_class.columns[:3]) == [CLASS, IMAGES, RIGHT]
+    assert per_class[GUESSES_RIGHT].isna().sum() == 9  # shown as "no guesses": nine digits never guessed
 
 
 def test_the_lr_finder_puts_its_suggestion_on_the_slider(runs_dir):
@@ -149,7 +165,8 @@ def test_runs_page_table_compare_and_archives(runs_dir, sample, tmp_path_factory
     at = open_page("app_pages/5_Runs.py")
     table = at.dataframe[0].value
     assert list(table["run"]) == [first.name]
-    assert table.iloc[0]["optimiser"] == "ADAM" and table.iloc[0]["status"] == "finished"
+    assert table.iloc[0]["optimiser"] == "ADAM" and table.iloc[0]["status"] == "Finished"
+    assert table.iloc[0]["data set"] == "MNIST sample (5,000 digits)"
 
     # a damaged archive: a clear message, nothing added
     at.file_uploader[0].set_value(("bad.zip", b"PK\x03\x04 broken", "application/zip")).run()

@@ -121,6 +121,36 @@ def _trace(kind: str, x, y, name: str, **style) -> dict:
     return {"type": kind, "x": x, "y": y, "name": name, **style}
 
 
+SPIKE_FACTOR = 20  # a loss axis whose top is this many times the typical loss would flatten the curve
+
+
+def needs_log_scale(values) -> bool:
+    """True when the largest value is over SPIKE_FACTOR times the median: a spike (a 600,000 loss among
+    losses of 2) that a linear axis would draw as one line at the top and a flat one at the bottom."""
+    v = np.asarray(list(values), dtype=np.float64)
+    v = v[np.isfinite(v) & (v > 0)]
+    return len(v) > 1 and v.max() > SPIKE_FACTOR * np.median(v)
+
+
+def honest_loss_axis(figure: dict, losses) -> dict:
+    """Put ``loss_figure``'s loss axis on a log scale when a spike would flatten everything else."""
+    if needs_log_scale(losses):
+        top = max(v for v in losses if math.isfinite(v))
+        figure["layout"]["yaxis"] = {
+            "title": {"text": "cross-entropy loss (log scale)"},
+            "type": "log",
+        }
+        figure["layout"]["annotations"] = [
+            *figure["layout"].get("annotations", []),
+            {"text": f"log scale: the loss reached {top:,.3g}", "xref": "paper", "yref": "paper", "x": 0,
+             "y": 1, "yanchor": "bottom", "xanchor": "left", "showarrow": False, "font": {"color": "#d62728"}},
+        ]  # fmt: skip
+    return figure
+
+
+ACCURACY_AXIS = {"range": [0, 1.02], "tickformat": ".0%", "dtick": 0.2}  # whole tens: never "10%, 10%, 9%"
+
+
 def epoch_figure(epochs: list[EpochMetrics]) -> go.Figure:
     """Per-epoch train and test loss and accuracy."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
@@ -132,8 +162,11 @@ def epoch_figure(epochs: list[EpochMetrics]) -> go.Figure:
         ("test accuracy", "test_acc", 2),
     ):
         fig.add_trace(go.Scatter(x=x, y=[getattr(e, key) for e in epochs], mode="lines+markers", name=name), 1, col)
-    fig.update_xaxes(title_text="epoch")
-    fig.update_yaxes(tickformat=".0%", row=1, col=2)
+    fig.update_xaxes(title_text="epoch", tickformat="d")
+    losses = [v for e in epochs for v in (e.train_loss, e.test_loss)]
+    if needs_log_scale(losses):
+        fig.update_yaxes(type="log", title_text="log scale", row=1, col=1)
+    fig.update_yaxes(**ACCURACY_AXIS, row=1, col=2)
     fig.update_layout(height=340, margin={"t": 40, "b": 40})
     return fig
 
@@ -203,8 +236,13 @@ def shrink_figure(rows: list[LayerRow]) -> go.Figure:
         ),
         secondary_y=True,
     )
-    fig.update_yaxes(title_text="feature map side (pixels)", secondary_y=False)
-    fig.update_yaxes(title_text="channels", secondary_y=True)
+    # ticks at the values themselves: whole pixels and channel counts, never -1.31 or 28.9
+    fig.update_yaxes(
+        title_text="feature map side (pixels)", tickvals=sorted(set(sizes)), range=[0, 30], secondary_y=False
+    )
+    fig.update_yaxes(
+        title_text="channels", tickvals=sorted(set(channels)), range=[0, max(channels) * 1.25], secondary_y=True
+    )
     fig.update_layout(height=320, margin={"t": 20, "b": 30}, legend={"orientation": "h", "y": 1.15})
     return fig
 
@@ -246,7 +284,13 @@ def compare_figure(runs: list, labels: list[str]) -> go.Figure:
             )
     fig.update_xaxes(title_text="step", row=1, col=1)
     fig.update_xaxes(title_text="epoch", row=1, col=2)
-    fig.update_yaxes(title_text="cross-entropy", rangemode="tozero", row=1, col=1)
-    fig.update_yaxes(tickformat=".0%", row=1, col=2)
+    spiky = any(needs_log_scale(run.history.batch_losses) for run in runs)
+    fig.update_yaxes(
+        title_text="cross-entropy (log scale)" if spiky else "cross-entropy",
+        **({"type": "log"} if spiky else {"rangemode": "tozero"}),
+        row=1,
+        col=1,
+    )
+    fig.update_yaxes(**ACCURACY_AXIS, row=1, col=2)
     fig.update_layout(height=420, margin={"t": 40, "b": 40}, legend={"orientation": "h", "y": -0.2})
     return fig

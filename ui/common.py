@@ -1,4 +1,5 @@
-"""The sidebar every page shares, and the data set loaded once per server process."""
+"""The sidebar every page shares, the data set loaded once per server process, how a run's outcome looks,
+and what a saved run's report needs, cached per run."""
 
 from __future__ import annotations
 
@@ -6,8 +7,12 @@ import os
 from dataclasses import dataclass
 
 import streamlit as st
+import torch
 
 from mnist_core.data import DATASETS, ENV_VARS, TITLES, DataError, Dataset, load_dataset
+from mnist_core.outcomes import OUTCOMES, outcome
+from mnist_core.report import predict, run_test_set
+from mnist_core.runs import Run
 from mnist_core.train import device_label, resolve_device
 
 
@@ -97,3 +102,67 @@ def keep_widget_state() -> None:
     for key in list(st.session_state.keys()):
         if isinstance(key, str) and key.startswith("keep_"):
             st.session_state[key] = st.session_state[key]
+
+
+_BOXES = {"green": st.success, "orange": st.warning, "red": st.error}
+
+
+def show_outcome(status: str, message: str = "") -> None:
+    """A run's outcome in its colour and plain words (mnist_core.outcomes), then its message as text.
+
+    The one way a page says how a run ended: Report, Runs, and the Train page (``show_outcome(job.outcome,
+    job.message)``). The message may come from someone's archive: text, never markdown.
+    """
+    o = outcome(status)
+    _BOXES.get(o.colour, st.info)(f"**{o.label}**", icon=o.icon)
+    if message:
+        st.text(message)
+
+
+_CSS = {"green": "#1b7f3b", "orange": "#c25e00", "red": "#c62828", "blue": "#1f5fa8", "violet": "#6a3ea1"}
+
+
+def outcome_css(label_or_status: str) -> str:
+    """A table cell's CSS for an outcome (by its status word or label): its colour, in bold unless finished."""
+    o = next((o for w, o in OUTCOMES.items() if label_or_status in (w, o.label)), None)
+    if o is None:
+        return "color: #666666"
+    return f"color: {_CSS.get(o.colour, '#666666')}" + ("" if o.colour == "green" else "; font-weight: 600")
+
+
+def outcome_badge(status: str) -> None:
+    """The outcome as a small coloured badge, for a caption line."""
+    o = outcome(status)
+    st.badge(o.label, icon=o.icon, color=o.colour)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the run's test images...")
+def _test_set(name: str, title: str, source: str, n_test: int, imported: bool) -> LoadResult:
+    try:
+        loaded = [shared_dataset(name)]
+    except DataError:
+        loaded = []
+    try:
+        return LoadResult(dataset=run_test_set(name, title, source, n_test, imported, loaded))
+    except DataError as exc:
+        return LoadResult(error=str(exc))
+
+
+def run_test_images(run: Run) -> Dataset | None:
+    """The data set a saved run was measured on, wherever it came from; None (with a message) if it is gone."""
+    m = run.meta
+    result = _test_set(m.config.dataset, m.dataset_title, m.dataset_source, m.n_test, m.imported)
+    if result.dataset is None:
+        st.info(f"The images cannot be shown: {result.error}")
+    return result.dataset
+
+
+@st.cache_resource(max_entries=8, show_spinner="Classifying the test images...")
+def _answers(path: str, saved_at: float, _run: Run, _images: torch.Tensor) -> torch.Tensor:
+    return predict(_run.model, _images).argmax(1)
+
+
+def run_answers(run: Run, dataset: Dataset) -> torch.Tensor:
+    """The saved run's predicted class of every test image of ``dataset``, computed once per run folder."""
+    saved_at = run.path.joinpath("run.json").stat().st_mtime
+    return _answers(str(run.path), saved_at, run, dataset.test_images)
