@@ -2,7 +2,9 @@
 
 A run folder holds ``run.json`` (a ``RunMeta``: config, status, message, data set, timings, the lr and
 momentum schedules), ``batches.csv`` (the loss of every batch), ``epochs.csv`` (per-epoch metrics), optionally
-``full_losses.csv`` (the tutorial's loss recorder) and ``report.json``, and ``weights.safetensors``.
+``full_losses.csv`` (the tutorial's loss recorder) and ``report.json``, ``weights.safetensors``, and optionally
+``snapshots.safetensors`` (float16 weights at a few saved steps, for replaying how the model changed; see
+``mnist_core.watch``).
 
 A folder written here and an archive from a stranger pass the same checks: every file is bounded in size
 before it is parsed (JSON in nesting depth too), then checked field by field: types, finite numbers, ranges,
@@ -37,6 +39,7 @@ import pandas as pd
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
 from safetensors.torch import save_file
 
 from .data import DATASETS, TITLES, Dataset
@@ -67,6 +70,10 @@ MAX_MISTAKES = 256  # build_report keeps 16
 MAX_MESSAGE = 2_000  # characters; save keeps the first ones
 MAX_LABEL = 1_000  # characters of the device, the data set's title and its source (a folder path)
 MAX_JSON_DEPTH = 5  # run.json and report.json nest 3 deep
+# Weight snapshots (mnist_core.watch): a few early steps and at most 20 epoch ends, each the model's 15,594
+# weights in float16 (31,188 bytes) under keys "step_000050/layers.0.conv.weight" (about 700 bytes of header).
+MAX_SNAPSHOTS = 25
+SNAPSHOT_KEY = re.compile(r"step_(\d{6})/(.+)")
 _BATCH_LINE = 32  # the longest line of batches.csv: a 6-digit step, a comma, a float's repr (<= 24), a newline
 ARCHIVE_FILES = {  # the only names a run (folder or archive) holds, with the most bytes each may have
     "run.json": 100_000,  # about 20 kB with full schedules and the longest message
@@ -75,6 +82,7 @@ ARCHIVE_FILES = {  # the only names a run (folder or archive) holds, with the mo
     "full_losses.csv": 16 + MAX_FULL_LOSSES * 40,
     "report.json": 64_000,  # 256 mistakes are about 20 kB
     "weights.safetensors": 256_000,  # 15,594 float32 weights are about 63 kB (float64: 125 kB)
+    "snapshots.safetensors": MAX_SNAPSHOTS * 33_000,  # about 32 kB a snapshot
 }
 REQUIRED_FILES = ("run.json", "batches.csv", "epochs.csv", "weights.safetensors")
 MAX_ARCHIVE_BYTES = sum(ARCHIVE_FILES.values()) + 64_000
@@ -538,6 +546,43 @@ def _weights(raw: bytes, where: str, status: str) -> TutorialCNN:
     return model.to(memory_format=torch.channels_last)  # as trained: oneDNN's faster kernels
 
 
+def snapshot_key(step: int, name: str) -> str:
+    """The key of weight ``name`` (a state_dict name) at ``step`` in snapshots.safetensors."""
+    return f"step_{step:06d}/{name}"
+
+
+def _snapshots(raw: bytes, where: str, meta: RunMeta) -> dict[int, dict[str, torch.Tensor]]:
+    """snapshots.safetensors checked: whole models of the tutorial's shapes, finite floats, at most
+    MAX_SNAPSHOTS of them, each at a step the run reached; {step: state_dict (float32)}, steps in order."""
+    try:
+        tensors = load_safetensors(raw)
+    except (SafetensorError, ValueError, OSError, RuntimeError, TypeError) as exc:
+        raise RunError(f"{where}: not a valid safetensors file ({str(exc)[:200]}).") from None
+    expected = TutorialCNN().state_dict()
+    steps: dict[int, dict[str, torch.Tensor]] = {}
+    for key, tensor in tensors.items():
+        match = SNAPSHOT_KEY.fullmatch(key)
+        if match is None or match[2] not in expected:
+            raise RunError(f"{where}: unexpected tensor {_shown(key)}; keys are step_NNNNNN/<weight name>.")
+        step, name = int(match[1]), match[2]
+        if step > meta.steps:
+            raise RunError(f"{where}: a snapshot at step {step:,} of a run of {meta.steps:,} steps.")
+        if tensor.shape != expected[name].shape or not tensor.is_floating_point():
+            raise RunError(
+                f"{where}: {key} has shape {tuple(tensor.shape)} {tensor.dtype}, "
+                f"expected {tuple(expected[name].shape)} floats."
+            )
+        if not torch.isfinite(tensor).all():
+            raise RunError(f"{where}: {key} holds NaN or infinite numbers.")
+        steps.setdefault(step, {})[name] = tensor.float()
+    if len(steps) > MAX_SNAPSHOTS:
+        raise RunError(f"{where}: {len(steps):,} snapshots; a run keeps at most {MAX_SNAPSHOTS}.")
+    for step, state in steps.items():
+        if set(state) != set(expected):
+            raise RunError(f"{where}: the snapshot at step {step:,} lacks {sorted(set(expected) - set(state))}.")
+    return dict(sorted(steps.items()))
+
+
 def _parse(
     files: dict[str, bytes], where: Callable[[str], str], with_model: bool
 ) -> tuple[RunMeta, History, Report | None, TutorialCNN | None]:
@@ -548,6 +593,8 @@ def _parse(
     if "report.json" in files:
         report = _report(_json(files["report.json"], where("report.json")), where("report.json"), meta)
     model = _weights(files["weights.safetensors"], where("weights.safetensors"), meta.status) if with_model else None
+    if with_model and "snapshots.safetensors" in files:
+        _snapshots(files["snapshots.safetensors"], where("snapshots.safetensors"), meta)
     return meta, history, report, model
 
 
@@ -585,9 +632,11 @@ def save_run(
     run_id: str | None = None,
     status: str | None = None,
     message: str | None = None,
+    snapshots: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write ``trainer``'s run to its folder and return the folder. ``status`` and ``message`` override the
-    history's (a checkpoint of a run still training is saved as "interrupted").
+    history's (a checkpoint of a run still training is saved as "interrupted"). ``snapshots`` (keys from
+    ``snapshot_key``) go to snapshots.safetensors.
 
     It keeps what the schema accepts: the first MAX_BATCH_LOSSES batch losses, finite numbers, the first
     MAX_MESSAGE characters of the message. Weights that are no longer finite make the run "diverged".
@@ -636,6 +685,17 @@ def save_run(
             report_json = None
             meta.message = f"{meta.message} The report could not be kept: {exc}"[:MAX_MESSAGE]
             run_json = json.dumps(meta.to_dict(), indent=2).encode()
+    snapshots_raw = None
+    if snapshots:
+        snapshots_raw = save_safetensors({k: v.detach().cpu().contiguous() for k, v in snapshots.items()})
+        try:
+            if len(snapshots_raw) > ARCHIVE_FILES["snapshots.safetensors"]:
+                raise RunError(f"{len(snapshots_raw):,} bytes")
+            _snapshots(snapshots_raw, "snapshots.safetensors", meta)
+        except RunError as exc:
+            snapshots_raw = None
+            meta.message = f"{meta.message} The weight snapshots could not be kept: {exc}"[:MAX_MESSAGE]
+            run_json = json.dumps(meta.to_dict(), indent=2).encode()
 
     tmp = folder.with_name(folder.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -652,6 +712,8 @@ def save_run(
         if report_json is not None:
             (tmp / "report.json").write_bytes(report_json)
         save_file(state, str(tmp / "weights.safetensors"))
+        if snapshots_raw is not None:
+            (tmp / "snapshots.safetensors").write_bytes(snapshots_raw)
         # Replace an earlier save (a checkpoint) by renames only: the run is never missing for longer than
         # between two renames, and a kill at any point leaves at worst a *.partial folder the next save clears.
         old = folder.with_name(folder.name + ".old.partial")
@@ -667,7 +729,11 @@ def save_run(
 
 
 def finish_run(
-    trainer: Trainer, dataset: Dataset, root: Path | str | None = None, run_id: str | None = None
+    trainer: Trainer,
+    dataset: Dataset,
+    root: Path | str | None = None,
+    run_id: str | None = None,
+    snapshots: dict[str, torch.Tensor] | None = None,
 ) -> tuple[Path | None, Report | None, str]:
     """Report on an ended run and save it; returns (folder or None, report or None, the run's message).
 
@@ -682,7 +748,7 @@ def finish_run(
         except Exception as exc:
             message += f" The report could not be computed: {exc}"
     try:
-        return save_run(trainer, report, root=root, run_id=run_id), report, message
+        return save_run(trainer, report, root=root, run_id=run_id, snapshots=snapshots), report, message
     except Exception as exc:
         return None, report, message + f" The run could not be saved: {exc}"
 
@@ -718,6 +784,16 @@ def load_run(path: Path | str, with_model: bool = True) -> Run:
     files = {name: _read_bounded(path / name, ARCHIVE_FILES[name]) for name in names}
     meta, history, report, model = _parse(files, lambda name: str(path / name), with_model)
     return Run(path=path, meta=meta, history=history, report=report, model=model)
+
+
+def load_snapshots(path: Path | str) -> dict[int, dict[str, torch.Tensor]]:
+    """A run folder's weight snapshots, checked: {step: state_dict (float32)}, steps in order; {} for a run
+    saved without them."""
+    path = Path(path)
+    if not (path / "snapshots.safetensors").exists():
+        return {}
+    raw = _read_bounded(path / "snapshots.safetensors", ARCHIVE_FILES["snapshots.safetensors"])
+    return _snapshots(raw, str(path / "snapshots.safetensors"), read_meta(path))
 
 
 def tag_run(path: Path | str, study: str, trial: int, message: str | None = None) -> RunMeta:
