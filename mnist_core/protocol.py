@@ -7,14 +7,20 @@ back or raises ``ProtocolError`` (a partial line, an unknown kind, a missing or 
 Server -> trainer: ``Job`` (train this), ``Control`` (stop, pause, resume, step, set knobs), ``Quit``.
 Trainer -> server: ``Ready`` (warm: torch imported, data loaded), then per job ``Start``, ``Batches``
 (new losses every fraction of a second), ``Epoch``, ``Knobs`` (a change took effect), ``State``
-(paused or running), for an lr-find job its ``LrCurve``, and finally ``Done``.
+(paused or running), ``Health`` (the layers' health every few batches), ``Watch`` (the watched digit's
+feature maps and probabilities, a few times a second), for an lr-find job its ``LrCurve``, and finally
+``Done``. Like ``Start`` and ``Batches``, these belong to the job the trainer was last given.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import ClassVar
+
+import numpy as np
 
 
 class ProtocolError(ValueError):
@@ -40,6 +46,25 @@ class Job(Message):
     data_dir: str | None = None  # else the trainer looks where load_dataset does
     allow_download: bool = True
     task: str = "train"  # one of TASKS: a run (saved), or the learning-rate range test (an LrCurve, nothing saved)
+    # the digit to follow through the network (Watch messages): an index into the test set, or the 784 pixels
+    # (0-255, row by row) of a 28x28 digit; None for none
+    watch: int | list[int] | None = None
+
+
+DIGIT_PIXELS = 28 * 28
+
+
+def check_watch(value: object) -> str | None:
+    """What is wrong with a Job's ``watch`` value, in words a user can act on, or None if it is allowed."""
+    if value is None or (type(value) is int and value >= 0):
+        return None
+    if isinstance(value, list) and len(value) == DIGIT_PIXELS:
+        if all(type(v) is int and 0 <= v <= 255 for v in value):
+            return None
+    return (
+        "the digit to watch must be the index of a test image (0 or more) "
+        f"or {DIGIT_PIXELS} pixel values (whole numbers from 0 to 255)"
+    )
 
 
 TASKS = ("train", "lr-find")  # what a Job asks of a trainer
@@ -141,6 +166,67 @@ class LrCurve(Message):
 
 
 @dataclass
+class Health(Message):
+    """The health of each layer at measured step ``step`` (``mnist_core.health.HealthStats.to_dict``):
+    {"conv 1": {"grad_norm": ..., "update_ratio": ..., "dead_share": ... or None, "weight_norm": ...}, ...}."""
+
+    kind: ClassVar[str] = "health"
+    step: int
+    layers: dict
+
+
+@dataclass
+class Watch(Message):
+    """The watched digit after ``step`` steps: its 10 class probabilities and, per conv layer, its feature maps
+    quantized to bytes (``pack_maps``; about 4 kB of JSON in all)."""
+
+    kind: ClassVar[str] = "watch"
+    step: int
+    probs: list[float]
+    maps: list[
+        dict
+    ]  # per layer {"shape": [C, H, W], "lo": [C floats], "hi": [C floats], "data": base64 of C*H*W bytes}
+
+
+MAX_WATCH_BYTES = 64_000  # all the maps of one Watch: the tutorial's four layers hold 2,992 values
+
+
+def pack_maps(maps: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> list[dict]:
+    """(uint8 (C, H, W), lo (C,), hi (C,)) per layer -> what ``Watch.maps`` carries."""
+    return [
+        {
+            "shape": [int(n) for n in data.shape],
+            "lo": [float(f"{v:.6g}") for v in lo],  # 6 digits: far finer than the 1/255 steps of the data
+            "hi": [float(f"{v:.6g}") for v in hi],
+            "data": base64.b64encode(np.ascontiguousarray(data, dtype=np.uint8).tobytes()).decode("ascii"),
+        }
+        for data, lo, hi in maps
+    ]
+
+
+def unpack_maps(maps: list[dict]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``Watch.maps`` -> (uint8 (C, H, W), lo float32 (C,), hi float32 (C,)) per layer; ProtocolError if damaged."""
+    out, total = [], 0
+    try:
+        for layer in maps:
+            shape = layer["shape"]
+            if not (isinstance(shape, list) and len(shape) == 3 and all(type(n) is int and n > 0 for n in shape)):
+                raise ValueError(f"shape must be 3 positive whole numbers, not {shape!r:.40}")
+            channels, size = shape[0], shape[0] * shape[1] * shape[2]
+            total += size
+            if total > MAX_WATCH_BYTES:
+                raise ValueError(f"more than {MAX_WATCH_BYTES:,} map values")
+            data = np.frombuffer(base64.b64decode(layer["data"], validate=True), dtype=np.uint8)
+            lo, hi = (np.asarray(layer[k], dtype=np.float32) for k in ("lo", "hi"))
+            if data.size != size or lo.shape != (channels,) or hi.shape != (channels,):
+                raise ValueError(f"a layer of shape {shape} with {data.size} values and {lo.size}/{hi.size} bounds")
+            out.append((data.reshape(shape), lo, hi))
+    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+        raise ProtocolError(f"watch: damaged maps ({exc})") from None
+    return out
+
+
+@dataclass
 class Done(Message):
     kind: ClassVar[str] = "done"
     status: str
@@ -149,7 +235,8 @@ class Done(Message):
 
 
 KINDS: dict[str, type[Message]] = {
-    cls.kind: cls for cls in (Job, Control, Quit, Ready, Start, Batches, Epoch, Knobs, State, LrCurve, Done)
+    cls.kind: cls
+    for cls in (Job, Control, Quit, Ready, Start, Batches, Epoch, Knobs, State, Health, Watch, LrCurve, Done)
 }
 
 
@@ -178,4 +265,10 @@ def decode(line: str) -> Message:
         raise ProtocolError(f"{cls.kind}: {exc}") from exc
     if isinstance(message, Control) and message.action not in CONTROL_ACTIONS:
         raise ProtocolError(f"control: unknown action {message.action!r}")
+    if isinstance(message, Job) and (problem := check_watch(message.watch)):
+        raise ProtocolError(f"job: {problem}")
+    if isinstance(message, Watch):
+        if not isinstance(message.maps, list):
+            raise ProtocolError("watch: maps must be a list")
+        unpack_maps(message.maps)
     return message

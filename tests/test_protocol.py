@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from mnist_core import protocol as p
 
+MAPS = [
+    (np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3), np.array([0.0, -1.5]), np.array([2.0, 0.25])),
+    (np.full((1, 2, 2), 255, dtype=np.uint8), np.array([0.0]), np.array([1e-7])),
+]
+
 EXAMPLES = [
     p.Job("run-1", {"lr": 0.1, "epochs": 2}, "/runs", None, False),
     p.Job("find-1", {"optimiser": "ADAM"}, "/runs", "/data", True, task="lr-find"),
+    p.Job("run-2", {}, "/runs", watch=17),
+    p.Job("run-3", {}, "/runs", watch=[0, 255] * 392),
     p.Control("step", batches=3),
     p.Control("set", lr=0.01, momentum=0.5),
     p.Quit(),
@@ -18,6 +26,14 @@ EXAMPLES = [
     p.Epoch(metrics={"epoch": 1, "test_acc": 0.5}),
     p.Knobs(step=7, lr=0.01, momentum=0.9),
     p.State(paused=True, step=7),
+    p.Health(
+        step=10,
+        layers={
+            "conv 1": {"grad_norm": 0.5, "update_ratio": 1e-3, "dead_share": 0.25, "weight_norm": 1.4},
+            "dense": {"grad_norm": 0.1, "update_ratio": 2e-4, "dead_share": None, "weight_norm": 4.0},
+        },
+    ),
+    p.Watch(step=12, probs=[0.1] * 10, maps=p.pack_maps(MAPS)),
     p.LrCurve(
         lrs=[1e-6, 1e-3, 1.0], losses=[2.3, 1.0, 9.0], smoothed=[2.3, 1.5, 4.0], suggested_lr=1e-4, ending="exploded"
     ),
@@ -57,3 +73,34 @@ def test_every_kind_has_an_example():
 def test_what_is_not_a_message(line, words):
     with pytest.raises(p.ProtocolError, match=words):
         p.decode(line)
+
+
+def test_watched_maps_survive_the_wire():
+    back = p.unpack_maps(p.decode(p.encode(p.Watch(step=1, probs=[1.0] + [0.0] * 9, maps=p.pack_maps(MAPS)))).maps)
+    for (data, lo, hi), (data2, lo2, hi2) in zip(MAPS, back):
+        assert data2.dtype == np.uint8 and np.array_equal(data, data2)
+        np.testing.assert_allclose(lo, lo2) and np.testing.assert_allclose(hi, hi2)
+
+
+@pytest.mark.parametrize(
+    "maps, words",
+    [
+        ([{"shape": [2, 3, 3], "lo": [0, 0], "hi": [1, 1], "data": "AAAA"}], "with 3 values"),
+        ([{"shape": [1, 1, 1], "lo": [0], "hi": [1], "data": "not base64!"}], "damaged maps"),
+        ([{"shape": [1, 2], "lo": [0], "hi": [1], "data": "AA=="}], "shape must be"),
+        ([{"shape": [300, 300, 1], "lo": [0] * 300, "hi": [1] * 300, "data": ""}], "more than 64,000"),
+        ([{"lo": [0], "hi": [1], "data": "AA=="}], "damaged maps"),
+        ("maps", "maps must be a list"),
+    ],
+)
+def test_damaged_watch_is_refused(maps, words):
+    line = p.encode(p.Watch(step=1, probs=[0.1] * 10, maps=maps))
+    with pytest.raises(p.ProtocolError, match=words):
+        p.decode(line)
+
+
+@pytest.mark.parametrize("watch", [-1, 2.5, "7", [0] * 783, [0] * 783 + [256], [0.5] * 784, True])
+def test_a_digit_to_watch_is_an_index_or_784_pixels(watch):
+    assert "the digit to watch must be" in p.check_watch(watch)
+    with pytest.raises(p.ProtocolError, match="digit to watch"):
+        p.decode(p.encode(p.Job("run-1", {}, "/runs", watch=watch)))
