@@ -35,15 +35,17 @@ st.markdown(
     "Both add a channel dimension of size 1 so the convolution sees a one-channel image."
 )
 st.dataframe(batch_shapes(dataset), hide_index=True)
-code_flux, code_torch = st.columns(2)
-code_flux.code(
+# One above the other, each the page's width: side by side, the aligned comments would wrap at 1280 px.
+st.caption("Flux (the tutorial)")
+st.code(
     "x_train = Flux.unsqueeze(x_train, 3)   # 28x28x60000 -> 28x28x1x60000\n"
     "y_train = onehotbatch(y_train, 0:9)\n"
     "train_data = DataLoader((x_train, y_train), batchsize=128)",
     language="julia",
     wrap_lines=True,
 )
-code_torch.code(
+st.caption("PyTorch (what runs here)")
+st.code(
     "x = images.unsqueeze(1).float() / 255   # (60000, 28, 28) -> (60000, 1, 28, 28)\n"
     "y = labels                              # cross_entropy takes class indices\n"
     "batch = x[perm[i : i + 128]]            # a slice of a shuffled index, on the device",

@@ -23,7 +23,8 @@ st.caption(
 )
 st.plotly_chart(shrink_figure(rows))
 
-flux, torch_code = st.columns(2)
+# One above the other, each the page's width, so that no line wraps at 1280 px.
+flux, torch_code = st.container(), st.container()
 flux.caption("Flux (the tutorial)")
 flux.code(
     """model = Chain(

@@ -6,7 +6,7 @@ shown with ``st.text``, never as markdown, so it cannot draw images or links on 
 
 import streamlit as st
 
-from mnist_core.report import CLASS, FOUND, GUESSES, GUESSES_RIGHT, IMAGES, RIGHT, cell_indices, worst_cell
+from mnist_core.report import FOUND, GUESSES_RIGHT, cell_indices, worst_cell
 from mnist_core.runs import describe_schedule
 from mnist_core.train import plateau_warning
 from mnist_core.visual import upscale
@@ -36,7 +36,7 @@ if live is not None and not live.done:  # a checkpoint of a run that still train
     )
 else:
     show_outcome(meta.status, meta.message)
-if warning := plateau_warning(run.history.epochs):
+if meta.status != "collapsed" and (warning := plateau_warning(run.history.epochs)):  # collapsed says it already
     st.warning(warning)
 
 report = run.report
@@ -67,23 +67,14 @@ if report is None:
     st.stop()
 
 st.subheader("Per class (test set)")
-st.dataframe(
-    report.per_class.style.format("{:.1%}", subset=[FOUND], na_rep="no images").format(
-        "{:.1%}", subset=[GUESSES_RIGHT], na_rep="no guesses"
-    ),
-    hide_index=True,
-    column_config={
-        CLASS: st.column_config.TextColumn(CLASS, width="small"),
-        IMAGES: st.column_config.NumberColumn(IMAGES, help="test images of this class"),
-        RIGHT: st.column_config.NumberColumn(RIGHT, help="of them, classified as this class"),
-        FOUND: st.column_config.Column(
-            FOUND, help="right / test images: the tutorial's accuracy on this class's images alone"
-        ),
-        GUESSES: st.column_config.NumberColumn(GUESSES, help="test images the model said were this class"),
-        GUESSES_RIGHT: st.column_config.Column(
-            GUESSES_RIGHT, help="right / guessed as it: when the model says this class, how often it is right"
-        ),
-    },
+per_class = report.per_class.assign(
+    **{FOUND: report.per_class[FOUND].map(lambda v: "no images" if v != v else f"{v:.1%}")},  # v != v: NaN
+    **{GUESSES_RIGHT: report.per_class[GUESSES_RIGHT].map(lambda v: "no guesses" if v != v else f"{v:.1%}")},
+)
+st.table(per_class.style.hide(axis="index"))  # ten rows: a static table that never cuts a column off
+st.caption(
+    f"**{FOUND}**: of a class's test images, the share the model got right (the tutorial's accuracy on that "
+    f"class alone). **{GUESSES_RIGHT}**: of the images the model called that class, the share that were it."
 )
 
 st.subheader("Confusion matrix (test set)")

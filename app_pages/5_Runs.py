@@ -53,7 +53,7 @@ event = st.dataframe(
     selection_mode="multi-row",
     key=f"runs_table-{hash(tuple(table['run']))}",  # a new list of runs starts a new selection
     column_config={
-        "status": st.column_config.TextColumn("status", help="how the run ended", width="medium"),
+        "status": st.column_config.TextColumn("status", help="how the run ended", width=240),
         "lr": st.column_config.NumberColumn("lr", format="%g"),
         "final lr": st.column_config.NumberColumn("final lr", format="%g", help="the learning rate it ended with"),
         "lr changes": st.column_config.NumberColumn("lr changes", help="times the learning rate was changed live"),

@@ -133,13 +133,15 @@ def needs_log_scale(values) -> bool:
 
 
 def honest_loss_axis(figure: dict, losses) -> dict:
-    """Put ``loss_figure``'s loss axis on a log scale when a spike would flatten everything else."""
+    """Put ``loss_figure``'s loss axis on a log scale when a spike would flatten everything else; its smoothed
+    line then averages the logs (a plain average would trail the spike for hundreds of steps)."""
     if needs_log_scale(losses):
         top = max(v for v in losses if math.isfinite(v))
-        figure["layout"]["yaxis"] = {
-            "title": {"text": "cross-entropy loss (log scale)"},
-            "type": "log",
-        }
+        geometric = np.exp(smooth(np.log(np.clip(np.asarray(losses, dtype=np.float64), 1e-12, None))))
+        for trace in figure["data"]:
+            if trace.get("name") == "smoothed":
+                trace["y"] = geometric[np.asarray(trace["x"], dtype=int) - 1].tolist()
+        figure["layout"]["yaxis"] = {"title": {"text": "cross-entropy loss (log scale)"}, **LOG_AXIS}
         figure["layout"]["annotations"] = [
             *figure["layout"].get("annotations", []),
             {"text": f"log scale: the loss reached {top:,.3g}", "xref": "paper", "yref": "paper", "x": 0,
@@ -148,6 +150,7 @@ def honest_loss_axis(figure: dict, losses) -> dict:
     return figure
 
 
+LOG_AXIS = {"type": "log", "dtick": 1}  # a tick per power of ten: 1, 10, 100, ... (not 2, 5 between them)
 ACCURACY_AXIS = {"range": [0, 1.02], "tickformat": ".0%", "dtick": 0.2}  # whole tens: never "10%, 10%, 9%"
 
 
@@ -162,10 +165,10 @@ def epoch_figure(epochs: list[EpochMetrics]) -> go.Figure:
         ("test accuracy", "test_acc", 2),
     ):
         fig.add_trace(go.Scatter(x=x, y=[getattr(e, key) for e in epochs], mode="lines+markers", name=name), 1, col)
-    fig.update_xaxes(title_text="epoch", tickformat="d")
+    fig.update_xaxes(title_text="epoch", tickformat="d", dtick=1 if len(epochs) <= 20 else None)
     losses = [v for e in epochs for v in (e.train_loss, e.test_loss)]
     if needs_log_scale(losses):
-        fig.update_yaxes(type="log", title_text="log scale", row=1, col=1)
+        fig.update_yaxes(**LOG_AXIS, title_text="log scale", row=1, col=1)
     fig.update_yaxes(**ACCURACY_AXIS, row=1, col=2)
     fig.update_layout(height=340, margin={"t": 40, "b": 40})
     return fig
@@ -287,7 +290,7 @@ def compare_figure(runs: list, labels: list[str]) -> go.Figure:
     spiky = any(needs_log_scale(run.history.batch_losses) for run in runs)
     fig.update_yaxes(
         title_text="cross-entropy (log scale)" if spiky else "cross-entropy",
-        **({"type": "log"} if spiky else {"rangemode": "tozero"}),
+        **(LOG_AXIS if spiky else {"rangemode": "tozero"}),
         row=1,
         col=1,
     )
