@@ -10,7 +10,7 @@ import pytest
 from helpers import confidently_right, digit_png, trained_run, wait_for
 from streamlit.testing.v1 import AppTest
 
-from mnist_core.report import CLASS, GUESSES_RIGHT, IMAGES, RIGHT
+from mnist_core.report import CLASS, GUESSES_RIGHT, IMAGES, RIGHT, worst_cell
 from mnist_core.runs import export_run, finish_run, list_runs, load_run
 from mnist_core.train import TrainConfig, train
 
@@ -101,6 +101,20 @@ def test_report_of_a_collapsed_run_says_so_and_its_charts_stay_readable(runs_dir
     per_class = at.table[0].value
     assert list(per_class.columns[:3]) == [CLASS, IMAGES, RIGHT]
     assert list(per_class[GUESSES_RIGHT]).count("no guesses") == 9  # nine digits never guessed: no "None"
+
+
+def test_a_chosen_confusion_cell_does_not_carry_over_to_another_run(runs_dir, blobs):
+    first, second = trained_run(runs_dir, blobs, epochs=1), trained_run(runs_dir, blobs, epochs=2)
+    at = open_page("app_pages/4_Report.py")
+    shown = at.selectbox(key="run_picker").value
+    at.selectbox(key=f"true-{shown}").set_value(7).run()
+    assert at.selectbox(key=f"true-{shown}").value == 7
+    other = first.name if shown == second.name else second.name
+    at.selectbox(key="run_picker").set_value(other).run()
+    assert not at.exception, at.exception
+    expected = worst_cell(load_run(runs_dir / other).report.confusion)
+    assert (at.selectbox(key=f"true-{other}").value, at.selectbox(key=f"pred-{other}").value) == expected
+    assert any("cannot be shown" in i.value for i in at.info)  # generated blobs: not a source this server has
 
 
 def test_the_lr_finder_puts_its_suggestion_on_the_slider(runs_dir):
