@@ -10,8 +10,7 @@ from mnist_core.report import FOUND, GUESSES_RIGHT, cell_indices, worst_cell
 from mnist_core.runs import describe_schedule
 from mnist_core.train import plateau_warning
 from mnist_core.visual import upscale
-from ui.charts import confusion_figure, epoch_figure, honest_loss_axis, loss_figure
-from ui.common import run_answers, run_test_images, show_outcome
+from ui.common import run_answers, run_figures, run_test_images, show_outcome
 from ui.state import chosen_run, job_queue
 
 st.title("Report")
@@ -56,13 +55,13 @@ else:
 
 h = run.history
 st.subheader("Training curves")
-curve = loss_figure(h.batch_losses, h.epochs, h.full_losses, h.total_steps or None, lr_schedule=h.lr_schedule)
-st.plotly_chart(honest_loss_axis(curve, h.batch_losses), key="loss")
+figures = run_figures(run)
+st.plotly_chart(figures["loss"], key="loss")
 for name, schedule in (("lr", h.lr_schedule), ("momentum", h.momentum_schedule)):
     if len(schedule) > 1:
         st.caption(describe_schedule(name, schedule))
 if h.epochs:
-    st.plotly_chart(epoch_figure(h.epochs), key="epochs")
+    st.plotly_chart(figures["epochs"], key="epochs")
 if report is None:
     st.stop()
 
@@ -81,7 +80,7 @@ st.subheader("Confusion matrix (test set)")
 classes = list(report.classes)
 left, right = st.columns([3, 2])
 event = left.plotly_chart(
-    confusion_figure(report.confusion.numpy(), classes),
+    figures["confusion"],
     key=f"confusion-{run.run_id}",  # a click on another run's matrix is not kept
     on_select="rerun",
     selection_mode="points",

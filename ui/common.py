@@ -166,3 +166,22 @@ def run_answers(run: Run, dataset: Dataset) -> torch.Tensor:
     """The saved run's predicted class of every test image of ``dataset``, computed once per run folder."""
     saved_at = run.path.joinpath("run.json").stat().st_mtime
     return _answers(str(run.path), saved_at, run, dataset.test_images)
+
+
+@st.cache_data(max_entries=16, show_spinner="Drawing the run's charts...")
+def _figures(path: str, saved_at: float, _run: Run) -> dict:
+    from .charts import confusion_figure, epoch_figure, honest_loss_axis, loss_figure
+
+    h, report = _run.history, _run.report
+    curve = loss_figure(h.batch_losses, h.epochs, h.full_losses, h.total_steps or None, lr_schedule=h.lr_schedule)
+    return {
+        "loss": honest_loss_axis(curve, h.batch_losses),
+        "epochs": epoch_figure(h.epochs) if h.epochs else None,
+        "confusion": confusion_figure(report.confusion.numpy(), list(report.classes)) if report else None,
+    }
+
+
+def run_figures(run: Run) -> dict:
+    """The Report's figures of a saved run (loss curve, per-epoch curves, confusion matrix), built once per run
+    folder and its run.json's time: a reopened Report only sends them."""
+    return _figures(str(run.path), run.path.joinpath("run.json").stat().st_mtime, run)
