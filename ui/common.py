@@ -130,12 +130,6 @@ def outcome_css(label_or_status: str) -> str:
     return f"color: {_CSS.get(o.colour, '#666666')}" + ("" if o.colour == "green" else "; font-weight: 600")
 
 
-def outcome_badge(status: str) -> None:
-    """The outcome as a small coloured badge, for a caption line."""
-    o = outcome(status)
-    st.badge(o.label, icon=o.icon, color=o.colour)
-
-
 @st.cache_resource(max_entries=4, show_spinner="Loading the run's test images...")
 def _test_set(name: str, title: str, source: str, n_test: int, imported: bool) -> LoadResult:
     try:
