@@ -36,6 +36,15 @@ from .train import Callback, EpochMetrics, Trainer
 # of training time on this CPU (benchmarks/bench_health.py) and still gives the tutorial's 39-batch epochs
 # of the embedded sample four readings each.
 HEALTH_EVERY = 10
+# A measurement costs about the same at any batch size, a step about in proportion to it: smaller batches are
+# measured less often, one step per HEALTH_IMAGES images (batch 8: every 160 steps).
+HEALTH_IMAGES = 1_280
+
+
+def health_every(batch_size: int) -> int:
+    """How many steps apart the monitor measures at ``batch_size``: HEALTH_EVERY, or more for small batches."""
+    return max(HEALTH_EVERY, round(HEALTH_IMAGES / max(1, batch_size)))
+
 
 # Thresholds of health_flags, from runs on the embedded sample (batch 128, every step measured):
 # - An update of about 1e-3 of the weights per step is the usual healthy pace (the "update:data ratio" rule

@@ -28,11 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import protocol as p
+from .health import HealthStats
 from .runs import new_run_id, runs_root
 from .train import EpochMetrics, History, TrainConfig, check_knob
+from .watch import DigitView
 from .worker import NOTHING_TRAINED
 
 KEEP_FINISHED = 100  # finished jobs remembered in memory (their runs stay on disk regardless)
+MAX_HEALTH_LOG = 2_000  # health readings a job keeps for a chart; beyond, every other one is dropped
 READY_TIMEOUT_S = 600.0  # a process that is not warm by then is replaced
 
 
@@ -78,6 +81,10 @@ class Job:
     started_at: float | None = None
     stop_requested: bool = False
     lr_curve: p.LrCurve | None = None  # an lr-find job's result
+    watch_digit: int | list[int] | None = None  # the digit asked to be watched: a test-set index or 784 pixels
+    watch: DigitView | None = None  # the latest view of that digit from the trainer
+    health: HealthStats | None = None  # the latest health reading (mnist_core.health)
+    health_log: list[HealthStats] = field(default_factory=list, repr=False)  # all of them, thinned past MAX_HEALTH_LOG
     process: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
@@ -198,11 +205,21 @@ class JobQueue:
 
     # ----------------------------------------------------------------- for the pages
 
-    def submit(self, config: TrainConfig, owner: str = "", allow_download: bool = True, task: str = "train") -> Job:
-        """Queue a run (or an lr-find ``task``) for ``owner``; raises ValueError (QueueError for the queue's limits)."""
+    def submit(
+        self,
+        config: TrainConfig,
+        owner: str = "",
+        allow_download: bool = True,
+        task: str = "train",
+        watch: int | list[int] | None = None,
+    ) -> Job:
+        """Queue a run (or an lr-find ``task``) for ``owner``; raises ValueError (QueueError for the queue's limits).
+        ``watch``: a digit to follow while it trains (a test-set index or 784 pixels 0-255), seen in ``job.watch``."""
         config.validate()
         if task not in p.TASKS:
             raise QueueError(f"unknown task {task!r}")
+        if problem := p.check_watch(watch):
+            raise QueueError(problem[0].upper() + problem[1:] + ".")
         with self._cond:
             if owner and any(j.owner == owner and not j.done for j in self._jobs.values()):
                 raise QueueError("You already have a run training or waiting: stop it before starting another.")
@@ -214,6 +231,7 @@ class JobQueue:
             while run_id in self._jobs:  # one second and 16 random bits: rare, but never two jobs in one folder
                 run_id = new_run_id(config)
             job = Job(run_id, config, owner=owner, task=task, allow_download=allow_download, folder=self.root / run_id)
+            job.watch_digit = watch
             self._jobs[job.id] = job
             self._waiting.append(job)
             self._cond.notify_all()
@@ -423,7 +441,8 @@ class JobQueue:
         if cancelled:
             job.outcome, job.message = "cancelled", NOTHING_TRAINED
             return
-        trainer.give(p.Job(job.id, job.config.to_dict(), str(self.root), self.data_dir, job.allow_download, job.task))
+        config, root = job.config.to_dict(), str(self.root)
+        trainer.give(p.Job(job.id, config, root, self.data_dir, job.allow_download, job.task, job.watch_digit))
         if job.stop_requested:  # Stop pressed while we were handing it over
             trainer.send(p.Control(action="stop", job_id=job.id))
         h = job.history
@@ -454,6 +473,13 @@ class JobQueue:
                 h.record_knobs(message.step, message.lr, message.momentum)
             elif isinstance(message, p.State):
                 h.paused = message.paused
+            elif isinstance(message, p.Health):
+                job.health = HealthStats.from_dict(message.step, message.layers)
+                job.health_log.append(job.health)
+                if len(job.health_log) > MAX_HEALTH_LOG:
+                    job.health_log = job.health_log[::2]
+            elif isinstance(message, p.Watch):
+                job.watch = DigitView.from_message(message)
             elif isinstance(message, p.LrCurve):
                 job.lr_curve = message
             elif isinstance(message, p.Done):

@@ -2,8 +2,10 @@
 
 It imports torch and loads the data sets it is told to preload *before* any job arrives, says
 ``Ready``, and then trains one ``Job`` after another, each saved to its run folder by this process
-(so a closed tab loses nothing). While a job trains, ``Control`` lines steer it (stop, pause,
-resume, step, new learning rate or momentum) from the next batch on. Every message is defined in
+(so a closed tab loses nothing), with its weight snapshots (``watch.SnapshotRecorder``). While a job
+trains, ``Control`` lines steer it (stop, pause, resume, step, new learning rate or momentum) from the next
+batch on; the layers' health goes back every few batches (``Health``) and, if the job names a digit to
+watch, that digit's maps and probabilities a few times a second (``Watch``). Every message is defined in
 ``protocol.py``; they travel as JSON lines on stdin and on the original stdout, which is kept for
 the protocol alone (``print`` from any library goes to stderr instead).
 
@@ -28,9 +30,11 @@ import torch
 
 from . import protocol as p
 from .data import DATASETS, Dataset, load_dataset
+from .health import HealthMonitor, HealthStats, health_every
 from .lr_find import SUGGESTION_RULE, lr_find
 from .runs import finish_run, save_run
 from .train import Callback, EpochMetrics, RunControl, TrainConfig, Trainer
+from .watch import DigitView, DigitWatcher, SnapshotRecorder, digit_image
 
 SEND_EVERY_S = 0.1  # how often new losses are sent; the first loss of a run goes at once
 CHECKPOINT_EVERY_S = 5.0  # at an epoch end, the run folder is written if the last write is older than this
@@ -208,14 +212,18 @@ class WarmProcess:
 
     def run_job(self, job: p.Job, control: RunControl) -> str:
         """Train the job, save it, send ``Done``; returns the outcome."""
-        checkpoint = lambda trainer, with_report: self.checkpoint(trainer, job, with_report)
+        recorder = SnapshotRecorder()
+        checkpoint = lambda trainer, with_report: self.checkpoint(trainer, job, with_report, recorder.tensors())
         sender = Sender(self.send, checkpoint)
         try:
             config = TrainConfig.from_dict(job.config)
             dataset = self.dataset(config.dataset, job.data_dir, job.allow_download)
+            callbacks = [sender, recorder, HealthMonitor(health_every(config.batch_size), self.send_health)]
+            if job.watch is not None:
+                callbacks.append(DigitWatcher(watched_digit(job.watch, dataset), self.send_view))
             # The range test builds its own Trainer; a run gets this one.
-            trainer = None if job.task == "lr-find" else Trainer(config, dataset, callbacks=[sender], control=control)
-        except Exception as exc:  # a data set that cannot load, a device that is missing
+            trainer = None if job.task == "lr-find" else Trainer(config, dataset, callbacks=callbacks, control=control)
+        except Exception as exc:  # a data set that cannot load, a device that is missing, a digit not in the set
             self.send(p.Done(status="failed", message=f"Could not start: {exc}", run_dir=None))
             return "failed"
         if control.stop_event.is_set():  # stopped before the first batch: nothing to save
@@ -224,7 +232,7 @@ class WarmProcess:
         if trainer is None:
             return self.find_lr(config, dataset, control)
         trainer.run()
-        run_dir, _, message = finish_run(trainer, dataset, root=job.root, run_id=job.job_id)
+        run_dir, _, message = finish_run(trainer, dataset, job.root, job.job_id, snapshots=recorder.tensors())
         self.send(p.Done(status=trainer.history.status, message=message, run_dir=run_dir and str(run_dir)))
         return trainer.history.status
 
@@ -245,8 +253,14 @@ class WarmProcess:
         self.send(p.Done(status="finished", message=message, run_dir=None))
         return "finished"
 
+    def send_health(self, stats: HealthStats) -> None:
+        self.send(p.Health(step=stats.step, layers=stats.to_dict()))
+
+    def send_view(self, view: DigitView) -> None:
+        self.send(view.to_message())
+
     @staticmethod
-    def checkpoint(trainer: Trainer, job: p.Job, with_report: bool) -> None:
+    def checkpoint(trainer: Trainer, job: p.Job, with_report: bool, snapshots: dict | None = None) -> None:
         """Write the run folder as it is now, marked "interrupted": if this process dies, that is the truth."""
         h = trainer.history
         message = (
@@ -259,9 +273,21 @@ class WarmProcess:
                 from .report import build_report
 
                 report = build_report(trainer.model, trainer.dataset)
-            save_run(trainer, report, root=job.root, run_id=job.job_id, status="interrupted", message=message)
+            save_run(trainer, report, job.root, job.job_id, status="interrupted", message=message, snapshots=snapshots)
         except Exception as exc:  # a checkpoint that fails must not end the run
             print(f"checkpoint failed: {exc}", file=sys.stderr)
+
+
+def watched_digit(watch: int | list[int], dataset: Dataset) -> torch.Tensor:
+    """A Job's digit to watch as uint8 (28, 28): the test image it names, or its 784 pixels."""
+    if isinstance(watch, int):
+        if not 0 <= watch < dataset.n_test:
+            raise ValueError(
+                f"the digit to watch is test image {watch:,}, but {dataset.title} has {dataset.n_test:,} test images "
+                f"(0 to {dataset.n_test - 1:,})"
+            )
+        return dataset.test_images[watch]
+    return digit_image(watch)
 
 
 def max_pause_s() -> float:

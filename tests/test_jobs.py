@@ -272,3 +272,49 @@ def test_close_leaves_no_trainer_behind(tmp_path, data_dir):
     assert job.done and job.process.poll() is not None  # ...with their trainer
     assert queue.started_processes == 1  # and none was started after the close
     assert all(t is None or t.proc.poll() is not None for t in queue.trainers)
+
+
+def test_a_watched_digit_and_the_layers_health_come_back(tmp_path, data_dir, make_queue):
+    """Watch views arrive while the job trains, and the last one is what the saved model makes of the digit;
+    health readings arrive every few batches; the run is saved with its weight snapshots."""
+    from helpers import blobs_dataset
+
+    from mnist_core.runs import load_snapshots
+    from mnist_core.watch import view_digit
+
+    queue = make_queue(root=tmp_path / "runs", data_dir=data_dir)
+    seen = []
+    job = queue.submit(TrainConfig(epochs=2, batch_size=16, optimiser="ADAM", lr=0.01), owner="me", watch=7)
+    wait_for(lambda: job.watch is not None and (seen.append(job.watch.step) or job.done), every=0.005)
+    assert queue.wait_idle(timeout=120) and job.outcome == "finished"
+    steps = job.history.total_steps  # 512 images in batches of 16: 64 steps
+    assert seen[0] == 0 and job.watch.step == steps and seen == sorted(seen)  # the start, then onwards
+    image = blobs_dataset(n_train=512, n_test=100).test_images[7]  # what data_dir holds
+    saved = view_digit(load_run(job.run_dir).model, image, steps)
+    np.testing.assert_allclose(job.watch.probs, saved.probs, rtol=1e-5, atol=1e-7)
+    for live, final in zip(job.watch.maps, saved.maps):
+        assert np.array_equal(live.data, final.data)
+    # health: step 1, then every health_every(16) = 80 steps: none more in 64 steps but the first
+    assert [s.step for s in job.health_log] == [1] and job.health is job.health_log[-1]
+    assert list(job.health.layers) == ["conv 1", "conv 2", "conv 3", "conv 4", "dense"]
+    assert sorted(load_snapshots(job.run_dir)) == [0, 1, 10, 32, 50, 64]
+
+
+def test_health_every_few_batches_and_no_watch_unless_asked(tmp_path, data_dir, make_queue):
+    queue = make_queue(root=tmp_path / "runs", data_dir=data_dir)
+    job = queue.submit(TrainConfig(epochs=3, batch_size=128), owner="me")
+    assert queue.wait_idle(timeout=120) and job.outcome == "finished"
+    assert [s.step for s in job.health_log] == [1, 10]  # 12 steps, measured every 10
+    assert job.watch is None and job.watch_digit is None
+
+
+def test_a_digit_to_watch_that_is_not_one_is_refused(tmp_path, data_dir, make_queue):
+    queue = make_queue(root=tmp_path / "runs", data_dir=data_dir)
+    with pytest.raises(QueueError, match="The digit to watch must be"):
+        queue.submit(TrainConfig(epochs=1), owner="me", watch=[300] * 784)
+    assert queue.active() == []
+    job = queue.submit(TrainConfig(epochs=1), owner="me", watch=100)  # the test set has 100 images: 0 to 99
+    assert queue.wait_idle(timeout=120)
+    assert job.outcome == "failed" and "test image 100" in job.message and "(0 to 99)" in job.message
+    drawn = queue.submit(TrainConfig(epochs=1, batch_size=64), owner="me", watch=[0] * 392 + [255] * 392)
+    assert queue.wait_idle(timeout=120) and drawn.outcome == "finished" and drawn.watch.step == 8
