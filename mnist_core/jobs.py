@@ -74,7 +74,7 @@ class Job:
     state: str = "queued"  # queued, running, done
     # while running: "warming" (the trainer is still starting), "loading" (data to the device), "training"
     phase: str = "queued"
-    outcome: str = ""  # when done: one of train.ENDINGS
+    outcome: str = ""  # when done: one of outcomes.ENDINGS
     message: str = ""
     folder: Path | None = None  # where its run is saved: checkpoints while it trains, the run when it ends
     run_dir: Path | None = None  # the saved run, once it has ended with one

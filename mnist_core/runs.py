@@ -44,10 +44,10 @@ from safetensors.torch import save_file
 
 from .data import DATASETS, TITLES, Dataset
 from .model import TutorialCNN
+from .outcomes import ENDINGS
 from .report import Report, build_report, per_class_table
 from .train import (
     CONFIG_FIELDS,
-    ENDINGS,
     EpochMetrics,
     History,
     TrainConfig,
@@ -307,7 +307,7 @@ class RunMeta:
     """run.json: everything about a run but its curves, report and weights."""
 
     config: TrainConfig
-    status: str  # one of train.ENDINGS
+    status: str  # one of outcomes.ENDINGS
     message: str  # what happened, for the learner; from an archive: show it as text, never as markdown
     n_train: int  # images in the data set's splits
     n_test: int

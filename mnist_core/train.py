@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from .data import DATASETS, Dataset
 from .model import INIT_STYLES, TutorialCNN, as_input, build_model
-from .outcomes import ENDINGS, collapse_note, judge_ending, near_chance, top_answer_share
+from .outcomes import collapse_note, judge_ending, near_chance, top_answer_share
 
 OPTIMISERS = ("Descent", "Momentum", "ADAM")  # as the tutorial names them
 LOOP_STYLES = {

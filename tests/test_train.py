@@ -211,7 +211,7 @@ def test_dead_network_is_explained(sample):
     """ADAM at lr 1.0 does not give NaN with this model: every ReLU dies and the loss sticks at ln(10)."""
     trainer = train(TrainConfig(epochs=2, optimiser="ADAM", lr=1.0), sample)
     h = trainer.history
-    assert h.status == "finished"
+    assert h.status == "collapsed"  # finished, but one answer for every image: mnist_core.outcomes
     assert h.epochs[-1].train_loss > math.log(10) - 0.05 and h.epochs[-1].test_acc < 0.15
     warning = plateau_warning(h.epochs)
     assert warning is not None and "lower learning rate" in warning
