@@ -145,7 +145,10 @@ class SearchSpace:
 
 
 def default_storage(root: Path | str | None = None) -> str:
-    """SQLite in the runs folder: embedded, nothing to start."""
+    """``MNIST_TUNE_STORAGE`` (a storage other machines reach too), else SQLite in the runs folder: embedded,
+    nothing to start."""
+    if url := os.environ.get("MNIST_TUNE_STORAGE"):
+        return url
     folder = runs_root(root).resolve()
     return f"sqlite:///{folder / STORAGE_FILE}"
 

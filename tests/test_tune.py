@@ -10,6 +10,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 from helpers import blobs_dataset, wait_for, write_idx
 from streamlit.testing.v1 import AppTest
 
@@ -107,6 +108,7 @@ def test_a_hopeless_trial_is_pruned(tmp_path, blobs):
 
 
 def test_a_study_resumed_after_a_restart_continues_its_trial_count(tmp_path, blobs_dir, capsys):
+    threads = torch.get_num_threads()  # the CLI sets this process's threads: give them back afterwards
     args = ["--runs-dir", str(tmp_path), "--data-dir", str(blobs_dir), "--study", "r", "--lr-high", "0.03"]
     args += ["--optimisers", "ADAM", "--epochs", "1", "--batch-sizes", "32", "--offline"]
     assert cli_main(["tune", "--trials", "2", *args]) == 0
@@ -120,6 +122,7 @@ def test_a_study_resumed_after_a_restart_continues_its_trial_count(tmp_path, blo
     # Joining with another search space is refused: the trials would not be comparable.
     assert cli_main(["tune", "--trials", "1", *args, "--lr-low", "0.0001"]) == 2
     assert "already searches another space" in capsys.readouterr().err
+    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("storage", ["sqlite", "journal"])
