@@ -17,7 +17,8 @@ from mnist_core.train import (
     plateau_warning,
 )
 from ui.charts import loss_figure, lr_find_figure
-from ui.common import current
+from ui.common import current, outcome_box
+from ui.inside import WATCH_KEY, health_panel, watch_panel
 from ui.live_chart import live_chart, live_chart_data
 from ui.state import job_queue, owner, session_job
 
@@ -111,6 +112,7 @@ def queue_job(task: str = "train") -> Job | None:
             owner=me,
             allow_download=dataset.source_kind != "sample",
             task=task,
+            watch=st.session_state.get(WATCH_KEY, 0) if task == "train" else None,
         )
     except ValueError as exc:
         st.session_state["control_error"] = str(exc)
@@ -243,6 +245,7 @@ def live_view() -> None:
             dataset.n_train, st.session_state["keep_batch_size"]
         )
         live_chart(live_chart_data([], [], [], planned, []))
+        inside(None)
         return
     if mode(j) != watched:  # queued -> running -> paused -> done: redraw the page (knobs, refresh rate)
         st.rerun(scope="app")
@@ -317,16 +320,27 @@ def live_view() -> None:
         st.page_link("app_pages/4_Report.py", label="Report of the paused model", icon=":material/analytics:")
     if j.done:
         outcome_message(j)
+    inside(j)
+
+
+def inside(j: Job | None) -> None:
+    """Below the curve: one digit's journey through the network, and the health of each layer."""
+    digit_tab, health_tab = st.tabs(["Watch one digit", "Training health"])
+    with digit_tab:
+        watch_panel(j, dataset, st.session_state["keep_seed"])
+    with health_tab:
+        health_panel(j)
 
 
 def outcome_message(j: Job) -> None:
+    """How the run ended, in its outcome's colour (mnist_core.outcomes), and where its report is."""
     h = j.history
+    text = j.message
     if j.outcome == "finished" and j.run_dir is not None and h and h.epochs:
-        st.success(f"{j.message} Test accuracy {h.epochs[-1].test_acc:.2%}. The run is saved.")
-    elif j.outcome in ("stopped", "cancelled", "interrupted"):
-        st.warning(j.message + (" The partial run is saved and can be reported on." if j.run_dir else ""))
-    else:
-        st.error(j.message)
+        text += f" Test accuracy {h.epochs[-1].test_acc:.2%}. The run is saved."
+    elif j.run_dir is not None and j.outcome in ("collapsed", "stopped", "interrupted"):
+        text += " The run is saved and can be reported on."
+    outcome_box(j.outcome, text)
     if j.run_dir is not None:
         st.session_state["selected_run"] = j.run_dir.name
         st.page_link("app_pages/4_Report.py", label="Open its report", icon=":material/analytics:")

@@ -297,3 +297,31 @@ def compare_figure(runs: list, labels: list[str]) -> go.Figure:
     fig.update_yaxes(**ACCURACY_AXIS, row=1, col=2)
     fig.update_layout(height=420, margin={"t": 40, "b": 40}, legend={"orientation": "h", "y": -0.2})
     return fig
+
+
+def health_figure(log: list) -> dict:
+    """Training health over a run: each layer's update size relative to its weights, per measured step, on a
+    log axis (1e-3 is the healthy pace; a flat line far below it is a stalled layer, above 1 a jumping one)."""
+    steps = [s.step for s in log]
+    names = list(log[-1].layers)
+    data = [
+        _trace(
+            "scatter",
+            steps,
+            [s.layers[n].update_ratio if n in s.layers and s.layers[n].update_ratio > 0 else None for s in log],
+            n,
+            mode="lines",
+        )
+        for n in names
+    ]
+    healthy = {"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": 1e-3, "y1": 1e-3,
+               "line": {"color": "#2ca02c", "width": 1, "dash": "dot"}}  # fmt: skip
+    layout = {
+        "height": 280,
+        "margin": {"t": 30, "b": 40},
+        "legend": {"orientation": "h", "y": 1.15},
+        "xaxis": {"title": {"text": "step (batch)"}},
+        "yaxis": {"title": {"text": "update / weights"}, "type": "log", "exponentformat": "power"},
+        "shapes": [healthy],
+    }
+    return {"data": data, "layout": layout}

@@ -107,14 +107,19 @@ def keep_widget_state() -> None:
 _BOXES = {"green": st.success, "orange": st.warning, "red": st.error}
 
 
+def outcome_box(status: str, text: str) -> None:
+    """``text`` (markdown of our own making, never an archive's) in the box of ``status``'s colour, with its icon."""
+    o = outcome(status)
+    _BOXES.get(o.colour, st.info)(text, icon=o.icon)
+
+
 def show_outcome(status: str, message: str = "") -> None:
     """A run's outcome in its colour and plain words (mnist_core.outcomes), then its message as text.
 
     The one way a page says how a run ended: Report, Runs, and the Train page (``show_outcome(job.outcome,
     job.message)``). The message may come from someone's archive: text, never markdown.
     """
-    o = outcome(status)
-    _BOXES.get(o.colour, st.info)(f"**{o.label}**", icon=o.icon)
+    outcome_box(status, f"**{outcome(status).label}**")
     if message:
         st.text(message)
 

@@ -172,3 +172,50 @@ def test_click_a_confusion_cell_shows_its_images(server, page: Page, sample):
     # the cell (true 3, predicted 3) of the 10x10 grid
     page.mouse.click(box["x"] + box["width"] * 3.5 / 10, box["y"] + box["height"] * 3.5 / 10)
     expect(page.get_by_text(f"{count} test images are 3 and were predicted 3")).to_be_visible(timeout=30_000)
+
+
+DIGIT_VIEW = "document.querySelector('.digit-view canvas')"
+
+
+def probs(page: Page) -> list[float]:
+    """The 10 probabilities the digit panel draws now."""
+    return [float(v) for v in page.evaluate(f"() => {DIGIT_VIEW}.dataset.probs").split(",")]
+
+
+def test_watch_one_digit_while_it_trains_then_scrub_back(server, page: Page):
+    """Pick a test digit, train: the panel follows it from the trainer; after Stop, the slider replays it."""
+    page.goto(server["url"] + "/Train")
+    wait_for_app(page)
+    digit = page.get_by_role("spinbutton", name=re.compile("Test digit to follow"))
+    digit.fill("7")
+    digit.press("Enter")
+    page.wait_for_function(f"() => {DIGIT_VIEW}?.dataset.step === '0'")
+    before = probs(page)  # the untrained network's guess, drawn before the run starts
+    set_slider(page, "Epochs", "End", "100")
+    set_slider(page, "Batch size", "Home", "8")
+    expect(page.get_by_text("100 epochs × 500 batches of 8 = 50,000 steps")).to_be_visible()
+    page.get_by_role("button", name="Start training").click()
+
+    # The view comes from the trainer and moves on with the run.
+    first = int(
+        page.wait_for_function(
+            f"() => Number({DIGIT_VIEW}?.dataset.step) > 0 && {DIGIT_VIEW}.dataset.step"
+        ).json_value()
+    )
+    page.wait_for_function(f"() => Number({DIGIT_VIEW}?.dataset.step) > {first}")
+    assert max(abs(a - b) for a, b in zip(probs(page), before)) > 0.01
+    page.get_by_role("tab", name="Training health").click()
+    expect(page.get_by_text(re.compile(r"Measured at step \d+"))).to_be_visible()
+
+    main_button(page, "Stop").click()
+    expect(page.get_by_text("Stopped by the user")).to_be_visible(timeout=30_000)
+    page.get_by_role("tab", name="Watch one digit").click()
+    scrub = page.get_by_role("slider", name="Scrub back through training (saved steps)")
+    expect(scrub).to_be_visible()
+    last = int(page.evaluate(f"() => {DIGIT_VIEW}.dataset.step"))
+    assert last > first
+    scrub.focus()
+    scrub.press("Home")  # the first snapshot: the untrained network, as drawn before the run started
+    page.wait_for_function(f"() => {DIGIT_VIEW}?.dataset.step === '0'")
+    # float16 snapshot against the float32 model drawn before: the same network
+    assert max(abs(a - b) for a, b in zip(probs(page), before)) < 2e-3

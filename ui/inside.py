@@ -1,0 +1,131 @@
+"""The Train page's look inside the network: one digit's journey (live, then replayed) and training health."""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from mnist_core.data import Dataset
+from mnist_core.health import HealthStats, health_every, health_flags
+from mnist_core.jobs import Job
+from mnist_core.model import build_model
+from mnist_core.watch import DigitView, replay, view_digit
+from ui.charts import health_figure
+from ui.digit_view import digit_view, digit_view_data
+
+WATCH_KEY = "keep_watch"  # the test digit (its index) the learner follows
+
+
+@st.cache_data(max_entries=8, show_spinner="Replaying the saved snapshots...")
+def _replay(run_dir: str, saved_at: float, digit: bytes) -> list[DigitView]:
+    """Every saved step's view of one digit; cached per run (and its save time) and digit."""
+    return replay(Path(run_dir), np.frombuffer(digit, dtype=np.uint8))
+
+
+def pick_digit(dataset: Dataset, disabled: bool) -> int:
+    """The digit to follow: a test image by its index, or a random one."""
+    st.session_state.setdefault(WATCH_KEY, 0)
+    if st.session_state[WATCH_KEY] >= dataset.n_test:
+        st.session_state[WATCH_KEY] = 0
+
+    def another() -> None:
+        st.session_state[WATCH_KEY] = random.randrange(dataset.n_test)
+
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    left.number_input(
+        f"Test digit to follow (0-{dataset.n_test - 1:,})",
+        0,
+        dataset.n_test - 1,
+        key=WATCH_KEY,
+        disabled=disabled,
+        help="The run sends this digit's feature maps and probabilities a few times a second while it trains.",
+    )
+    right.button("Another digit", on_click=another, disabled=disabled, use_container_width=True)
+    return int(st.session_state[WATCH_KEY])
+
+
+def watch_panel(job: Job | None, dataset: Dataset, seed: int) -> None:
+    """Before a run: the untrained network's view of the digit. During: the trainer's latest view.
+    After: a slider through the run's saved snapshots."""
+    busy = job is not None and not job.done
+    index = job.watch_digit if busy and isinstance(job.watch_digit, int) else None
+    if index is None:
+        index = pick_digit(dataset, disabled=busy)
+    digit = dataset.test_images[index].numpy()
+    label = int(dataset.test_labels[index])
+    if job is None or job.task != "train":
+        view = view_digit(build_model(seed=seed), dataset.test_images[index], step=0)
+        st.caption("Before training: the network's random filters, and a guess no better than chance.")
+    elif not job.done:
+        if job.watch is None:
+            st.caption("The first view of the digit comes with the first batch...")
+            return
+        view = job.watch
+    elif job.run_dir is None:
+        return
+    else:
+        meta = job.run_dir / "run.json"
+        views = _replay(str(job.run_dir), meta.stat().st_mtime if meta.is_file() else 0.0, digit.tobytes())
+        if not views:
+            st.caption("This run kept no snapshots to replay.")
+            return
+        steps = [v.step for v in views]
+        step = st.select_slider(
+            "Scrub back through training (saved steps)",
+            steps,
+            value=steps[-1],
+            format_func=lambda s: f"step {s}",
+            key=f"replay_{job.id}",
+        )
+        view = views[steps.index(step)]
+    digit_view(digit_view_data(view, digit, label, dataset.classes), key="digit_view")
+
+
+def _number(value: float | None, fmt: str) -> str:
+    if value is None:
+        return "no ReLU"
+    return format(value, fmt) if math.isfinite(value) else "not finite"
+
+
+def health_table(stats: HealthStats) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "layer": name,
+                "gradient norm": _number(h.grad_norm, ".3g"),
+                "update / weights": _number(h.update_ratio, ".1e"),
+                "dead ReLU channels": _number(h.dead_share, ".0%"),
+                "weight norm": _number(h.weight_norm, ".3g"),
+            }
+            for name, h in stats.layers.items()
+        ]
+    ).set_index("layer")
+
+
+def health_panel(job: Job | None) -> None:
+    """Per layer, the latest measured step; flags in words; the history of update sizes once the run stops."""
+    if job is None or job.task != "train":
+        st.caption(
+            "While a run trains: per layer, how big the gradients and the steps are, and how many ReLUs are dead, "
+            "with a warning in words when a number means trouble."
+        )
+        return
+    stats = job.health
+    if stats is None:
+        st.caption("The first measurement comes after a few batches...")
+        return
+    every = health_every(job.config.batch_size)
+    st.caption(f"Measured at step {stats.step} (one step in {every} is measured).")
+    st.table(health_table(stats))
+    flags = health_flags(stats)
+    for flag in flags:
+        st.warning(flag[:1].upper() + flag[1:] + ".", icon=":material/health_and_safety:")
+    if not flags:
+        st.success("Nothing looks wrong: updates of about 1e-3 of the weights per step are a healthy pace.")
+    if (job.done or (job.history is not None and job.history.paused)) and len(job.health_log) > 1:
+        st.plotly_chart(health_figure(job.health_log), key=f"health_{job.id}")
