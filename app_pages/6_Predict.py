@@ -3,7 +3,7 @@
 import streamlit as st
 
 from mnist_core.data import DATASETS
-from mnist_core.digits import DigitError, digits_from_canvas, load_image, predict_digit, preprocess
+from mnist_core.digits import DigitError, digits_from_canvas, how_sure, load_image, predict_digit, preprocess
 from mnist_core.visual import square_tile
 from ui.charts import probability_figure
 from ui.state import chosen_run
@@ -63,6 +63,10 @@ except DigitError as exc:
     st.stop()
 
 st.subheader("Prepared the way MNIST was made")
+st.caption(
+    "A shadow across the paper is evened out first; then the ink is told from the paper by a threshold "
+    "chosen from this image's own histogram (Otsu's method), shown in the third step."
+)
 steps = prepared.steps()
 for column, (title, array) in zip(st.columns(len(steps)), steps):
     column.image(square_tile(array), caption=title)
@@ -71,6 +75,8 @@ probs = predict_digit(run.model, prepared.tensor()).numpy()
 classes = list(DATASETS[run.config.dataset])
 best = int(probs.argmax())
 st.subheader(f"Prediction: {classes[best]} ({probs[best]:.0%} sure)")
+for warning in how_sure(probs, prepared.final, classes):
+    st.warning(warning)
 st.plotly_chart(probability_figure(probs, classes), key="predict_probs")
 accuracy = "not measured" if run.meta.test_acc is None else f"{run.meta.test_acc:.2%}"
 st.caption(f"Run `{run.run_id}`: test accuracy {accuracy} on {run.config.dataset}.")  # no text from run.json
