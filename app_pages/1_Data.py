@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from mnist_core.data import one_hot
+from mnist_core.train import batch_bounds, batches_per_epoch
 from mnist_core.visual import batch_shapes, class_counts, upscale
 from ui.charts import class_count_figure
 from ui.common import current
@@ -52,6 +53,13 @@ st.code(
     language="python",
     wrap_lines=True,
 )
+start, stop = batch_bounds(dataset.n_train, 128)[-1]
+if stop - start > 128:  # a remainder: say where it goes
+    st.caption(
+        f"Batches of 128 make {batches_per_epoch(dataset.n_train, 128):,} steps an epoch here: the "
+        f"{stop - start - 128} images left over join the last batch ({stop - start} images), because a step on "
+        "a handful of images at the full learning rate throws the model off at every epoch's end."
+    )
 
 st.markdown("**One-hot encoding** of the first 8 training labels (`onehotbatch(y, 0:9)`): one row per image.")
 first = dataset.train_labels[:8]
