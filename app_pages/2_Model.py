@@ -5,6 +5,7 @@ import torch
 
 from mnist_core.model import as_input, build_model, first_prediction, layer_table
 from mnist_core.visual import layer_dataframe, map_grid, upscale
+from mnist_core.watch import model_at, saved_steps
 from ui.charts import probability_figure, shrink_figure
 from ui.common import current
 from ui.state import get_run, run_ids
@@ -67,6 +68,14 @@ else:
         st.stop()
     st.session_state["selected_run"] = which
     model = run.model
+    steps = saved_steps(run.path)
+    if len(steps) > 1:  # the run kept snapshots (mnist_core.watch): show the model at any of them
+        step = st.select_slider(
+            "The model as it was after step", steps, value=steps[-1], format_func=lambda s: f"{s:,}", key=f"at_{which}"
+        )
+        if step != run.meta.steps:
+            model = model_at(run.path, step)
+        st.caption(f"Snapshots of this run: steps {', '.join(f'{s:,}' for s in steps)} (float16 weights).")
     if run.config.dataset != dataset.name:
         st.warning(f"This run was trained on {run.config.dataset}; the images below are from {dataset.title}.")
 

@@ -61,6 +61,29 @@ def test_model_page_table_and_prediction(runs_dir):
     assert any("Prediction of this image" in m.value for m in at.markdown)
 
 
+def test_model_page_shows_a_run_at_its_saved_snapshots(runs_dir, blobs):
+    from mnist_core.report import build_report
+    from mnist_core.runs import save_run
+    from mnist_core.train import TrainConfig, train
+    from mnist_core.watch import SnapshotRecorder, saved_steps
+
+    recorder = SnapshotRecorder()
+    trainer = train(TrainConfig(epochs=2, optimiser="ADAM", lr=0.01), blobs, [recorder])
+    run_dir = save_run(trainer, build_report(trainer.model, blobs), root=runs_dir, snapshots=recorder.tensors())
+    steps = saved_steps(run_dir)
+    assert steps[0] == 0 and len(steps) > 2
+
+    at = open_page("app_pages/2_Model.py")
+    at.selectbox[0].select(run_dir.name).run()
+    slider = at.select_slider(key=f"at_{run_dir.name}")
+    assert slider.value == steps[-1] and list(slider.options) == [f"{s:,}" for s in steps]
+    last_guess = next(m.value for m in at.markdown if "Prediction of this image" in m.value)
+    slider.set_value(0).run()
+    assert not at.exception, at.exception
+    untrained_guess = next(m.value for m in at.markdown if "Prediction of this image" in m.value)
+    assert untrained_guess != last_guess  # the untrained network of step 0 is not the trained one
+
+
 def test_train_then_report(runs_dir):
     at = open_page("app_pages/3_Train.py")
     assert [b.label for b in at.button] == ["Run the range test", "Start training"]
