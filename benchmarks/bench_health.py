@@ -7,7 +7,7 @@ server runs). Runs without the monitor, with it every ``health_every(batch)`` ba
 it) and with it on every batch (the cost of one measurement) alternate, so a machine that gets busier slows
 all three alike. The figures are the median training time (History.train_seconds: the loop alone,
 evaluation excluded) and the median CPU time of the whole run (time.process_time), steadier on a machine
-shared with other work.
+shared with other work; and the fastest run of each, the least disturbed one on a busy machine.
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ def main() -> None:
         for name, values in table.items():
             med = statistics.median(values)
             runs = ", ".join(f"{v:.3f}" for v in values)
-            print(f"{label:>10} {name:>12}: median {med:.3f} ({(med / base - 1) * 100:+.1f}%)  runs: {runs}")
+            low = min(values) / min(table["without"]) - 1
+            print(f"{label:>10} {name:>12}: median {med:.3f} ({med / base - 1:+.1%}; fastest {low:+.1%})  {runs}")
         one = (statistics.median(table["every batch"]) - base) / steps * 1000
         print(f"{label:>10}: one measurement costs about {one:.2f} ms; a step {base / steps * 1000:.2f} ms")
     print(f"every {every}: {measured} measurements per run")

@@ -6,7 +6,8 @@
    (History.train_seconds, wall clock) and the CPU time of the whole run (time.process_time: on a machine
    shared with other work, the steadier figure) of a bare run, of a run with what the trainer now adds to
    every job (the health monitor and the snapshot recorder) and of one that also watches a digit (a view
-   every 0.3 s, encoded as for the wire), alternating.
+   every 0.3 s, encoded as for the wire), alternating. The fastest of each is compared too: on a busy
+   machine, the least disturbed run.
 2. Rate, through the real queue and its warm trainer: Watch messages per second of training for a job that
    watches test digit 0 (each new view seen by polling ``job.watch`` every 5 ms; views come >= 0.3 s apart).
 3. Disk: the saved run's files with and without snapshots.safetensors.
@@ -55,7 +56,8 @@ def cost(config: TrainConfig, repeats: int) -> None:
         for name, values in table.items():
             med = statistics.median(values)
             runs = ", ".join(f"{v:.2f}" for v in values)
-            print(f"   {label:>10} {name:>20}: median {med:.3f} ({(med / base - 1) * 100:+.1f}%)  runs: {runs}")
+            low = min(values) / min(table["bare"]) - 1
+            print(f"   {label:>10} {name:>20}: median {med:.3f} ({med / base - 1:+.1%}; fastest {low:+.1%})  {runs}")
 
 
 def rate_and_disk(config: TrainConfig, repeats: int) -> None:
