@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 # How a run can end: the words the engine, the queue, the run folder and the pages share.
-ENDINGS = ("finished", "collapsed", "stopped", "diverged", "failed", "interrupted", "cancelled")
+ENDINGS = ("finished", "stopped", "collapsed", "diverged", "failed", "interrupted", "cancelled")
 
 # A network that gives one answer for every image scores that class's share of the test set: on MNIST's
 # test set the shares run from 8.9% (5s) to 11.35% (1s), on Fashion-MNIST and the stratified sample they

@@ -152,7 +152,8 @@ def run_test_images(run: Run) -> Dataset | None:
     m = run.meta
     result = _test_set(m.config.dataset, m.dataset_title, m.dataset_source, m.n_test, m.imported)
     if result.dataset is None:
-        st.info(f"The images cannot be shown: {result.error}")
+        st.info("The images cannot be shown:")
+        st.text(result.error)  # it names the run's data set title and source: text from the run, never markdown
     return result.dataset
 
 
