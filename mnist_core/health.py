@@ -177,19 +177,17 @@ class HealthMonitor(Callback):
             return
         for handle in pending["handles"]:
             handle.remove()
-        nan = torch.tensor(float("nan"))
-        values = []
-        for i, (before, after) in enumerate(zip(pending["before"], pending["weights"])):
-            after = after.detach()
-            grad = pending["grad"][i]
-            fired = pending["fired"][i]
+        nan = torch.full((), float("nan"), device=pending["before"][0].device)
+        values = []  # 0-d tensors on the training device: one transfer at the end, not one per number
+        for i, (before, weight) in enumerate(zip(pending["before"], pending["weights"])):
+            after, grad, fired = weight.detach(), pending["grad"][i], pending["fired"][i]
             values += [
-                nan if grad is None else grad.float().cpu(),
-                (torch.linalg.vector_norm(after - before) / torch.linalg.vector_norm(before)).float().cpu(),
-                nan if fired is None else 1 - fired.float().mean().cpu(),
-                torch.linalg.vector_norm(after).float().cpu(),
+                nan if grad is None else grad,
+                torch.linalg.vector_norm(after - before) / torch.linalg.vector_norm(before),
+                nan if fired is None else 1 - fired.float().mean(),
+                torch.linalg.vector_norm(after),
             ]
-        numbers = torch.stack(values).tolist()  # the one sync of a measurement
+        numbers = torch.stack([v.float() for v in values]).tolist()  # the one sync of a measurement
         stats = HealthStats(step=pending["step"], layers={})
         for i, name in enumerate(pending["names"]):
             grad, ratio, dead, norm = numbers[4 * i : 4 * i + 4]
