@@ -61,6 +61,7 @@ event = st.dataframe(
         "test accuracy": st.column_config.NumberColumn("test accuracy", format="percent"),
         "training s": st.column_config.NumberColumn("training s", format="%.1f"),
         "images/s": st.column_config.NumberColumn("images/s", format="%.0f"),
+        "study": st.column_config.TextColumn("study", help="the Tune study and trial number that trained it"),
     },
 )
 chosen = [table.iloc[i]["run"] for i in event.selection.rows] if event else []
