@@ -64,8 +64,8 @@ except DigitError as exc:
 
 st.subheader("Prepared the way MNIST was made")
 st.caption(
-    "A shadow across the paper is evened out first; then the ink is told from the paper by a threshold "
-    "chosen from this image's own histogram (Otsu's method), shown in the third step."
+    "Where the paper's light is uneven (a shadow across it), it is evened out first; then ink is told from "
+    "paper by a threshold chosen from this image's own histogram (Otsu's method): the third step."
 )
 steps = prepared.steps()
 for column, (title, array) in zip(st.columns(len(steps)), steps):

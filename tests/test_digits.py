@@ -359,6 +359,8 @@ def test_a_shadow_across_the_paper_is_not_ink(kind, reference):
     assert np.asarray(photo)[:, -5:].mean() < 100  # the shadowed paper is darker than mid-grey
     pre = preprocess(photo)
     assert pre.was_inverted and pre.evened
+    titles = [title for title, _ in pre.steps()]
+    assert "shadow evened out" in titles[1] and titles[2] == f"Ink: brighter than {pre.threshold} (Otsu)"
     ink = pre.ink > 0
     stroke = preprocess(draw()).ink > 0  # the same drawing in even light
     assert (ink & ~stroke).mean() < 0.01  # almost nothing but the stroke is ink: no shadow, no paper edge
@@ -391,8 +393,11 @@ def test_an_input_unlike_mnist_is_flagged_however_sure():
     dash = preprocess(draw(points=[(40, 140), (240, 140)], width=30)).final  # far wider than tall
     (warning,) = how_sure(sure, dash, classes)
     assert "wide" in warning
-    hairline = preprocess(draw(width=2)).final
-    assert "less ink" in how_sure(sure, hairline, classes)[0]
+    speck = np.zeros((28, 28), np.uint8)
+    speck[10:18, 13:15] = 255  # 16 pixels of ink: 2% of the field
+    assert "less ink" in how_sure(sure, speck, classes)[0]
+    thin_one = preprocess(draw(points=[(140, 40), (140, 240)], width=6)).final  # a thin "1" is still MNIST-like
+    assert how_sure(sure, thin_one, classes) == []
 
 
 def test_mnist_look_limits_fit_mnist_digits(mnist_digits):

@@ -1,0 +1,52 @@
+"""AppTest of the Predict page: a photo in uneven light is read right, and an input unlike MNIST is flagged
+however sure the model is."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from helpers import confidently_right, trained_run
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
+
+
+def png(grey: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.clip(grey, 0, 255).astype(np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def shadowed_photo(image_28: np.ndarray) -> bytes:
+    """A digit as dark ink (35) on paper (225) at 280 px, the right 55% of the page in a shadow at 40% light."""
+    ink = np.asarray(Image.fromarray(image_28).resize((280, 280), Image.BICUBIC), np.float32) / 255
+    cols = np.arange(280, dtype=np.float32)[None, :]
+    return png((225 - 190 * ink) * (1 - 0.6 / (1 + np.exp(-(cols - 126) / 5))))
+
+
+def upload(data: bytes) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.switch_page("app_pages/6_Predict.py").run()
+    at.file_uploader[0].set_value(("photo.png", data, "image/png")).run()
+    assert not at.exception and not at.error, at.exception or [e.value for e in at.error]
+    return at
+
+
+def test_a_shadowed_photo_is_read_right(runs_dir, sample):
+    index = confidently_right(trained_run(runs_dir, sample), sample)
+    at = upload(shadowed_photo(sample.test_images[index].numpy()))
+    headline = next(s.value for s in at.subheader if s.value.startswith("Prediction"))
+    assert headline.startswith(f"Prediction: {int(sample.test_labels[index])} ")
+    assert any("Otsu" in c.value for c in at.caption)  # the page says how ink was told from paper
+
+
+def test_a_blob_is_flagged_as_unlike_mnist(runs_dir, sample):
+    trained_run(runs_dir, sample, epochs=1)
+    blob = np.full((280, 280), 230.0)
+    blob[115:165, 115:165] = 20  # a filled square: far more ink than any digit
+    at = upload(png(blob))
+    assert any("does not look like an MNIST digit" in w.value for w in at.warning), [w.value for w in at.warning]
