@@ -79,6 +79,12 @@ def test_lr_find_runs_to_the_end_when_the_range_is_safe(blobs):
     assert 1e-4 <= result.suggested_lr <= 1e-2
 
 
+def test_lr_find_batches_like_a_run_across_epochs(blobs):
+    """256 images in batches of 50: 5 steps an epoch (the 6 left over join the fifth), so 12 steps take 3 epochs."""
+    result = lr_find(TrainConfig(batch_size=50), blobs, start_lr=1e-4, end_lr=1e-2, steps=12)
+    assert result.ending == "end" and len(result.losses) == 12 and result.config.epochs == 3
+
+
 def test_lr_find_rejects_bad_ranges(blobs):
     with pytest.raises(ValueError, match="must be lower than the end lr"):
         lr_find(TrainConfig(), blobs, start_lr=1.0, end_lr=0.1)
