@@ -20,7 +20,7 @@ import torch
 
 from mnist_core.data import load_sample
 from mnist_core.health import HealthMonitor, health_every
-from mnist_core.train import TrainConfig, train
+from mnist_core.train import TrainConfig, resolve_device, train
 
 
 def main() -> None:
@@ -33,7 +33,7 @@ def main() -> None:
     torch.set_num_threads(1)
     dataset = load_sample()
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, device=args.device)
-    every = health_every(args.batch_size)  # what the trainer uses at this batch size
+    every = health_every(args.batch_size, resolve_device(args.device).type)  # what the trainer uses
     variants = {"without": None, f"every {every}": every, "every batch": 1}
     seconds: dict[str, list[float]] = {name: [] for name in variants}
     cpu: dict[str, list[float]] = {name: [] for name in variants}

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from mnist_core.data import load_sample
-from mnist_core.health import HealthMonitor, health_every
+from mnist_core.health import HealthMonitor
 from mnist_core.jobs import JobQueue
 from mnist_core.train import TrainConfig, train
 from mnist_core.watch import DigitWatcher, SnapshotRecorder
@@ -35,9 +35,9 @@ def cost(config: TrainConfig, repeats: int) -> None:
     image = dataset.test_images[0]
     variants = {
         "bare": lambda: [],
-        "health + snapshots": lambda: [HealthMonitor(health_every(config.batch_size)), SnapshotRecorder()],
+        "health + snapshots": lambda: [HealthMonitor(), SnapshotRecorder()],
         "+ watching a digit": lambda: [
-            HealthMonitor(health_every(config.batch_size)),
+            HealthMonitor(),
             SnapshotRecorder(),
             DigitWatcher(image, lambda view: view.to_message()),  # encoded as for the wire
         ],

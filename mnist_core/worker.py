@@ -30,7 +30,7 @@ import torch
 
 from . import protocol as p
 from .data import DATASETS, Dataset, load_dataset
-from .health import HealthMonitor, HealthStats, health_every
+from .health import HealthMonitor, HealthStats
 from .lr_find import SUGGESTION_RULE, lr_find
 from .runs import finish_run, save_run
 from .train import Callback, EpochMetrics, RunControl, TrainConfig, Trainer
@@ -218,7 +218,7 @@ class WarmProcess:
         try:
             config = TrainConfig.from_dict(job.config)
             dataset = self.dataset(config.dataset, job.data_dir, job.allow_download)
-            callbacks = [sender, recorder, HealthMonitor(health_every(config.batch_size), self.send_health)]
+            callbacks = [sender, recorder, HealthMonitor(on_stats=self.send_health)]
             if job.watch is not None:
                 callbacks.append(DigitWatcher(watched_digit(job.watch, dataset), self.send_view))
             # The range test builds its own Trainer; a run gets this one.

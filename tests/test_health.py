@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mnist_core.health import HealthMonitor, HealthStats, LayerHealth, health_flags, health_layers
+from mnist_core.health import HealthMonitor, HealthStats, LayerHealth, health_every, health_flags, health_layers
 from mnist_core.model import build_model
 from mnist_core.train import TrainConfig, train
 
@@ -119,3 +119,11 @@ def test_a_blown_up_step_says_so():
 def test_stats_round_trip_through_plain_dicts():
     stats, *_ = measured_step("Descent", 0.1)
     assert HealthStats.from_dict(stats.step, stats.to_dict()) == stats
+
+
+def test_small_batches_and_gpus_are_measured_less_often(blobs):
+    assert health_every(128) == 10 and health_every(2048) == 10 and health_every(8) == 160
+    assert health_every(128, "cuda") == 30
+    stats: list[HealthStats] = []
+    train(TrainConfig(epochs=3, batch_size=8, device="cpu"), blobs, [HealthMonitor(on_stats=stats.append)])
+    assert [s.step for s in stats] == [1]  # 96 steps, measured every 160
