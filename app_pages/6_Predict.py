@@ -75,8 +75,8 @@ probs = predict_digit(run.model, prepared.tensor()).numpy()
 classes = list(DATASETS[run.config.dataset])
 best = int(probs.argmax())
 st.subheader(f"Prediction: {classes[best]} ({probs[best]:.0%} sure)")
-for warning in how_sure(probs, prepared.final, classes):
-    st.warning(warning)
+for warning in how_sure(probs, prepared.final, classes) if run.config.dataset == "mnist" else []:
+    st.warning(warning)  # how sure, and how MNIST-like: measured on digits, so said only of digit models
 st.plotly_chart(probability_figure(probs, classes), key="predict_probs")
 accuracy = "not measured" if run.meta.test_acc is None else f"{run.meta.test_acc:.2%}"
 st.caption(f"Run `{run.run_id}`: test accuracy {accuracy} on {run.config.dataset}.")  # no text from run.json

@@ -37,6 +37,7 @@ UNEVEN = 0.2  # paper whose light varies by more than this share of its brightes
 # (10 epochs, seed 0, 90.2% right): answers under 70% sure were right 61% of the time (176 digits), those at or
 # above it 96.5% (824); the model's confidence is roughly honest there, so it is shown, and a low one is flagged.
 LOW_CONFIDENCE = 0.7
+RIGHT_BELOW_LOW = 0.61  # the share of answers under LOW_CONFIDENCE that were right, as measured above
 # How an MNIST digit looks once framed, from the embedded sample's 5,000 digits (tests/test_digits.py checks
 # them against the sample). Outside these the model is guessing beyond its data.
 MNIST_INK_SHARE = (0.025, 0.30)  # share of the 28x28 field brighter than 127: median 0.13, all in 0.029-0.306
@@ -244,9 +245,9 @@ def _even_lighting(grey: np.ndarray, dark_ink: bool) -> tuple[np.ndarray, bool] 
     is even enough to leave the image as it is (``dark_ink`` then stands, as the border's tone said).
 
     The paper's level under each pixel is estimated at ``LIGHT_SIDE`` px: a grey closing (for dark ink) or
-    opening (for light ink) ``LIGHT_FILTER`` px wide wipes out strokes narrower than a fifth of the image,
-    leaving the paper with its shadows, which is then smoothed and scaled back up. Dividing by it is what a
-    shadow did: it multiplied the light reaching paper and ink alike. With a shadow across the border, the
+    opening (for light ink) ``LIGHT_FILTER`` px wide wipes out strokes narrower than that (about a fifth of
+    the image), leaving the paper with its shadows, which is then smoothed and scaled back up. Dividing by it
+    is what a shadow did: it multiplied the light reaching paper and ink alike. With a shadow across the border, the
     border's tone cannot say which is ink, so the side that stands out more from its local paper is the ink.
     """
     img = Image.fromarray(grey)
@@ -384,7 +385,8 @@ def how_sure(probs: np.ndarray | torch.Tensor, final: np.ndarray, classes: list[
         runner_up = int(np.argsort(p)[-2])
         warnings.append(
             f"Not sure: {p[best]:.0%} for {classes[best]}, {p[runner_up]:.0%} for {classes[runner_up]}. "
-            f"On MNIST's own test digits, answers under {LOW_CONFIDENCE:.0%} sure were right only about 6 times in 10."
+            f"On MNIST's own test digits, answers under {LOW_CONFIDENCE:.0%} sure were right only "
+            f"{RIGHT_BELOW_LOW:.0%} of the time."
         )
     share, aspect, off = look_of(final)
     low, high = MNIST_INK_SHARE

@@ -381,7 +381,7 @@ def test_a_low_confidence_is_flagged(reference):
     unsure = np.full(10, 0.05)
     unsure[[3, 8]] = 0.45, 0.15
     (warning,) = how_sure(unsure, reference, classes)
-    assert warning.startswith("Not sure: 45% for 3, 15% for 8.")
+    assert warning.startswith("Not sure: 45% for 3, 15% for 8.") and "right only 61% of the time" in warning
 
 
 def test_an_input_unlike_mnist_is_flagged_however_sure():
