@@ -10,6 +10,7 @@ from mnist_core.report import FOUND, GUESSES_RIGHT, cell_indices, worst_cell
 from mnist_core.runs import describe_schedule
 from mnist_core.train import plateau_warning
 from mnist_core.visual import upscale
+from ui.charts import confusion_figure
 from ui.common import run_answers, run_figures, run_test_images, show_outcome
 from ui.state import chosen_run, job_queue
 
@@ -17,9 +18,6 @@ st.title("Report")
 run = chosen_run(
     "Run", key="run_picker", empty="No saved runs yet. Train one on the **Train** page; it is saved when it ends."
 )
-if st.session_state.get("cell_of") != run.run_id:  # a cell chosen on another run means nothing here
-    st.session_state.pop("cell", None)
-    st.session_state["cell_of"] = run.run_id
 cfg, meta = run.config, run.meta
 st.caption(
     f"{cfg.optimiser}, lr {cfg.lr:g}, {cfg.epochs} epochs, batch {cfg.batch_size}, loop {cfg.loop}, seed {cfg.seed}"
@@ -80,27 +78,29 @@ st.subheader("Confusion matrix (test set)")
 classes = list(report.classes)
 left, right = st.columns([3, 2])
 event = left.plotly_chart(
-    figures["confusion"],
+    confusion_figure(report.confusion.numpy(), classes),
     key=f"confusion-{run.run_id}",  # a click on another run's matrix is not kept
     on_select="rerun",
     selection_mode="points",
 )
 points = (event or {}).get("selection", {}).get("points", []) if isinstance(event, dict) else []
+# The chosen cell lives in the two select boxes, keyed by run: a cell chosen on another run never carries over.
+# A click sets them once; the click stays in the chart's selection, so it is applied only when it is new.
+true_key, pred_key, click_key = (f"{name}-{run.run_id}" for name in ("true", "pred", "click"))
 if points and str(points[0].get("y")) in classes and str(points[0].get("x")) in classes:
-    st.session_state["cell"] = (classes.index(str(points[0]["y"])), classes.index(str(points[0]["x"])))
-true_k, pred_k = st.session_state.get("cell", worst_cell(report.confusion))
+    click = (classes.index(str(points[0]["y"])), classes.index(str(points[0]["x"])))
+    if st.session_state.get(click_key) != click:
+        st.session_state[click_key] = click
+        st.session_state[true_key], st.session_state[pred_key] = click
+worst = worst_cell(report.confusion)
+st.session_state.setdefault(true_key, worst[0])
+st.session_state.setdefault(pred_key, worst[1])
 dataset = run_test_images(run)
 with right:
     st.markdown("Click a cell, or choose one:")
     c1, c2 = st.columns(2)
-    # keyed by run: a choice made on another run's matrix never carries over
-    true_k = c1.selectbox(
-        "True class", range(len(classes)), index=true_k, format_func=classes.__getitem__, key=f"true-{run.run_id}"
-    )
-    pred_k = c2.selectbox(
-        "Predicted class", range(len(classes)), index=pred_k, format_func=classes.__getitem__, key=f"pred-{run.run_id}"
-    )
-    st.session_state["cell"] = (true_k, pred_k)
+    true_k = c1.selectbox("True class", range(len(classes)), format_func=classes.__getitem__, key=true_key)
+    pred_k = c2.selectbox("Predicted class", range(len(classes)), format_func=classes.__getitem__, key=pred_key)
     if dataset is not None:
         idx = cell_indices(dataset.test_labels, run_answers(run, dataset), true_k, pred_k)
         st.caption(

@@ -187,7 +187,7 @@ def test_a_second_session_can_neither_see_nor_steer_the_first_ones_run(runs_dir)
     assert not job.done  # it trained on through all of that
     victim.run()
     next(b for b in victim.button if b.label == "Stop").click().run()
-    wait_for(lambda: any("Stopped by the user" in w.value for w in victim.run().warning), timeout=60, every=0.2)
+    wait_for(lambda: any("Stopped by the user" in box.value for box in victim.run().info), timeout=60, every=0.2)
 
 
 def test_bad_fashion_data_is_a_message(runs_dir, monkeypatch, tmp_path):

@@ -170,18 +170,18 @@ def run_answers(run: Run, dataset: Dataset) -> torch.Tensor:
 
 @st.cache_data(max_entries=16, show_spinner="Drawing the run's charts...")
 def _figures(path: str, saved_at: float, _run: Run) -> dict:
-    from .charts import confusion_figure, epoch_figure, honest_loss_axis, loss_figure
+    from .charts import epoch_figure, honest_loss_axis, loss_figure
 
-    h, report = _run.history, _run.report
+    h = _run.history
     curve = loss_figure(h.batch_losses, h.epochs, h.full_losses, h.total_steps or None, lr_schedule=h.lr_schedule)
     return {
         "loss": honest_loss_axis(curve, h.batch_losses),
         "epochs": epoch_figure(h.epochs) if h.epochs else None,
-        "confusion": confusion_figure(report.confusion.numpy(), list(report.classes)) if report else None,
     }
 
 
 def run_figures(run: Run) -> dict:
-    """The Report's figures of a saved run (loss curve, per-epoch curves, confusion matrix), built once per run
-    folder and its run.json's time: a reopened Report only sends them."""
+    """The Report's curves of a saved run (every batch's loss, per-epoch figures), built once per run folder and
+    its run.json's time: a reopened Report only sends them. Not the confusion matrix: a copy from the cache
+    loses the chart's click selection (measured: the click on a cell did nothing), and it costs ~25 ms."""
     return _figures(str(run.path), run.path.joinpath("run.json").stat().st_mtime, run)
