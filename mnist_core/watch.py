@@ -160,9 +160,12 @@ class SnapshotRecorder(Callback):
     def take(self, trainer: Trainer, step: int) -> None:
         if step in self.snapshots or len(self.snapshots) >= MAX_SNAPSHOTS:
             return
-        state = {k: v.detach().to("cpu", torch.float16) for k, v in trainer.model.state_dict().items()}
-        if all(torch.isfinite(v).all() for v in state.values()):
-            self.snapshots[step] = state
+        state = trainer.model.state_dict()
+        # one copy to the CPU for the whole model: on a GPU, one sync instead of one per tensor
+        flat = torch.cat([v.detach().reshape(-1) for v in state.values()]).to("cpu", torch.float16)
+        if torch.isfinite(flat).all():
+            parts = flat.split([v.numel() for v in state.values()])
+            self.snapshots[step] = {k: part.reshape(v.shape) for (k, v), part in zip(state.items(), parts)}
 
     def on_train_start(self, trainer: Trainer) -> None:
         self.epochs = snapshot_epochs(trainer.config.epochs)
