@@ -404,7 +404,7 @@ def how_sure(probs: np.ndarray | torch.Tensor, final: np.ndarray, classes: list[
     if aspect > MNIST_WIDEST:
         looks.append(
             f"it is {aspect:.1f}x as wide as tall, wider than MNIST's digits (at most {MNIST_WIDEST}x): "
-            "two digits, or one lying on its side?"
+            "two digits, or one lying on its side"
         )
     if off > 1.0:
         looks.append(
