@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from mnist_core.data import Dataset
-from mnist_core.health import HealthStats, health_every, health_flags
+from mnist_core.health import HealthStats, health_flags
 from mnist_core.jobs import Job
 from mnist_core.model import build_model
 from mnist_core.watch import DigitView, replay, view_digit
@@ -119,8 +119,9 @@ def health_panel(job: Job | None) -> None:
     if stats is None:
         st.caption("The first measurement comes after a few batches...")
         return
-    every = health_every(job.config.batch_size)
-    st.caption(f"Measured at step {stats.step} (one step in {every} is measured).")
+    log = job.health_log
+    every = f"one step in {log[-1].step - log[-2].step} is measured" if len(log) > 1 else "measured now and then"
+    st.caption(f"Measured at step {stats.step} ({every}, to keep the cost near 1% of training).")
     st.table(health_table(stats))
     flags = health_flags(stats)
     for flag in flags:
