@@ -121,7 +121,7 @@ def health_panel(job: Job | None) -> None:
         return
     log = job.health_log
     every = f"one step in {log[-1].step - log[-2].step} is measured" if len(log) > 1 else "measured now and then"
-    st.caption(f"Measured at step {stats.step} ({every}, to keep the cost near 1% of training).")
+    st.caption(f"Measured at step {stats.step} ({every}, so that measuring costs a few percent of training at most).")
     st.table(health_table(stats))
     flags = health_flags(stats)
     for flag in flags:
