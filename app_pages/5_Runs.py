@@ -47,7 +47,11 @@ if table.empty:
 st.caption(f"{len(table)} runs in `{runs_root()}`. Click a column to sort; tick rows to compare them.")
 shown = table.assign(status=table["status"].map(lambda s: outcome(s).label))
 event = st.dataframe(
-    shown.style.map(outcome_css, subset=["status"]),
+    # A Styler's text wins over column_config's number formats: the numbers are formatted here.
+    shown.style.map(outcome_css, subset=["status"]).format(
+        {"lr": "{:g}", "final lr": "{:g}", "test accuracy": "{:.2%}", "training s": "{:.1f}", "images/s": "{:,.0f}"},
+        na_rep="",
+    ),
     hide_index=True,
     on_select="rerun",
     selection_mode="multi-row",

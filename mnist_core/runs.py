@@ -86,7 +86,7 @@ ARCHIVE_FILES = {  # the only names a run (folder or archive) holds, with the mo
 }
 REQUIRED_FILES = ("run.json", "batches.csv", "epochs.csv", "weights.safetensors")
 MAX_ARCHIVE_BYTES = sum(ARCHIVE_FILES.values()) + 64_000
-MAX_ARCHIVE_ENTRIES = 16  # six files, and a folder entry some zip tools add
+MAX_ARCHIVE_ENTRIES = 16  # the seven files, a folder entry some zip tools add, and room to spare
 _MAX_DIRECTORY_BYTES = MAX_ARCHIVE_ENTRIES * 1_024  # the zip's central directory: one short record per entry
 _SAFE_ID = set(string.ascii_letters + string.digits + "-._")
 
@@ -943,14 +943,16 @@ def _check_directory(data: bytes) -> None:
         raise RunError("the archive is a zip64 archive; a run's archive is small and never needs one.")
     entries, size = struct.unpack_from("<HI", data, end + 10)
     if entries > MAX_ARCHIVE_ENTRIES or size > _MAX_DIRECTORY_BYTES:
-        raise RunError(f"the archive lists {entries:,} entries ({size:,} bytes); a run has at most six files.")
+        raise RunError(
+            f"the archive lists {entries:,} entries ({size:,} bytes); a run has at most {len(ARCHIVE_FILES)} files."
+        )
 
 
 def _members(archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
     """The archive's files by name: only a run's, each once, all in one folder, each within its size limit."""
     infos = archive.infolist()
     if len(infos) > MAX_ARCHIVE_ENTRIES:
-        raise RunError(f"the archive holds {len(infos):,} entries; a run has at most six files.")
+        raise RunError(f"the archive holds {len(infos):,} entries; a run has at most {len(ARCHIVE_FILES)} files.")
     files: dict[str, zipfile.ZipInfo] = {}
     for info in infos:
         if info.is_dir():

@@ -7,11 +7,9 @@ import secrets
 import threading
 
 import streamlit as st
-import torch
 
-from mnist_core.data import DATASETS, DataError, Dataset
+from mnist_core.data import DATASETS, DataError
 from mnist_core.jobs import Job, JobQueue
-from mnist_core.report import predict
 from mnist_core.runs import Run, RunError, list_run_metas, list_runs, load_run, newest_trained_run, runs_root
 
 from .common import shared_dataset
@@ -147,31 +145,3 @@ def chosen_run(label: str, key: str, empty: str) -> Run:
     if run is None:
         st.stop()
     return run
-
-
-@st.cache_resource(max_entries=8)
-def _test_predictions(path: str, saved_at: float, dataset_name: str) -> torch.Tensor:
-    run = _cached_run(path, saved_at)
-    return predict(run.model, shared_dataset(dataset_name).test_images).argmax(1)
-
-
-def test_predictions(run: Run) -> torch.Tensor:
-    """The predicted class of every test image for a saved run, computed once per run."""
-    saved_at = run.path.joinpath("run.json").stat().st_mtime
-    return _test_predictions(str(run.path), saved_at, run.config.dataset)
-
-
-def run_dataset(run: Run) -> Dataset | None:
-    """The data set a run was trained on, or None (with a message) if this server cannot load it."""
-    try:
-        dataset = shared_dataset(run.config.dataset)
-    except DataError as exc:
-        st.info(f"The images cannot be shown: {exc}")
-        return None
-    if dataset.n_test != run.meta.n_test:
-        st.info(
-            f"This run was tested on another copy of {run.config.dataset} than the one loaded now "
-            f"({dataset.title}); its images cannot be shown."
-        )
-        return None
-    return dataset
