@@ -9,12 +9,13 @@ sample, opens the Train page in headless Chromium on the same machine, and with 
 defaults (Descent 0.1, batch 128) measures:
 
 - Start -> first loss point drawn: the click, then the first time the chart's batch-loss trace has a
-  point (read from Plotly's own data in the page), ``--runs`` times (each run then stopped).
+  point (read from the chart in the page: appserver.LAST_STEP_JS), ``--runs`` times (each run then stopped).
 - Refreshes per second of the chart while training, and how far the drawn point lags the trainer:
   each time the last drawn step changes, the browser notes the wall time; the trainer's time of that
   step is estimated from the saved run (started_at + step / steps-per-second; evaluation is ~1% here).
 - Server CPU ms per refresh: the server process's CPU time (from /proc; trainers are separate
-  processes) over the watched window, divided by the refreshes the browser saw.
+  processes) over the watched window, divided by the refreshes the browser saw; the same for the
+  browser (every Chromium process), which draws the chart.
 - Pause -> chart frozen: the last change of the drawn step after the click (0 if none came).
 - Stop -> "Stopped" shown.
 - Idle: ``--tabs`` tabs open on the Train page, no job: the server's CPU share over 20 s.
@@ -60,6 +61,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def browser_cpu_seconds() -> float:
+    """CPU time of every Chromium process on the machine (the benchmark's browser is the only one)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if "chrom" in text[text.index("(") + 1 : text.rindex(")")].lower():
+            fields = text.rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def newest_run(runs: Path, before: set) -> dict | None:
     new = [p for p in runs.iterdir() if p not in before and (p / "run.json").is_file()]
     return json.loads((max(new) / "run.json").read_text()) if new else None
@@ -80,16 +95,16 @@ def one_run(page, url: str, runs: Path, server_pid: int, watch_s: float) -> dict
     time.sleep(0.5)
     before = set(runs.iterdir())
     page.evaluate(WATCH_JS)
-    cpu0 = cpu_seconds(server_pid)
+    cpu0, browser0 = cpu_seconds(server_pid), browser_cpu_seconds()
     t_click = time.time()
     page.get_by_role("button", name="Start training").click()
     page.wait_for_function("() => window.__seen.length > 0", timeout=120_000, polling="raf")
     first = page.evaluate("() => window.__seen[0][0]") / 1000 - t_click
     time.sleep(watch_s)
     seen = page.evaluate("() => window.__seen")
-    cpu = cpu_seconds(server_pid) - cpu0
+    cpu, browser = cpu_seconds(server_pid) - cpu0, browser_cpu_seconds() - browser0
     t_end = time.time()
-    result = {"first_point_s": first, "seen": seen, "window": (t_click, t_end), "cpu_s": cpu}
+    result = {"first_point_s": first, "seen": seen, "window": (t_click, t_end), "cpu_s": cpu, "browser_s": browser}
     pause = page.get_by_role("button", name="Pause")
     if pause.count():
         n = len(page.evaluate("() => window.__seen"))
@@ -166,11 +181,15 @@ def main() -> None:
             for i in range(args.runs):
                 r = one_run(page, url, runs, server.pid, args.watch)
                 rate, lag = lag_and_rate(r)
-                r.update(rate=rate, lag=lag, cpu_ms_per_refresh=1000 * r["cpu_s"] / max(1, len(r["seen"])))
+                refreshes = max(1, len(r["seen"]))
+                r.update(rate=rate, lag=lag, cpu_ms_per_refresh=1000 * r["cpu_s"] / refreshes)
+                r.update(browser_ms_per_refresh=1000 * r["browser_s"] / refreshes)
                 results.append(r)
                 print(
                     f"run {i + 1}: first point {r['first_point_s']:.2f} s, {rate:.1f} refreshes/s, lag {lag:.2f} s, "
-                    f"server {r['cpu_ms_per_refresh']:.0f} ms CPU/refresh, stop {r['stop_s']:.2f} s"
+                    f"server {r['cpu_ms_per_refresh']:.0f} ms CPU/refresh, "
+                    f"browser {r['browser_ms_per_refresh']:.0f} ms, "
+                    f"stop {r['stop_s']:.2f} s"
                     + (f", pause froze after {r['pause_frozen_s']:.2f} s" if "pause_frozen_s" in r else "")
                     + (f" {r['after_pause']}" if args.verbose else ""),
                     flush=True,
@@ -189,6 +208,7 @@ def main() -> None:
     print(f"start -> first point drawn: median {med('first_point_s')} s (all: {every})")
     print(f"chart refreshes while training: median {med('rate')} /s; drawn point lags the trainer by {med('lag')} s")
     print(f"server CPU per refresh (one watching tab): median {med('cpu_ms_per_refresh')} ms")
+    print(f"browser CPU per refresh (all of Chromium, the chart drawn): median {med('browser_ms_per_refresh')} ms")
     print(f"pause -> chart frozen: median {med('pause_frozen_s')} s; stop -> 'Stopped' shown: median {med('stop_s')} s")
     print(f"idle server with {args.tabs} Train tabs open, no job: {idle:.1%} of a core")
 

@@ -30,8 +30,9 @@ function layout(chart) {
   const width = canvas.clientWidth;
   const height = data.height;
   const box = { left: 56, right: width - 52, top: 34, bottom: height - 38 };
-  const smoothMax = Math.max(0, ...data.smooth.filter(Number.isFinite));
-  const rawMax = Math.max(0, ...data.raw.filter(Number.isFinite));
+  const finiteMax = (values) => values.reduce((m, v) => (Number.isFinite(v) && v > m ? v : m), 0);
+  const smoothMax = finiteMax(data.smooth);
+  const rawMax = finiteMax(data.raw);
   // A few huge batches (a spike, a divergence) must not flatten the curve: the axis follows the
   // smoothed line and what is above it is drawn at the top edge, with its true maximum written there.
   let top = rawMax;

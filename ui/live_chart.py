@@ -1,9 +1,10 @@
 """The Train page's live loss chart: a canvas component that redraws in place, several times a second.
 
 While a run trains, the chart changes five times a second. ``st.plotly_chart`` makes the browser rebuild
-Plotly's whole SVG each time: measured on this project's 2-core box, 61% of a core in Chromium against
-24% with no chart (benchmarks/bench_live_chart.py --measure-browser). This component keeps one canvas
-and repaints it, so the learner's browser leaves the CPU to the trainer. The finished (or paused) run is
+Plotly's whole SVG each time. Measured on this project's 2-core box (Chromium's CPU while the Train page
+watches a run; benchmarks/bench_live_loop.py prints it per refresh): the page took 82% of a core with
+Plotly's chart, 54% with this one, 38% with no chart at all. This component keeps one canvas and
+repaints it, so the learner's browser leaves more of the CPU to the trainer. The finished (or paused) run is
 drawn with the full interactive Plotly chart (``ui.charts.loss_figure``) from the same numbers.
 """
 
