@@ -53,9 +53,10 @@ QUEUE_RE = re.compile(r"Waiting in the queue: place (\S+) of (\d+) waiting")
 # One round trip per poll: what a session's page shows now. Alerts are found by Streamlit's test ids.
 # The moment "Finished" appears is taken by the page itself (a MutationObserver, installed on the first poll
 # and again after a reload): polling ten pages in turn on two busy cores would add seconds of its own.
+# The box's text starts with its icon's name, so "Finished" is looked for anywhere in it.
 PAGE_STATE_JS = """() => {
   const texts = (id) => [...document.querySelectorAll(`[data-testid=${id}]`)].map((e) => e.innerText);
-  const finished = () => texts('stAlertContentSuccess').some((t) => t.startsWith('Finished'));
+  const finished = () => texts('stAlertContentSuccess').some((t) => t.includes('Finished'));
   if (!window.__finishWatch) {
     window.__finishWatch = new MutationObserver(() => {
       if (!window.__finishedAt && finished()) window.__finishedAt = Date.now() / 1000;
@@ -65,7 +66,7 @@ PAGE_STATE_JS = """() => {
   return {
     finished_at: window.__finishedAt || null,
     queue: texts('stAlertContentInfo').find((t) => t.includes('Waiting in the queue')) || null,
-    success: texts('stAlertContentSuccess').find((t) => t.startsWith('Finished')) || null,
+    success: texts('stAlertContentSuccess').find((t) => t.includes('Finished')) || null,
     warnings: texts('stAlertContentWarning'),
     errors: texts('stAlertContentError'),
     exceptions: texts('stException'),
