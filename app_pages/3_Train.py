@@ -18,7 +18,7 @@ from mnist_core.train import (
 )
 from ui.charts import loss_figure, lr_find_figure
 from ui.common import current, outcome_box
-from ui.inside import WATCH_KEY, health_panel, watch_panel
+from ui.inside import chosen_digit, health_panel, watch_panel
 from ui.live_chart import live_chart, live_chart_data
 from ui.state import job_queue, owner, session_job
 
@@ -112,7 +112,7 @@ def queue_job(task: str = "train") -> Job | None:
             owner=me,
             allow_download=dataset.source_kind != "sample",
             task=task,
-            watch=st.session_state.get(WATCH_KEY, 0) if task == "train" else None,
+            watch=chosen_digit(dataset)[0] if task == "train" else None,
         )
     except ValueError as exc:
         st.session_state["control_error"] = str(exc)

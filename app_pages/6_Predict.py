@@ -1,11 +1,13 @@
 """Predict: upload or draw a digit, see it prepared the way MNIST was made, and ask a trained run."""
 
+import numpy as np
 import streamlit as st
 
 from mnist_core.data import DATASETS
 from mnist_core.digits import DigitError, digits_from_canvas, how_sure, load_image, predict_digit, preprocess
 from mnist_core.visual import square_tile
 from ui.charts import probability_figure
+from ui.inside import DRAWN_KEY
 from ui.state import chosen_run
 
 st.title("Predict your own digit")
@@ -67,6 +69,7 @@ st.caption(
     "Where the paper's light is uneven (a shadow across it), it is evened out first; then ink is told from "
     "paper by a threshold chosen from this image's own histogram (Otsu's method): the third step."
 )
+st.session_state[DRAWN_KEY] = prepared.final.astype(np.uint8).tobytes()  # the Train page can follow it
 steps = prepared.steps()
 for column, (title, array) in zip(st.columns(len(steps)), steps):
     column.image(square_tile(array), caption=title)
@@ -80,3 +83,4 @@ for warning in how_sure(probs, prepared.final, classes) if run.config.dataset ==
 st.plotly_chart(probability_figure(probs, classes), key="predict_probs")
 accuracy = "not measured" if run.meta.test_acc is None else f"{run.meta.test_acc:.2%}"
 st.caption(f"Run `{run.run_id}`: test accuracy {accuracy} on {run.config.dataset}.")  # no text from run.json
+st.caption("Follow this digit through the network while a run trains: **Train**, Watch one digit, from Predict.")

@@ -238,6 +238,20 @@ def test_predict_page_reads_an_uploaded_digit(runs_dir, sample):
     headline = [s.value for s in at.subheader if s.value.startswith("Prediction")][0]
     assert headline.startswith(f"Prediction: {true} ")
 
+    # The Train page can follow that digit through the network while a run trains.
+    at.switch_page("app_pages/3_Train.py").run()
+    assert at.number_input(key="keep_watch")  # a test digit, until the learner chooses the one from Predict
+    at.radio(key="keep_watch_source").set_value("drawn").run()
+    assert not at.exception, at.exception
+    assert not [n for n in at.number_input if n.key == "keep_watch"]
+    at.slider(key="keep_epochs").set_value(1)
+    start_button(at).click().run()
+    import ui.state
+
+    (job,) = ui.state._queue._jobs.values()  # this test's only job
+    assert isinstance(job.watch_digit, list) and len(job.watch_digit) == 784
+    assert sum(job.watch_digit) > 0  # the prepared digit's ink, not a blank
+
 
 @pytest.mark.parametrize(
     "content, words",

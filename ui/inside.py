@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import streamlit as st
+import torch
 
 from mnist_core.data import Dataset
 from mnist_core.health import HealthStats, health_flags
@@ -19,6 +20,25 @@ from ui.charts import health_figure
 from ui.digit_view import digit_view, digit_view_data
 
 WATCH_KEY = "keep_watch"  # the test digit (its index) the learner follows
+SOURCE_KEY = "keep_watch_source"  # "test" or "drawn": which digit is followed
+DRAWN_KEY = "drawn_digit"  # the digit last prepared on Predict: 784 bytes, (28, 28) row by row
+SOURCES = {"test": "a test digit", "drawn": "the digit from Predict"}
+
+
+Digit = tuple[int | list[int], np.ndarray, int | None]
+
+
+def chosen_digit(dataset: Dataset, watch: int | list[int] | None = None) -> Digit:
+    """(what the queue is told to watch, the digit as uint8 (28, 28), its true class or None for a drawn one):
+    of ``watch`` (a running job's), else of the learner's choice."""
+    if watch is None:
+        if st.session_state.get(SOURCE_KEY) == "drawn" and DRAWN_KEY in st.session_state:
+            watch = list(st.session_state[DRAWN_KEY])
+        else:
+            watch = min(int(st.session_state.get(WATCH_KEY, 0)), dataset.n_test - 1)
+    if isinstance(watch, int):
+        return watch, dataset.test_images[watch].numpy(), int(dataset.test_labels[watch])
+    return watch, np.asarray(watch, dtype=np.uint8).reshape(28, 28), None
 
 
 @st.cache_data(max_entries=8, show_spinner="Replaying the saved snapshots...")
@@ -27,11 +47,15 @@ def _replay(run_dir: str, saved_at: float, digit: bytes) -> list[DigitView]:
     return replay(Path(run_dir), np.frombuffer(digit, dtype=np.uint8))
 
 
-def pick_digit(dataset: Dataset, disabled: bool) -> int:
-    """The digit to follow: a test image by its index, or a random one."""
+def pick_digit(dataset: Dataset, disabled: bool) -> None:
+    """The digit to follow: a test image by its index, a random one, or the one drawn or uploaded on Predict."""
     st.session_state.setdefault(WATCH_KEY, 0)
     if st.session_state[WATCH_KEY] >= dataset.n_test:
         st.session_state[WATCH_KEY] = 0
+    if DRAWN_KEY in st.session_state:
+        st.radio("Follow", list(SOURCES), format_func=SOURCES.get, key=SOURCE_KEY, horizontal=True, disabled=disabled)
+    if st.session_state.get(SOURCE_KEY) == "drawn" and DRAWN_KEY in st.session_state:
+        return
 
     def another() -> None:
         st.session_state[WATCH_KEY] = random.randrange(dataset.n_test)
@@ -43,23 +67,23 @@ def pick_digit(dataset: Dataset, disabled: bool) -> int:
         dataset.n_test - 1,
         key=WATCH_KEY,
         disabled=disabled,
-        help="The run sends this digit's feature maps and probabilities a few times a second while it trains.",
+        help="The run sends this digit's feature maps and probabilities a few times a second while it trains. "
+        "A digit drawn or uploaded on Predict can be followed too.",
     )
     right.button("Another digit", on_click=another, disabled=disabled, use_container_width=True)
-    return int(st.session_state[WATCH_KEY])
 
 
 def watch_panel(job: Job | None, dataset: Dataset, seed: int) -> None:
     """Before a run: the untrained network's view of the digit. During: the trainer's latest view.
     After: a slider through the run's saved snapshots."""
     busy = job is not None and not job.done
-    index = job.watch_digit if busy and isinstance(job.watch_digit, int) else None
-    if index is None:
-        index = pick_digit(dataset, disabled=busy)
-    digit = dataset.test_images[index].numpy()
-    label = int(dataset.test_labels[index])
+    if busy and job.watch_digit is not None:
+        _, digit, label = chosen_digit(dataset, job.watch_digit)
+    else:
+        pick_digit(dataset, disabled=busy)
+        _, digit, label = chosen_digit(dataset)
     if job is None or job.task != "train":
-        view = view_digit(build_model(seed=seed), dataset.test_images[index], step=0)
+        view = view_digit(build_model(seed=seed), torch.from_numpy(digit.copy()), step=0)
         st.caption("Before training: the network's random filters, and a guess no better than chance.")
     elif not job.done:
         if job.watch is None:
