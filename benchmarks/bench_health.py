@@ -23,6 +23,20 @@ from mnist_core.health import HealthMonitor, health_every
 from mnist_core.train import TrainConfig, resolve_device, train
 
 
+def print_costs(label: str, table: dict[str, list[float]], base_name: str, indent: str = "") -> None:
+    """One line per variant: its median, how much more than ``base_name``'s (median, and fastest against
+    fastest), and every measurement. Shared with bench_watch.py."""
+    base = statistics.median(table[base_name])
+    width = max(map(len, table))
+    for name, values in table.items():
+        med = statistics.median(values)
+        runs = ", ".join(f"{v:.3f}" for v in values)
+        low = min(values) / min(table[base_name]) - 1
+        print(
+            f"{indent}{label:>10} {name:>{width}}: median {med:.3f} ({med / base - 1:+.1%}; fastest {low:+.1%})  {runs}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
@@ -51,12 +65,8 @@ def main() -> None:
     steps = trainer.history.step
     print(f"{args.epochs} epochs of the sample, batch {args.batch_size}, {steps} steps, 1 thread, {trainer.device}")
     for label, table in (("training s", seconds), ("CPU s", cpu)):
+        print_costs(label, table, "without")
         base = statistics.median(table["without"])
-        for name, values in table.items():
-            med = statistics.median(values)
-            runs = ", ".join(f"{v:.3f}" for v in values)
-            low = min(values) / min(table["without"]) - 1
-            print(f"{label:>10} {name:>12}: median {med:.3f} ({med / base - 1:+.1%}; fastest {low:+.1%})  {runs}")
         one = (statistics.median(table["every batch"]) - base) / steps * 1000
         print(f"{label:>10}: one measurement costs about {one:.2f} ms; a step {base / steps * 1000:.2f} ms")
     print(f"every {every}: {measured} measurements per run")

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import torch
+from bench_health import print_costs  # the same cost table (benchmarks/ is this script's folder)
 
 from mnist_core.data import load_sample
 from mnist_core.health import HealthMonitor
@@ -52,12 +53,7 @@ def cost(config: TrainConfig, repeats: int) -> None:
             cpu[name].append(time.process_time() - t0)
     print(f"1. cost: {config.epochs} epochs of the sample, batch {config.batch_size}, 1 thread, {config.device}")
     for label, table in (("training s", seconds), ("CPU s", cpu)):
-        base = statistics.median(table["bare"])
-        for name, values in table.items():
-            med = statistics.median(values)
-            runs = ", ".join(f"{v:.2f}" for v in values)
-            low = min(values) / min(table["bare"]) - 1
-            print(f"   {label:>10} {name:>20}: median {med:.3f} ({med / base - 1:+.1%}; fastest {low:+.1%})  {runs}")
+        print_costs(label, table, "bare", indent="   ")
 
 
 def rate_and_disk(config: TrainConfig, repeats: int) -> None:
