@@ -92,7 +92,8 @@ class DigitView:
 
 def digit_image(digit: torch.Tensor | np.ndarray | Sequence[int]) -> torch.Tensor:
     """A digit as uint8 (28, 28): from a (28, 28) array or tensor, or 784 pixel values (0-255, row by row)."""
-    image = torch.as_tensor(np.asarray(digit))
+    # a copy of an array: a read-only one (np.frombuffer) makes torch warn
+    image = digit if isinstance(digit, torch.Tensor) else torch.as_tensor(np.array(digit))
     if image.numel() != p.DIGIT_PIXELS:
         raise ValueError(f"a digit has {p.DIGIT_PIXELS} pixels (28x28), not {image.numel()}")
     return image.reshape(28, 28).round().clamp(0, 255).to(torch.uint8)
