@@ -27,12 +27,17 @@ def start_study(page: Page, name: str, trials: int) -> None:
 def choose_only(page: Page, label: str, value: str) -> None:
     """Clear a multiselect, then choose ``value`` from its list."""
     box = page.get_by_test_id("stMultiSelect").filter(has_text=label)
-    box.get_by_role("button", name="Clear all").click()
-    page.get_by_role("combobox", name=label).fill(value)
-    page.get_by_role("option", name=value, exact=True).click()
-    page.keyboard.press("Escape")
-    expect(box.get_by_role("button", name=re.compile("^Remove "))).to_have_count(1)
-    expect(box.get_by_role("button", name=f"Remove {value}")).to_be_attached()
+    chosen = box.get_by_role("button", name=re.compile("^Remove "))
+    for _ in range(3):  # a rerun that lands between the clicks can bring the old choice back: try again
+        box.get_by_role("button", name="Clear all").click()
+        expect(chosen).to_have_count(0)  # cleared, before typing: a late rerun must not undo the choice
+        page.get_by_role("combobox", name=label).fill(value)
+        page.get_by_role("option", name=value, exact=True).click()
+        page.keyboard.press("Escape")
+        expect(box.get_by_role("button", name=f"Remove {value}")).to_be_attached()
+        if chosen.count() == 1:
+            return
+    raise AssertionError(f"{label}: could not choose {value} alone; chosen: {chosen.all_inner_texts()}")
 
 
 def test_a_three_trial_study_runs_to_the_end_and_stop_ends_another(server, page: Page):
@@ -62,9 +67,12 @@ def test_a_three_trial_study_runs_to_the_end_and_stop_ends_another(server, page:
     page.get_by_role("link", name="Tune").click()
     choose_only(page, "Epochs", "10")  # a long trial: the Stop lands while it trains
     start_study(page, "stopped", 12)
-    expect(page.get_by_text(re.compile(r"Trial 0 training"))).to_be_visible()
+    # A trial takes a few seconds on the sample: the first may be over before the page looks.
+    expect(page.get_by_text(re.compile(r"Trial \d+ training"))).to_be_visible()
     page.get_by_role("button", name="Stop the study").click()
     expect(page.get_by_text("Stopped: the running trial was saved as stopped.")).to_be_visible(timeout=60_000)
-    wait_for(lambda: len(study_runs(server["runs"], "stopped")) == 1)
-    (stopped,) = study_runs(server["runs"], "stopped")
-    assert (stopped.trial, stopped.status, stopped.config.epochs) == (0, "stopped", 10)
+    wait_for(lambda: any(m.status == "stopped" for m in study_runs(server["runs"], "stopped")))
+    runs = study_runs(server["runs"], "stopped")
+    (stopped,) = [m for m in runs if m.status == "stopped"]  # one trial was running when Stop came
+    assert stopped.config.epochs == 10 and stopped.trial == max(m.trial for m in runs)
+    assert len(runs) < 12
