@@ -15,7 +15,6 @@ from mnist_core.visual import smooth, thin
 
 MAX_POINTS = 2000  # a saved run's chart stays light whatever the run's length
 BLUE = "#1f77b4"
-LIVE_POINTS = 1000  # the live chart is redrawn several times a second: fewer points, same shape
 
 
 def loss_figure(
@@ -25,17 +24,16 @@ def loss_figure(
     total_steps: int | None = None,
     height: int = 420,
     lr_schedule: list[tuple[int, float]] | None = None,
-    max_points: int = MAX_POINTS,
 ) -> dict:
     """Every batch's loss (thinned), its smoothed line, per-epoch test accuracy on a second axis, and a
     marker where the learning rate changed during the run.
 
-    A plain dict, not ``make_subplots``: the live view builds it several times a second and the
-    dict costs a fraction of the figure objects' validation.
+    A plain dict, not ``make_subplots``: it costs a fraction of the figure objects' validation. (While a run
+    trains, the Train page draws ui.live_chart instead, from the same numbers.)
     """
     data = []
     if batch_losses:
-        steps, raw = thin(batch_losses, max_points)
+        steps, raw = thin(batch_losses, MAX_POINTS)
         smoothed = smooth(batch_losses)[steps - 1]
         # Lines, not WebGL markers: a browser without a GPU (or a busy one) redraws an SVG path several times
         # faster than a WebGL context, and the faint raw line over a bold smoothed one reads like TensorBoard.
