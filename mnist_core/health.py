@@ -141,6 +141,9 @@ class HealthMonitor(Callback):
         if step == 1 or step % self.every == 0:
             self._arm(trainer.model, step)
 
+    def wants_eager(self, trainer: Trainer, step: int) -> bool:
+        return self._pending is not None and self._pending["step"] == step  # its hooks must fire
+
     def on_batch_end(self, trainer: Trainer, step: int, epoch: int, loss: float) -> None:
         if self._unread:
             self._emit()

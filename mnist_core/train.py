@@ -9,6 +9,7 @@ while another thread reads its ``history``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -353,6 +354,11 @@ class Callback:
         """Step ``step`` (1-based) is about to run: the weights are those after step ``step - 1``. Runs on every
         batch, before its forward pass (where forward hooks for this one batch go): keep it cheap."""
 
+    def wants_eager(self, trainer: Trainer, step: int) -> bool:
+        """True if step ``step`` must run eagerly, op by op (its hooks must fire): on a GPU the other steps may
+        be replays of a captured CUDA graph, where no Python runs."""
+        return False
+
     def on_batch_end(self, trainer: Trainer, step: int, epoch: int, loss: float) -> None: ...
 
     def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> None: ...
@@ -467,6 +473,66 @@ class RunControl:
             self._to_epoch_end = False
 
 
+GRAPH_WARMUP = 3  # eager steps with unchanged knobs before a step is captured (and after each live change)
+
+
+class StepGraph:
+    """The "train!" step of a GPU run captured once as a CUDA graph and replayed for every full batch.
+
+    On a GPU one step of this small network is about 60 kernel launches from Python, and launching them
+    costs far more than running them (2.2 ms a step on an H200, ``benchmarks/bench_device.py``); a replay
+    is one launch. The graph gathers its batch through ``idx``, updates the weights, the optimiser's state
+    and the epoch's running sums in place, and leaves the batch loss in ``loss``. A live knob change drops
+    it (the learning rate is baked into the captured update); it is captured again after ``GRAPH_WARMUP``
+    calm eager steps, which also warm cuDNN and create the optimiser's state, as capture requires. Eager
+    steps (the epoch's last, larger batch; a step a callback measures with hooks) mix freely with replays:
+    both update the same weights and optimiser state in place.
+    """
+
+    def __init__(self, trainer: Trainer, opt: torch.optim.Optimizer, sums: tuple[torch.Tensor, torch.Tensor]):
+        self.trainer, self.opt, self.sums = trainer, opt, sums
+        self.idx = torch.zeros(trainer.config.batch_size, dtype=torch.long, device=trainer.device)
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.loss: torch.Tensor | None = None
+        self.calm = 0  # eager full-batch steps since the last knob change
+        self.replays = self.captures = 0
+        self.side = torch.cuda.Stream(trainer.device)  # warm-up runs on a side stream, as capture asks
+
+    def drop(self) -> None:
+        self.graph, self.loss, self.calm = None, None, 0
+
+    def step(self, idx: torch.Tensor) -> torch.Tensor | None:
+        """Replay the step on the images ``idx`` (a full batch) and return its loss; None if not captured yet
+        (the caller then runs an eager step and calls ``warmed``)."""
+        if self.graph is None and self.calm >= GRAPH_WARMUP:
+            self._capture()
+        if self.graph is None:
+            return None
+        self.idx.copy_(idx)
+        self.graph.replay()
+        self.replays += 1
+        return self.loss.clone()
+
+    def warming(self) -> torch.cuda.StreamContext | contextlib.nullcontext:
+        """Where an eager full-batch step runs: on the side stream until the graph is captured."""
+        if self.graph is not None:
+            return contextlib.nullcontext()
+        self.side.wait_stream(torch.cuda.current_stream(self.trainer.device))
+        return torch.cuda.stream(self.side)
+
+    def warmed(self) -> None:
+        torch.cuda.current_stream(self.trainer.device).wait_stream(self.side)
+        self.calm += 1
+
+    def _capture(self) -> None:
+        t, graph = self.trainer, torch.cuda.CUDAGraph()
+        self.opt.zero_grad(set_to_none=True)  # the backward pass in the graph makes its own gradients
+        with torch.cuda.graph(graph):
+            self.loss = t._train_step(self.idx, self.opt, self.sums)
+        self.graph = graph
+        self.captures += 1
+
+
 class LossRecorder(Callback):
     """The tutorial's ``cb = () -> push!(loss_vector, loss(x_train, y_train))``, every ``every`` batches.
 
@@ -512,8 +578,12 @@ class Trainer:
         self.history = History(total_steps=steps_per_epoch * config.epochs, steps_per_epoch=steps_per_epoch)
         # On a GPU, reading a loss forces a sync: deliver them in chunks instead of every step.
         self.flush_every = 1 if self.device.type == "cpu" else 32
+        # On CUDA the "train!" step is replayed from a captured graph (see StepGraph); False: every step eager.
+        self.use_graph = self.device.type == "cuda" and config.loop == "train!"
         self._x_train = self._y_train = self._x_test = self._y_test = None
         self._x_val = self._y_val = None  # the validation split, if the config holds one out
+        self._graph: StepGraph | None = None
+        self._params: list[torch.nn.Parameter] = []
 
     # ----------------------------------------------------------------- control
 
@@ -545,7 +615,9 @@ class Trainer:
         if self.config.optimiser == "Momentum":
             return torch.optim.SGD(params, lr=lr, momentum=self.config.momentum, foreach=True)
         if self.config.optimiser == "ADAM":
-            return torch.optim.Adam(params, lr=lr, betas=(self.config.momentum, 0.999), eps=1e-8, foreach=True)
+            # capturable on CUDA: its step count stays on the GPU, as a graph needs (and eager steps do the same math)
+            betas, capturable = (self.config.momentum, 0.999), self.device.type == "cuda"
+            return torch.optim.Adam(params, lr=lr, betas=betas, eps=1e-8, foreach=True, capturable=capturable)
         return torch.optim.SGD(params, lr=lr, foreach=True)
 
     def _apply_knobs(self, opt: torch.optim.Optimizer, knobs: dict[str, float]) -> None:
@@ -562,6 +634,8 @@ class Trainer:
             elif self.config.optimiser == "ADAM":
                 group["betas"] = (self.momentum, group["betas"][1])
         h.record_knobs(h.step, self.lr, self.momentum)
+        if self._graph is not None:
+            self._graph.drop()  # the captured update holds the old values
         for cb in self.callbacks:
             cb.on_knobs(self, h.step, self.lr, self.momentum)
 
@@ -585,6 +659,34 @@ class Trainer:
             with torch.no_grad():
                 for p, g in zip(params, grads):
                     p.sub_(self.lr * g)
+
+    def _train_step(
+        self, idx: torch.Tensor, opt: torch.optim.Optimizer, sums: tuple[torch.Tensor, torch.Tensor]
+    ) -> torch.Tensor:
+        """Train on the images ``idx``, add the batch's loss * size and correct answers to ``sums`` in place,
+        and return the batch loss (a 0-d tensor; reading it would sync a GPU)."""
+        xb, yb = self._x_train[idx], self._y_train[idx]  # (B, 1, 28, 28), (B,)
+        logits = self.model.logits(xb)
+        loss = F.cross_entropy(logits, yb)
+        self._update_step(loss, self._params, opt)
+        loss = loss.detach()
+        sums[0].add_(loss * len(yb))
+        sums[1].add_((logits.detach().argmax(1) == yb).sum())
+        return loss
+
+    def _step(self, idx: torch.Tensor, opt: torch.optim.Optimizer, sums: tuple[torch.Tensor, torch.Tensor]):
+        """One batch: a graph replay where one is captured and the step may be one, else eager."""
+        graph = self._graph
+        if graph is None or len(idx) != self.config.batch_size:
+            return self._train_step(idx, opt, sums)
+        if any(cb.wants_eager(self, self.history.step + 1) for cb in self.callbacks):
+            return self._train_step(idx, opt, sums)
+        loss = graph.step(idx)
+        if loss is None:
+            with graph.warming():
+                loss = self._train_step(idx, opt, sums)
+            graph.warmed()
+        return loss
 
     def run(self) -> History:
         """Train to the end, a stop, or a non-finite loss; return the history (also ``self.history``)."""
@@ -611,16 +713,19 @@ class Trainer:
         self._load_to_device()
         for cb in self.callbacks:
             cb.on_train_start(self)
-        params = list(model.parameters())
+        self._params = list(model.parameters())
         opt = self._make_optimizer()
+        # the epoch's running loss * images and correct answers, summed on the device in place
+        sums = (torch.zeros((), device=self.device), torch.zeros((), device=self.device, dtype=torch.long))
+        loss_sum, correct = sums
+        self._graph = StepGraph(self, opt, sums) if self.use_graph else None
         gen = torch.Generator().manual_seed(cfg.seed)
         n, bs = self.n_fit, cfg.batch_size
         pending: list[torch.Tensor] = []  # losses not yet delivered (GPU: up to flush_every)
         for epoch in range(1, cfg.epochs + 1):
             h.epoch = epoch
             perm = torch.randperm(n, generator=gen).to(self.device)
-            loss_sum = torch.zeros((), device=self.device)
-            correct = torch.zeros((), device=self.device, dtype=torch.long)
+            loss_sum.zero_(), correct.zero_()
             trained_before = h.train_seconds
             t0 = time.perf_counter()
             waited = 0.0  # seconds paused in this epoch: not training time
@@ -643,17 +748,10 @@ class Trainer:
                 for cb in self.callbacks:
                     cb.on_batch_start(self, h.step + 1)
                 idx = perm[start:stop]  # bs images, or up to 2 * bs - 1 in the epoch's last batch
-                xb, yb = self._x_train[idx], self._y_train[idx]  # (B, 1, 28, 28), (B,)
-                logits = model.logits(xb)
-                loss = F.cross_entropy(logits, yb)
-                self._update_step(loss, params, opt)
-                loss = loss.detach()
-                loss_sum += loss * len(yb)
-                correct += (logits.detach().argmax(1) == yb).sum()
-                seen += len(yb)
-                pending.append(loss)
+                pending.append(self._step(idx, opt, sums))
+                seen += stop - start
                 h.step += 1
-                h.images_done += len(yb)
+                h.images_done += stop - start
                 h.train_seconds = trained_before + (time.perf_counter() - t0 - waited)
                 if len(pending) >= self.flush_every and not self._deliver(pending, epoch):
                     break
