@@ -43,7 +43,9 @@ def test_graph_replays_train_as_the_eager_loop_does(deterministic, optimiser, lr
     assert [value for _, value in eager.history.lr_schedule] == [lr, lr / 2]
     assert fast.history.batch_losses == pytest.approx(eager.history.batch_losses, rel=1e-4, abs=1e-5)
     for a, b in zip(eager.history.epochs, fast.history.epochs):
-        assert b.train_loss == pytest.approx(a.train_loss, rel=1e-3) and b.test_acc == pytest.approx(a.test_acc, abs=0.02)
+        assert b.train_loss == pytest.approx(a.train_loss, rel=1e-3) and b.test_acc == pytest.approx(
+            a.test_acc, abs=0.02
+        )
     for a, b in zip(eager.model.parameters(), fast.model.parameters()):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-5)
 
