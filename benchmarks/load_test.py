@@ -392,6 +392,13 @@ def summary(
         f"training alone      {spread(trains)}   (run.json train_seconds)",
         f"click -> Finished   {spread(to_finish)}   (seen in the browser, reloads included)",
         f"saved -> Finished   {spread(lag)}   (run.json saved_at to the browser)",
+        "  in the order the runs ended: "
+        + " ".join(
+            f"{s.finished_at - m['saved_at']:.1f}"
+            for s, m in sorted(
+                ((s, m) for s, m in metas if s.finished_at and m.get("saved_at")), key=lambda sm: sm[1]["saved_at"]
+            )
+        ),
         f"peak memory         {memory.peak_total:.0f} MB server + workers, {memory.peak_server:.0f} MB server alone "
         f"(at most {memory.peak_workers} processes under the server at once: {'; '.join(memory.peak_tree)})",
         f"CPU time            {cpu[0]:.0f} s server, {cpu[1]:.0f} s training workers, {cpu[2]:.0f} s Chromium "
@@ -446,6 +453,9 @@ def main() -> int:
                 except Exception as exc:  # recorded; the other sessions still run
                     sessions[-1].problems.append(f"could not set up /Train: {type(exc).__name__}: {exc}")
             print(f"{len(sessions)} sessions ready after {time.monotonic() - t0:.1f} s; clicking Start training")
+            server_tree = {server.pid, *descendants(server.pid)}
+            browser_pids = [p for p in descendants(os.getpid()) if p not in server_tree]
+            at_click = (tree_cpu_seconds(browser_pids), tree_cpu_seconds(list(server_tree)), time.monotonic())
             for s in sessions:
                 if s.problems:
                     continue
@@ -460,6 +470,12 @@ def main() -> int:
             cpu = cpu_seconds(server.pid)  # while the server lives: its reaped workers are counted in it
             server_tree = {server.pid, *descendants(server.pid)}
             browser_cpu = tree_cpu_seconds([p for p in descendants(os.getpid()) if p not in server_tree])
+            since = time.monotonic() - at_click[2]
+            print(  # the phase the figures above are about, without the ten pages' first loads
+                f"from the clicks on ({since:.0f} s): "
+                f"Chromium {(tree_cpu_seconds(browser_pids) - at_click[0]) / since:.0%}"
+                f" of a core, server + trainer {(tree_cpu_seconds(list(server_tree)) - at_click[1]) / since:.0%}"
+            )
             screenshot_failures(sessions, shots)
             browser.close()
         wall = time.monotonic() - t0
