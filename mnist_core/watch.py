@@ -34,7 +34,7 @@ import torch
 
 from . import protocol as p
 from .model import TutorialCNN, as_input
-from .runs import MAX_SNAPSHOTS, load_run, load_snapshots, snapshot_key
+from .runs import MAX_SNAPSHOTS, load_run, load_snapshots, read_meta, snapshot_key
 from .train import Callback, EpochMetrics, Trainer
 
 EARLY_STEPS = (0, 1, 10, 50)  # snapshots of the first steps, where a digit's maps change the most
@@ -220,7 +220,8 @@ def replay(run_dir: Path | str, digit: torch.Tensor | np.ndarray | Sequence[int]
     image = digit_image(digit)
     snapshots = load_snapshots(run_dir)
     views = [view_digit(_model(state), image, step) for step, state in snapshots.items()]
-    run = load_run(run_dir)
-    if run.meta.steps not in snapshots and run.weights_finite:
-        views.append(view_digit(run.model, image, run.meta.steps))
+    if read_meta(run_dir).steps not in snapshots:  # a run that ends at an epoch's end has a snapshot there
+        run = load_run(run_dir)  # its weights: half the time of a replay, so only when they are needed
+        if run.weights_finite:
+            views.append(view_digit(run.model, image, run.meta.steps))
     return views
