@@ -424,6 +424,7 @@ class StudyDriver:
     results: list[TrialResult] = field(default_factory=list)
     current: CurrentTrial | None = None
     message: str = ""  # why it ended early, if it did
+    stopped_trial: int | None = None  # the trial that Stop ended while it trained (saved as stopped)
     stop_event: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
 
@@ -454,7 +455,11 @@ class StudyDriver:
                 self.results.append(self._trial(study, space))
             else:
                 return
-            self.message = self.message or "Stopped: the running trial was saved as stopped."
+            if self.stopped_trial is not None:
+                stopped = f"Stopped: trial {self.stopped_trial} was saved as stopped, and no new trial starts."
+            else:  # Stop came as one trial ended and before the next began
+                stopped = "Stopped between two trials: none was training, and no new trial starts."
+            self.message = self.message or stopped
         except Exception as exc:  # the page shows it; the study keeps what it had
             self.message = f"The study stopped: {type(exc).__name__}: {exc}"
         finally:
@@ -493,6 +498,8 @@ class StudyDriver:
             run_message = f"{prune_reason(study.study_name, trial.number, pruned_at)}; stopped at step {h.step} of "
             run_message += f"{h.total_steps}."
         pruned = pruned_at is not None
+        if job.outcome == "stopped" and not pruned and self.stop_event.is_set():
+            self.stopped_trial = trial.number
         return finish_trial(
             study, trial, params, config, epochs, job.outcome, job.run_dir, pruned, job.message, run_message
         )

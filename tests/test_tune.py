@@ -175,6 +175,41 @@ def test_the_queue_driver_prunes_and_tags_runs(tmp_path, blobs_dir):
     assert pruned.meta.message.startswith("Pruned by study 'q'") and len(pruned.history.epochs) < 20
 
 
+def test_stop_says_whether_it_ended_a_training_trial(tmp_path, blobs_dir):
+    """Stop while a trial trains: that trial is saved as stopped and named. Stop as a trial ends: no trial is
+    said to be stopped (the page once claimed one was)."""
+    space = SearchSpace(lr_low=0.01, lr_high=0.01, optimisers=("ADAM",), batch_sizes=(8,), epochs=(50,), validation=0.2)
+    url = f"sqlite:///{tmp_path}/tune.db"
+    open_study(url, "s", space)
+    queue = JobQueue(root=tmp_path, data_dir=blobs_dir, preload=("mnist",), allow_download=False)
+    try:
+        driver = StudyDriver(queue, "owner-secret", url, "s", 5).start()
+        wait_for(
+            lambda: (
+                driver.current is not None
+                and (job := queue.get(driver.current.job_id)) is not None
+                and job.history is not None
+                and job.history.step > 0
+            ),
+            timeout=300,
+        )
+        driver.stop()
+        wait_for(lambda: not driver.running, timeout=300, every=0.1)
+        assert driver.message == "Stopped: trial 0 was saved as stopped, and no new trial starts."
+        assert [r.state for r in driver.results] == ["failed"] and load_run(
+            tmp_path / driver.results[0].run
+        ).meta.status == "stopped"
+
+        between = StudyDriver(queue, "owner-secret", url, "s", 5)
+        between.stop()  # before its first trial, as between two
+        between.start()
+        wait_for(lambda: not between.running, timeout=60, every=0.1)
+        assert between.message == "Stopped between two trials: none was training, and no new trial starts."
+        assert between.results == []
+    finally:
+        queue.close()
+
+
 def test_the_tune_page_runs_a_study(runs_dir):
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()

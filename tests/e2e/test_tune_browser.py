@@ -65,14 +65,18 @@ def test_a_three_trial_study_runs_to_the_end_and_stop_ends_another(server, page:
 
     # Stop ends a study at once: the running trial is saved as stopped, no other starts.
     page.get_by_role("link", name="Tune").click()
-    choose_only(page, "Epochs", "10")  # a long trial: the Stop lands while it trains
+    # Long trials (10 epochs of batch 8: several seconds each on the sample), so that the Stop lands while one
+    # trains: at batch 128 a trial took 1-2 s and could end between the page showing it and the click.
+    choose_only(page, "Epochs", "10")
+    choose_only(page, "Batch sizes", "8")
     start_study(page, "stopped", 12)
-    # A trial takes a few seconds on the sample: the first may be over before the page looks.
     expect(page.get_by_text(re.compile(r"Trial \d+ training"))).to_be_visible()
     page.get_by_role("button", name="Stop the study").click()
-    expect(page.get_by_text("Stopped: the running trial was saved as stopped.")).to_be_visible(timeout=60_000)
+    expect(page.get_by_text(re.compile(r"Stopped: trial \d+ was saved as stopped"))).to_be_visible(timeout=60_000)
     wait_for(lambda: any(m.status == "stopped" for m in study_runs(server["runs"], "stopped")))
     runs = study_runs(server["runs"], "stopped")
     (stopped,) = [m for m in runs if m.status == "stopped"]  # one trial was running when Stop came
-    assert stopped.config.epochs == 10 and stopped.trial == max(m.trial for m in runs)
+    assert (
+        stopped.config.epochs == 10 and stopped.config.batch_size == 8 and stopped.trial == max(m.trial for m in runs)
+    )
     assert len(runs) < 12
