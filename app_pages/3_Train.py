@@ -197,27 +197,22 @@ with view:
         right.code(torch_code, language="python", wrap_lines=True)
 
 
-SOON = 2  # a job this near the front of the queue is looked at often: its run may start and end within seconds
-
-
 def mode(j: Job | None) -> tuple:
-    """What decides the page's layout and refresh rate: a change of it redraws the whole page (so a job that
-    moves up to place SOON in the queue gets the faster refresh; its place alone does not redraw the page)."""
+    """What decides the page's layout and refresh rate: a change of it redraws the whole page."""
     if j is None:
         return (None,)
-    soon = j.state == "queued" and queue.position(j.id) <= SOON
-    return (j.id, j.state, j.history is not None and j.history.paused, soon)
+    return (j.id, j.state, j.history is not None and j.history.paused)
 
 
 watched = mode(job)
 paused = job is not None and job.history is not None and job.history.paused
 # Five refreshes a second while it trains; a waiting job only needs its place now and then (the next in
-# SOON in line twice a second, the others every few seconds: each redraw costs the learner's browser too); a paused
-# or ended run needs none (a control button redraws the view itself once the trainer confirms).
+# line soon, the others every few seconds: each redraw costs the learner's browser too); a paused or
+# ended run needs none (a control button redraws the view itself once the trainer confirms).
 if not active or paused:
     refresh = None
 elif job.state == "queued":
-    refresh = 0.5 if watched[-1] else 2.0
+    refresh = 0.5 if queue.position(job.id) == 1 else 2.0
 else:
     refresh = 0.2
 

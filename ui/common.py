@@ -15,12 +15,6 @@ from mnist_core.report import predict, run_test_set
 from mnist_core.runs import Run
 from mnist_core.train import device_label, resolve_device
 
-# The server's own PyTorch work is small (one digit through the net, a drawn digit, a page of weights) and
-# it shares the cores with the trainer and with many sessions: one thread. Two OpenMP threads that must
-# wait for a busy core stall: with ten sessions training, replaying a finished run's snapshots of one digit
-# took seconds of the server's time instead of 27 ms (py-spy, benchmarks/load_test.py).
-torch.set_num_threads(1)
-
 
 @dataclass(frozen=True)
 class LoadResult:
