@@ -9,7 +9,6 @@ while another thread reads its ``history``.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import threading
 import time
@@ -501,28 +500,23 @@ class StepGraph:
     def drop(self) -> None:
         self.graph, self.loss, self.calm = None, None, 0
 
-    def step(self, idx: torch.Tensor) -> torch.Tensor | None:
-        """Replay the step on the images ``idx`` (a full batch) and return its loss; None if not captured yet
-        (the caller then runs an eager step and calls ``warmed``)."""
+    def step(self, idx: torch.Tensor) -> torch.Tensor:
+        """Train on the images ``idx`` (a full batch) and return its loss: a replay once captured; before, an
+        eager warm-up step on the side stream (capture asks for warm-up there)."""
         if self.graph is None and self.calm >= GRAPH_WARMUP:
             self._capture()
         if self.graph is None:
-            return None
+            current = torch.cuda.current_stream(self.trainer.device)
+            self.side.wait_stream(current)
+            with torch.cuda.stream(self.side):
+                loss = self.trainer._train_step(idx, self.opt, self.sums)
+            current.wait_stream(self.side)
+            self.calm += 1
+            return loss
         self.idx.copy_(idx)
         self.graph.replay()
         self.replays += 1
         return self.loss.clone()
-
-    def warming(self) -> torch.cuda.StreamContext | contextlib.nullcontext:
-        """Where an eager full-batch step runs: on the side stream until the graph is captured."""
-        if self.graph is not None:
-            return contextlib.nullcontext()
-        self.side.wait_stream(torch.cuda.current_stream(self.trainer.device))
-        return torch.cuda.stream(self.side)
-
-    def warmed(self) -> None:
-        torch.cuda.current_stream(self.trainer.device).wait_stream(self.side)
-        self.calm += 1
 
     def _capture(self) -> None:
         t, graph = self.trainer, torch.cuda.CUDAGraph()
@@ -675,18 +669,13 @@ class Trainer:
         return loss
 
     def _step(self, idx: torch.Tensor, opt: torch.optim.Optimizer, sums: tuple[torch.Tensor, torch.Tensor]):
-        """One batch: a graph replay where one is captured and the step may be one, else eager."""
+        """One batch: through the CUDA graph where there is one and the step may be replayed, else eager."""
         graph = self._graph
         if graph is None or len(idx) != self.config.batch_size:
             return self._train_step(idx, opt, sums)
         if any(cb.wants_eager(self, self.history.step + 1) for cb in self.callbacks):
             return self._train_step(idx, opt, sums)
-        loss = graph.step(idx)
-        if loss is None:
-            with graph.warming():
-                loss = self._train_step(idx, opt, sums)
-            graph.warmed()
-        return loss
+        return graph.step(idx)
 
     def run(self) -> History:
         """Train to the end, a stop, or a non-finite loss; return the history (also ``self.history``)."""
