@@ -273,12 +273,19 @@ def poll(session: Session) -> None:
         session.finished_at = state["finished_at"] or time.time()
 
 
-def reload_if_stale(session: Session, meta: dict | None, stale_after: float) -> None:
+def reload_if_stale(session: Session, meta: dict | None, stale_after: float, shots: Path) -> None:
     """Reload a page that still does not say "Finished" ``stale_after`` s after its run was saved (or after
-    its last reload). Nothing is awaited: a slow server must not hold up the other sessions."""
+    its last reload), keeping a screenshot and the text of what it showed. Nothing is awaited: a slow server
+    must not hold up the other sessions."""
     if session.reloads >= MAX_RELOADS or not meta or not meta.get("saved_at"):
         return
     if time.time() - max(meta["saved_at"], session.reloaded_at) > stale_after:
+        stale = shots / f"stale-session-{session.index:02d}-{session.reloads + 1}"
+        try:
+            session.page.screenshot(path=f"{stale}.png", full_page=True, timeout=10_000)
+            stale.with_suffix(".txt").write_text(session.page.evaluate("document.body.innerText"))
+        except Exception as exc:
+            print(f"(no record of stale session {session.index}: {exc})")
         session.reloads += 1
         session.reloaded_at = time.time()
         session.page.evaluate("location.reload()")  # page.reload() waits for the swamped server: up to minutes
@@ -294,7 +301,12 @@ def hopeless(session: Session, runs: dict[str, dict], expected: int, stale_after
 
 
 def follow(
-    sessions: list[Session], server: subprocess.Popen, runs_dir: Path, deadline: float, stale_after: float
+    sessions: list[Session],
+    server: subprocess.Popen,
+    runs_dir: Path,
+    deadline: float,
+    stale_after: float,
+    shots: Path,
 ) -> None:
     """Poll every session in turn until each has finished, failed or is hopeless, the deadline passes,
     or the server ends."""
@@ -311,7 +323,7 @@ def follow(
             try:
                 poll(s)
                 if not s.done:
-                    reload_if_stale(s, runs.get(s.job_id or ""), stale_after)
+                    reload_if_stale(s, runs.get(s.job_id or ""), stale_after, shots)
                 s.poll_errors = 0
             except Exception as exc:  # a page mid-reload cannot be read; a crashed one must not stop the others
                 s.poll_errors += 1
@@ -463,7 +475,7 @@ def main() -> int:
                     click_start(s)
                 except Exception as exc:
                     s.problems.append(f"could not click Start training: {exc}")
-            follow(sessions, server, runs_dir, time.monotonic() + args.timeout, args.stale_after)
+            follow(sessions, server, runs_dir, time.monotonic() + args.timeout, args.stale_after, shots)
             time.sleep(1)  # the last run's folder is renamed into place just before "done" is sent
             runs = read_runs(runs_dir)
             other = check_runs(sessions, runs)

@@ -83,6 +83,7 @@ class Job:
     lr_curve: p.LrCurve | None = None  # an lr-find job's result
     watch_digit: int | list[int] | None = None  # the digit asked to be watched: a test-set index or 784 pixels
     watch: DigitView | None = None  # the latest view of that digit from the trainer
+    replay: list[DigitView] | None = None  # that digit at every saved step, from the trainer once the run is saved
     health: HealthStats | None = None  # the latest health reading (mnist_core.health)
     health_log: list[HealthStats] = field(default_factory=list, repr=False)  # all of them, thinned past MAX_HEALTH_LOG
     process: subprocess.Popen | None = field(default=None, repr=False)
@@ -480,6 +481,8 @@ class JobQueue:
                     job.health_log = job.health_log[::2]
             elif isinstance(message, p.Watch):
                 job.watch = DigitView.from_message(message)
+            elif isinstance(message, p.Replay):
+                job.replay = [DigitView.from_message(p.Watch(**view)) for view in message.views]
             elif isinstance(message, p.LrCurve):
                 job.lr_curve = message
             elif isinstance(message, p.Done):

@@ -8,8 +8,9 @@ Server -> trainer: ``Job`` (train this), ``Control`` (stop, pause, resume, step,
 Trainer -> server: ``Ready`` (warm: torch imported, data loaded), then per job ``Start``, ``Batches``
 (new losses every fraction of a second), ``Epoch``, ``Knobs`` (a change took effect), ``State``
 (paused or running), ``Health`` (the layers' health every few batches), ``Watch`` (the watched digit's
-feature maps and probabilities, a few times a second), for an lr-find job its ``LrCurve``, and finally
-``Done``. Like ``Start`` and ``Batches``, these belong to the job the trainer was last given.
+feature maps and probabilities, a few times a second), for an lr-find job its ``LrCurve``, for a saved run
+that watched a digit its ``Replay`` (the digit at every saved step, so the server replays nothing), and
+finally ``Done``. Like ``Start`` and ``Batches``, these belong to the job the trainer was last given.
 """
 
 from __future__ import annotations
@@ -227,6 +228,19 @@ def unpack_maps(maps: list[dict]) -> list[tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 @dataclass
+class Replay(Message):
+    """The watched digit at every saved step of the run just saved (``watch.replay``), sent before ``Done``:
+    each view is a ``Watch`` message's fields. The trainer has the weights at hand; the server, serving many
+    pages in one Python, need not run the model for each run that ends."""
+
+    kind: ClassVar[str] = "replay"
+    views: list[dict]  # [{"step": ..., "probs": [...], "maps": [...]}, ...]: Watch's fields
+
+
+MAX_REPLAY_VIEWS = 64  # a run keeps at most 25 snapshots (runs.MAX_SNAPSHOTS) and its last step
+
+
+@dataclass
 class Done(Message):
     kind: ClassVar[str] = "done"
     status: str
@@ -236,7 +250,7 @@ class Done(Message):
 
 KINDS: dict[str, type[Message]] = {
     cls.kind: cls
-    for cls in (Job, Control, Quit, Ready, Start, Batches, Epoch, Knobs, State, Health, Watch, LrCurve, Done)
+    for cls in (Job, Control, Quit, Ready, Start, Batches, Epoch, Knobs, State, Health, Watch, LrCurve, Replay, Done)
 }
 
 
@@ -253,6 +267,11 @@ def decode(line: str) -> Message:
         raise ProtocolError(f"not a JSON line ({exc}): {line[:80]!r}") from exc
     if not isinstance(data, dict):
         raise ProtocolError(f"not a JSON object: {line[:80]!r}")
+    return _message(data, line)
+
+
+def _message(data: dict, line: str) -> Message:
+    """The message a decoded JSON object describes (``line``: where it came from, for the error)."""
     cls = KINDS.get(data.pop("kind", None))
     if cls is None:
         raise ProtocolError(f"unknown message kind in {line[:80]!r}")
@@ -271,4 +290,11 @@ def decode(line: str) -> Message:
         if not isinstance(message.maps, list):
             raise ProtocolError("watch: maps must be a list")
         unpack_maps(message.maps)
+    if isinstance(message, Replay):
+        if not isinstance(message.views, list) or len(message.views) > MAX_REPLAY_VIEWS:
+            raise ProtocolError(f"replay: views must be a list of at most {MAX_REPLAY_VIEWS}")
+        for view in message.views:  # each checked as a Watch message is
+            if not isinstance(view, dict):
+                raise ProtocolError("replay: a view must be an object")
+            _message({**view, "kind": Watch.kind}, line)
     return message

@@ -280,7 +280,7 @@ def test_a_watched_digit_and_the_layers_health_come_back(tmp_path, data_dir, mak
     from helpers import blobs_dataset
 
     from mnist_core.runs import load_snapshots
-    from mnist_core.watch import view_digit
+    from mnist_core.watch import replay, view_digit
 
     queue = make_queue(root=tmp_path / "runs", data_dir=data_dir)
     seen = []
@@ -298,6 +298,12 @@ def test_a_watched_digit_and_the_layers_health_come_back(tmp_path, data_dir, mak
     assert [s.step for s in job.health_log] == [1] and job.health is job.health_log[-1]
     assert list(job.health.layers) == ["conv 1", "conv 2", "conv 3", "conv 4", "dense"]
     assert sorted(load_snapshots(job.run_dir)) == [0, 1, 10, 32, 50, 64]
+    # the trainer replayed the digit at every saved step: what the page would compute, number for number
+    replayed = replay(job.run_dir, image)
+    assert [v.step for v in job.replay] == [v.step for v in replayed] == [0, 1, 10, 32, 50, 64]
+    for mine, theirs in zip(job.replay, replayed):
+        np.testing.assert_allclose(mine.probs, theirs.probs, rtol=1e-5, atol=1e-7)
+        assert all(np.array_equal(a.data, b.data) for a, b in zip(mine.maps, theirs.maps))
 
 
 def test_health_every_few_batches_and_no_watch_unless_asked(tmp_path, data_dir, make_queue):
@@ -305,7 +311,7 @@ def test_health_every_few_batches_and_no_watch_unless_asked(tmp_path, data_dir, 
     job = queue.submit(TrainConfig(epochs=3, batch_size=128), owner="me")
     assert queue.wait_idle(timeout=120) and job.outcome == "finished"
     assert [s.step for s in job.health_log] == [1, 10]  # 12 steps, measured every 10
-    assert job.watch is None and job.watch_digit is None
+    assert job.watch is None and job.watch_digit is None and job.replay is None
 
 
 def test_a_digit_to_watch_that_is_not_one_is_refused(tmp_path, data_dir, make_queue):

@@ -10,6 +10,7 @@ import pytest
 from helpers import confidently_right, digit_png, trained_run, wait_for
 from streamlit.testing.v1 import AppTest
 
+import ui.state
 from mnist_core.report import CLASS, GUESSES_RIGHT, IMAGES, RIGHT, worst_cell
 from mnist_core.runs import export_run, finish_run, list_runs, load_run
 from mnist_core.train import TrainConfig, train
@@ -90,8 +91,15 @@ def test_model_page_shows_a_run_at_its_saved_snapshots(runs_dir, blobs):
     assert untrained_guess != last_guess  # the untrained network of step 0 is not the trained one
 
 
-def test_train_then_report(runs_dir):
+def test_train_then_report(runs_dir, monkeypatch):
     at = open_page("app_pages/3_Train.py")
+    import ui.inside
+
+    replayed = []  # the digits this server process replayed itself
+    real_replay = ui.inside.replay
+    monkeypatch.setattr(
+        ui.inside, "replay", lambda run_dir, digit: replayed.append(digit) or real_replay(run_dir, digit)
+    )
     assert controls(at) == ["Run the range test", "Start training"]
     at.slider(key="keep_epochs").set_value(1)
     at.radio(key="keep_optimiser").set_value("ADAM")
@@ -105,6 +113,14 @@ def test_train_then_report(runs_dir):
     saved = load_run(runs[0])
     assert (saved.config.epochs, saved.config.optimiser, saved.config.lr) == (1, "ADAM", 0.01)
     assert saved.meta["status"] == "finished"
+    # The finished run's digit panel scrubs through the views the trainer replayed: the server ran no model...
+    (job,) = [j for j in ui.state._queue._jobs.values() if j.run_dir == runs[0]]
+    scrub = at.select_slider(key=f"replay_{job.id}")
+    assert scrub.options == [f"step {v.step}" for v in job.replay] and not replayed
+    # ...until the learner follows another digit: that one is replayed here.
+    at.number_input(key="keep_watch").set_value(job.watch_digit + 1).run()
+    assert not at.exception, at.exception
+    assert len(replayed) == 1 and at.select_slider(key=f"replay_{job.id}").options == scrub.options
 
     at.switch_page("app_pages/4_Report.py").run()
     assert not at.exception, at.exception
@@ -246,8 +262,6 @@ def test_predict_page_reads_an_uploaded_digit(runs_dir, sample):
     assert not [n for n in at.number_input if n.key == "keep_watch"]
     at.slider(key="keep_epochs").set_value(1)
     start_button(at).click().run()
-    import ui.state
-
     (job,) = ui.state._queue._jobs.values()  # this test's only job
     assert isinstance(job.watch_digit, list) and len(job.watch_digit) == 784
     assert sum(job.watch_digit) > 0  # the prepared digit's ink, not a blank

@@ -37,6 +37,12 @@ EXAMPLES = [
     p.LrCurve(
         lrs=[1e-6, 1e-3, 1.0], losses=[2.3, 1.0, 9.0], smoothed=[2.3, 1.5, 4.0], suggested_lr=1e-4, ending="exploded"
     ),
+    p.Replay(
+        views=[
+            {"step": 0, "probs": [0.1] * 10, "maps": p.pack_maps(MAPS)},
+            {"step": 64, "probs": [0.1] * 10, "maps": []},
+        ]
+    ),
     p.Done(status="finished", message="Finished 2 epochs (64 steps).", run_dir="/runs/run-1"),
 ]
 
@@ -97,6 +103,24 @@ def test_damaged_watch_is_refused(maps, words):
     line = p.encode(p.Watch(step=1, probs=[0.1] * 10, maps=maps))
     with pytest.raises(p.ProtocolError, match=words):
         p.decode(line)
+
+
+@pytest.mark.parametrize(
+    "views, words",
+    [
+        ("views", "views must be a list"),
+        ([{"step": 0, "probs": [0.1] * 10, "maps": []}] * 65, "at most 64"),
+        (["view"], "a view must be an object"),
+        ([{"step": 0, "probs": [0.1] * 10}], "watch:"),  # maps missing
+        (
+            [{"step": 0, "probs": [0.1] * 10, "maps": [{"shape": [1, 1, 1], "lo": [0], "hi": [1], "data": "?"}]}],
+            "damaged maps",
+        ),
+    ],
+)
+def test_damaged_replay_is_refused(views, words):
+    with pytest.raises(p.ProtocolError, match=words):
+        p.decode(p.encode(p.Replay(views=views)))
 
 
 @pytest.mark.parametrize("watch", [-1, 2.5, "7", [0] * 783, [0] * 783 + [256], [0.5] * 784, True])

@@ -78,10 +78,10 @@ def watch_panel(job: Job | None, dataset: Dataset, seed: int) -> None:
     After: a slider through the run's saved snapshots."""
     busy = job is not None and not job.done
     if busy and job.watch_digit is not None:
-        _, digit, label = chosen_digit(dataset, job.watch_digit)
+        watch, digit, label = chosen_digit(dataset, job.watch_digit)
     else:
         pick_digit(dataset, disabled=busy)
-        _, digit, label = chosen_digit(dataset)
+        watch, digit, label = chosen_digit(dataset)
     if job is None or job.task != "train":
         view = view_digit(build_model(seed=seed), torch.from_numpy(digit.copy()), step=0)
         st.caption("Before training: the network's random filters, and a guess no better than chance.")
@@ -93,8 +93,11 @@ def watch_panel(job: Job | None, dataset: Dataset, seed: int) -> None:
     elif job.run_dir is None:
         return
     else:
-        meta = job.run_dir / "run.json"
-        views = _replay(str(job.run_dir), meta.stat().st_mtime if meta.is_file() else 0.0, digit.tobytes())
+        if job.replay is not None and watch == job.watch_digit:  # the trainer replayed the digit it watched
+            views = job.replay
+        else:  # another digit: replayed here, once per run and digit
+            meta = job.run_dir / "run.json"
+            views = _replay(str(job.run_dir), meta.stat().st_mtime if meta.is_file() else 0.0, digit.tobytes())
         if not views:
             st.caption("This run kept no snapshots to replay.")
             return
