@@ -5,6 +5,7 @@ import time
 
 import streamlit as st
 
+from mnist_core.feed import safety_s as feed_safety_s
 from mnist_core.jobs import Job, QueueError
 from mnist_core.runs import describe_schedule
 from mnist_core.train import (
@@ -16,10 +17,11 @@ from mnist_core.train import (
     nearest_offer,
     plateau_warning,
 )
+from mnist_core.visual import live_chart_data
 from ui.charts import loss_figure, lr_find_figure
 from ui.common import current, outcome_box
 from ui.inside import chosen_digit, health_panel, watch_panel
-from ui.live_chart import live_chart, live_chart_data
+from ui.live_chart import live_chart
 from ui.state import job_queue, owner, session_job
 
 dataset, device = current()
@@ -206,11 +208,16 @@ def mode(j: Job | None) -> tuple:
 
 watched = mode(job)
 paused = job is not None and job.history is not None and job.history.paused
-# Five refreshes a second while it trains; a waiting job only needs its place now and then (the next in
-# line soon, the others every few seconds: each redraw costs the learner's browser too); a paused or
-# ended run needs none (a control button redraws the view itself once the trainer confirms).
+feed = job.feed_url if active and not paused else None  # the chart follows a waiting or training job by itself
+# With a feed the chart polls it and reruns this view only when what it says in words changes; the timer
+# is a safety net. Without one: five refreshes a second while it trains, and a waiting job only needs its
+# place now and then (the next in line soon, the others every few seconds: each redraw costs the
+# learner's browser too). A paused or ended run needs none (a control button redraws the view itself
+# once the trainer confirms).
 if not active or paused:
     refresh = None
+elif feed:
+    refresh = feed_safety_s()
 elif job.state == "queued":
     refresh = 0.5 if queue.position(job.id) == 1 else 2.0
 else:
@@ -246,6 +253,7 @@ def live_view() -> None:
         )
         live_chart(live_chart_data([], [], [], planned, []))
         return
+    place = queue.position(j.id)
     if mode(j) != watched:  # queued -> running -> paused -> done: redraw the page (knobs, refresh rate)
         st.rerun(scope="app")
     cfg = j.config
@@ -279,25 +287,22 @@ def live_view() -> None:
     if j.state == "queued":
         running, waiting = queue.busy()
         st.info(
-            f"Waiting in the queue: place {queue.position(j.id)} of {waiting} waiting ({running} training now). "
+            f"Waiting in the queue: place {place} of {waiting} waiting ({running} training now). "
             f"Training runs {queue.max_concurrent} at a time so each finishes as fast as it can."
         )
     if h is None:  # never left the queue
         if j.done:
             outcome_message(j)
+        elif feed:  # empty axes that follow the feed: the page redraws when the job's place or state changes
+            planned = cfg.epochs * batches_per_epoch(dataset.n_train, cfg.batch_size)
+            live_chart(live_chart_data([], [], [], planned, []), feed=feed, mode=j.mode(place))
         return
     if j.phase == "warming":
         st.info("Getting the trainer ready: PyTorch is starting and the data is being loaded (once per server).")
     elif h.step == 0 and not j.done:
         st.info(f"Starting: the data goes to the {device.split(' (')[0]} and the first batch trains...")
-    else:
-        left = h.seconds_left
-        state = f"paused at step {h.step}" if h.paused else f"step {h.step}/{h.total_steps}"
-        st.progress(
-            min(h.step / max(h.total_steps, 1), 1.0),
-            text=f"epoch {h.epoch}/{cfg.epochs} · {state} · {h.images_per_sec:,.0f} images/s"
-            + (f" · about {left:.0f} s left" if left is not None and not h.paused else ""),
-        )
+    elif not feed:  # with a feed the chart shows this line itself, as it follows the run
+        st.progress(*h.progress(cfg.epochs))
     if h.epochs:
         e = h.epochs[-1]
         st.caption(f"after epoch {e.epoch}: test accuracy {e.test_acc:.2%}, train loss {e.train_loss:.4f}")
@@ -312,8 +317,9 @@ def live_view() -> None:
         )
         st.plotly_chart(figure, key="still_chart")
     else:  # training or paused: a canvas repainted in place, light on the learner's CPU (see ui/live_chart.py)
-        data = live_chart_data(h.batch_losses[:], h.epochs[:], h.full_losses[:], h.total_steps, h.lr_schedule[:])
-        live_chart(data)
+        curves = live_chart_data(h.batch_losses[:], h.epochs[:], h.full_losses[:], h.total_steps, h.lr_schedule[:])
+        progress = h.progress(cfg.epochs) if feed and h.step > 0 else None
+        live_chart(curves, feed=feed, mode=j.mode(place), progress=progress)
     if h.paused and (j.folder / "report.json").is_file():  # the checkpoint of the paused model
         st.session_state["selected_run"] = j.id
         st.page_link("app_pages/4_Report.py", label="Report of the paused model", icon=":material/analytics:")
@@ -322,12 +328,14 @@ def live_view() -> None:
 
 
 # The panels below the curve follow the trainer's views of the digit (about 3 a second) and its health
-# readings at 2.5 redraws a second, in a fragment of their own: redrawn with the chart five times a second
-# they took Chromium from 54% to 67% of a core while a run trains; on a timer of their own, 59%.
-INSIDE_REFRESH_S = 0.4
+# readings, in a fragment of their own: redrawn with the chart five times a second they took Chromium from
+# 54% to 67% of a core while a run trains; on a timer of their own (2.5 redraws a second), 59%. With a live
+# feed the digit follows the feed and only the health table needs a redraw, once a second: 2.5 redraws a
+# second cost the watching browser 20% of a core (renderer 37% -> 17% without them).
+INSIDE_REFRESH_S = 1.0 if feed else 0.4
 
 
-@st.fragment(run_every=INSIDE_REFRESH_S if refresh == 0.2 else None)
+@st.fragment(run_every=INSIDE_REFRESH_S if live and not paused else None)
 def inside() -> None:
     """Below the curve: one digit's journey through the network, and the health of each layer."""
     j = session_job()

@@ -221,6 +221,7 @@ class Session:
     reloaded_at: float = 0.0
     poll_errors: int = 0  # reads of the page that failed in a row
     warnings: set[str] = field(default_factory=set)
+    js_errors: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -232,7 +233,12 @@ def new_session(browser: Browser, index: int) -> Session:
     """A fresh browser context: its own cookies, so its own Streamlit session."""
     page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
     page.set_default_timeout(90_000)  # ten pages on two cores: first loads are slow
-    return Session(index, page)
+    session = Session(index, page)
+    # What the page's JavaScript threw or logged as an error: a blank page has no other trace.
+    page.on("pageerror", lambda exc: session.js_errors.append(f"uncaught: {exc}"[:500]))
+    page.on("crash", lambda _: session.js_errors.append("the page crashed"))
+    page.on("console", lambda msg: msg.type == "error" and session.js_errors.append(f"console: {msg.text}"[:500]))
+    return session
 
 
 def prepare(session: Session, url: str, epochs: int) -> None:
@@ -283,7 +289,8 @@ def reload_if_stale(session: Session, meta: dict | None, stale_after: float, sho
         stale = shots / f"stale-session-{session.index:02d}-{session.reloads + 1}"
         try:
             session.page.screenshot(path=f"{stale}.png", full_page=True, timeout=10_000)
-            stale.with_suffix(".txt").write_text(session.page.evaluate("document.body.innerText"))
+            text = session.page.evaluate("document.body.innerText")
+            stale.with_suffix(".txt").write_text(text + "\n\nJavaScript errors:\n" + "\n".join(session.js_errors))
         except Exception as exc:
             print(f"(no record of stale session {session.index}: {exc})")
         session.reloads += 1
@@ -419,7 +426,11 @@ def summary(
         f"warnings seen       {sorted(set().union(*(s.warnings for s in sessions))) or 'none'} "
         f"in {sum(1 for s in sessions if s.warnings)} sessions",
         f"total wall time     {wall:.1f} s",
-    ] + [f"FAILED session {s.index}: " + " | ".join(s.problems) for s in failed]
+    ] + [
+        f"FAILED session {s.index}: "
+        + " | ".join(s.problems + [f"JavaScript errors: {s.js_errors[:5]}"] * bool(s.js_errors))
+        for s in failed
+    ]
 
 
 def screenshot_failures(sessions: list[Session], shots: Path) -> None:

@@ -4,7 +4,8 @@ The queue lives once per server process. Each of its ``max_concurrent`` slots ke
 process (``mnist_core.worker``) warm: torch imported and the data sets loaded before any job, so
 a job starts training at once. Training never runs in the server's Python, whose GIL would slow
 the loop. The process streams its losses back every tenth of a second into a ``History`` the
-pages read, and saves the run folder itself, so a closed tab or a refresh loses nothing. A
+pages read (and, with a ``feed``, into a small file per job that its page polls: mnist_core.feed), and saves
+the run folder itself, so a closed tab or a refresh loses nothing. A
 process that dies is replaced at once and its job is marked failed (its last checkpoint stays on
 disk as "interrupted").
 
@@ -28,9 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import protocol as p
+from .feed import FEED_EVERY_S, Feed, new_token
 from .health import HealthStats
 from .runs import new_run_id, runs_root
 from .train import EpochMetrics, History, TrainConfig, check_knob
+from .visual import live_chart_data
 from .watch import DigitView
 from .worker import NOTHING_TRAINED
 
@@ -87,10 +90,22 @@ class Job:
     health: HealthStats | None = None  # the latest health reading (mnist_core.health)
     health_log: list[HealthStats] = field(default_factory=list, repr=False)  # all of them, thinned past MAX_HEALTH_LOG
     process: subprocess.Popen | None = field(default=None, repr=False)
+    feed_url: str | None = None  # where its page polls its live feed (mnist_core.feed); None without a feed
+    feed_token: str = field(default="", repr=False)
+    fed_at: float = field(default=0.0, repr=False)  # time.monotonic() of its last feed write
 
     @property
     def done(self) -> bool:
         return self.state == "done"
+
+    def mode(self, place: int | None) -> str:
+        """What the page shows in words, as one string: the page redraws when its feed's mode is not the one
+        it was drawn for (a place in line, a phase, a pause, an epoch, a knob change, the end)."""
+        h = self.history
+        parts = [self.state, self.phase, place or 0]
+        if h is not None:
+            parts += [h.paused, h.step > 0, len(h.epochs), len(h.lr_schedule), len(h.momentum_schedule)]
+        return "|".join(map(str, parts))
 
 
 class TrainerProcess:
@@ -185,8 +200,11 @@ class JobQueue:
         preload: tuple[str, ...] = ("mnist",),
         allow_download: bool = True,
         max_waiting: int | None = None,
+        feed: Feed | None = None,
     ) -> None:
+        """``feed``: where each job's live feed is written for its page (mnist_core.feed), or None for none."""
         self.root = runs_root(root).resolve()  # the trainer may not share our idea of "."
+        self.feed = feed
         self.max_concurrent = max_concurrent or default_max_concurrent()
         self.max_waiting = max_waiting or default_max_waiting()
         self.data_dir = str(data_dir) if data_dir else None  # else the trainer looks where load_dataset does
@@ -233,8 +251,12 @@ class JobQueue:
                 run_id = new_run_id(config)
             job = Job(run_id, config, owner=owner, task=task, allow_download=allow_download, folder=self.root / run_id)
             job.watch_digit = watch
+            if self.feed is not None:
+                job.feed_token = new_token()
+                job.feed_url = self.feed.url(job.feed_token)
             self._jobs[job.id] = job
             self._waiting.append(job)
+            self._publish(job)
             self._cond.notify_all()
         return job
 
@@ -279,6 +301,8 @@ class JobQueue:
                 self._waiting.remove(job)
                 job.state, job.phase, job.outcome = "done", "done", "cancelled"
                 job.message = "Cancelled while waiting in the queue; nothing was trained."
+                self._publish(job)
+                self._publish_places()
                 return
             if (
                 job.process is None
@@ -376,6 +400,8 @@ class JobQueue:
             job = self._waiting.popleft()
             job.state, job.started_at = "running", time.time()
             job.history = History(status="running", started_at=job.started_at)
+            self._publish(job)
+            self._publish_places()
             return job
 
     def _fresh_trainer(self, i: int) -> TrainerProcess | None:
@@ -404,6 +430,7 @@ class JobQueue:
             with self._cond:
                 if not job.done:  # a Stop may have cancelled it already
                     job.phase = "loading" if trainer.ready else "warming"
+                    self._publish(job)
             try:
                 if trainer.proc.poll() is not None or not trainer.wait_ready():
                     trainer.end()  # it died or hung while warming: a fresh one, and this job tries it once more
@@ -423,6 +450,7 @@ class JobQueue:
                         job.history.status = job.outcome
                         job.history.message = job.message
                     job.history.paused = False
+                    self._publish(job)
                     self._forget_old()
             if trainer is None:
                 break
@@ -462,18 +490,25 @@ class JobQueue:
                 h.total_steps, h.steps_per_epoch = message.total_steps, message.steps_per_epoch
                 h.started_at = message.started_at
                 h.record_knobs(0, message.lr, message.momentum)
+                self._publish(job)
             elif isinstance(message, p.Batches):
                 del h.batch_losses[message.first_step - 1 :]  # normally a no-op; keeps the order exact
                 h.batch_losses.extend(message.losses)
                 h.full_losses.extend((int(s), v) for s, v in message.full_losses)
+                first = h.step == 0
                 h.epoch, h.step = message.epoch, message.step
                 h.train_seconds, h.images_done = message.train_seconds, message.images_done
+                if first or time.monotonic() - job.fed_at >= FEED_EVERY_S:
+                    self._publish(job)
             elif isinstance(message, p.Epoch):
                 h.epochs.append(EpochMetrics(**message.metrics))
+                self._publish(job)
             elif isinstance(message, p.Knobs):
                 h.record_knobs(message.step, message.lr, message.momentum)
+                self._publish(job)
             elif isinstance(message, p.State):
                 h.paused = message.paused
+                self._publish(job)
             elif isinstance(message, p.Health):
                 job.health = HealthStats.from_dict(message.step, message.layers)
                 job.health_log.append(job.health)
@@ -495,3 +530,28 @@ class JobQueue:
         finished = [j for j in self._jobs.values() if j.done]
         for job in sorted(finished, key=lambda j: j.submitted_at)[:-KEEP_FINISHED]:
             del self._jobs[job.id]
+            if self.feed is not None:
+                self.feed.remove(job.feed_token)
+
+    # ----------------------------------------------------------------- the live feed
+
+    def _publish(self, job: Job) -> None:
+        """Write ``job``'s feed: its mode and, once it trains, its chart and progress line."""
+        if self.feed is None:
+            return
+        job.fed_at = time.monotonic()
+        h = job.history
+        payload: dict = {"mode": job.mode(self.position(job.id)), "state": job.state}
+        if h is not None and h.total_steps:
+            payload["chart"] = live_chart_data(
+                h.batch_losses[:], h.epochs[:], h.full_losses[:], h.total_steps, h.lr_schedule[:]
+            )
+            payload["progress"] = h.progress(job.config.epochs)
+        if job.watch is not None:
+            payload["watch"] = job.watch.drawn()
+        self.feed.publish(job.feed_token, payload)
+
+    def _publish_places(self) -> None:
+        """The line moved: every waiting job's place changed."""
+        for job in list(self._waiting):
+            self._publish(job)

@@ -321,6 +321,15 @@ class History:
             return None
         return self.train_seconds / self.step * (self.total_steps - self.step)
 
+    def progress(self, epochs: int) -> tuple[float, str]:
+        """(share done, the line under the live chart): epoch, step, speed and, while it runs, the time left."""
+        left = self.seconds_left
+        state = f"paused at step {self.step}" if self.paused else f"step {self.step}/{self.total_steps}"
+        text = f"epoch {self.epoch}/{epochs} · {state} · {self.images_per_sec:,.0f} images/s"
+        if left is not None and not self.paused:
+            text += f" · about {left:.0f} s left"
+        return min(self.step / max(self.total_steps, 1), 1.0), text
+
 
 def plateau_warning(epochs: list[EpochMetrics], classes: int = 10) -> str | None:
     """A message when the loss still sits at chance level after an epoch, else None.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import torch
@@ -9,6 +11,9 @@ from torchvision.utils import make_grid
 
 from .data import Dataset
 from .model import LayerRow
+from .train import EpochMetrics
+
+LIVE_POINTS = 1000  # per curve of the live chart: it is repainted several times a second; the shape needs no more
 
 
 def smooth(values: list[float] | np.ndarray, weight: float = 0.9) -> np.ndarray:
@@ -106,3 +111,33 @@ def square_tile(image: np.ndarray, size: int = 140) -> np.ndarray:
     canvas[top : top + h, left : left + w] = image
     resample = Image.NEAREST if side <= size else Image.LANCZOS
     return np.asarray(Image.fromarray(canvas).resize((size, size), resample))
+
+
+def _numbers(values: np.ndarray | list[float], digits: int = 5) -> list[float | None]:
+    """JSON-safe: rounded, and None (a gap) for a NaN or infinite loss."""
+    return [round(v, digits) if math.isfinite(v) else None for v in np.asarray(values, dtype=np.float64).tolist()]
+
+
+def live_chart_data(
+    batch_losses: list[float],
+    epochs: list[EpochMetrics],
+    full_losses: list[tuple[int, float]],
+    total_steps: int,
+    lr_schedule: list[tuple[int, float]],
+) -> dict:
+    """What the canvas draws: thinned batch losses and their smoothed line, test accuracy per epoch,
+    the whole-train-set loss the recorder took, and the learning-rate changes (the first entry is the
+    run's own lr, not a change)."""
+    steps, raw = thin(batch_losses, LIVE_POINTS) if batch_losses else (np.array([]), np.array([]))
+    smoothed = smooth(batch_losses)[steps - 1] if batch_losses else np.array([])
+    return {
+        "total": int(total_steps),
+        "steps": steps.tolist(),
+        "raw": _numbers(raw),
+        "smooth": _numbers(smoothed),
+        "accSteps": [e.step for e in epochs],
+        "acc": _numbers([e.test_acc for e in epochs]),
+        "fullSteps": [s for s, _ in full_losses],
+        "full": _numbers([v for _, v in full_losses]),
+        "lr": [[step, f"{lr:g}"] for step, lr in lr_schedule[1:]],
+    }

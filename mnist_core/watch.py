@@ -23,6 +23,7 @@ where a digit's maps change most; the epoch ends are what the curves show.
 
 from __future__ import annotations
 
+import base64
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -84,10 +85,28 @@ class DigitView:
             maps=p.pack_maps([(m.data, m.lo, m.hi) for m in self.maps]),
         )
 
+    def drawn(self) -> dict:
+        """What the page's digit panel draws of this view (ui/digit_view.js): the step, each layer's maps as
+        base64 bytes, the probabilities. The Train page's live feed carries it too (mnist_core.feed)."""
+        return {
+            "step": self.step,
+            "layers": [
+                {"name": f"conv {i}", "c": c, "h": h, "w": w, "data": b64_bytes(m.data)}
+                for i, m in enumerate(self.maps, start=1)
+                for c, h, w in [m.data.shape]
+            ],
+            "probs": [round(float(v), 4) for v in self.probs],
+        }
+
     @classmethod
     def from_message(cls, message: p.Watch) -> DigitView:
         maps = [QuantizedMaps(*arrays) for arrays in p.unpack_maps(message.maps)]
         return cls(step=message.step, maps=maps, probs=np.asarray(message.probs, dtype=np.float32))
+
+
+def b64_bytes(array: np.ndarray) -> str:
+    """An array's bytes (as uint8) in base64: how the pages' canvases receive images and maps."""
+    return base64.b64encode(np.ascontiguousarray(array, dtype=np.uint8).tobytes()).decode()
 
 
 def digit_image(digit: torch.Tensor | np.ndarray | Sequence[int]) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 
@@ -324,3 +325,65 @@ def test_a_digit_to_watch_that_is_not_one_is_refused(tmp_path, data_dir, make_qu
     assert job.outcome == "failed" and "test image 100" in job.message and "(0 to 99)" in job.message
     drawn = queue.submit(TrainConfig(epochs=1, batch_size=64), owner="me", watch=[0] * 392 + [255] * 392)
     assert queue.wait_idle(timeout=120) and drawn.outcome == "finished" and drawn.watch.step == 8
+
+
+def read_feed(queue: JobQueue, job) -> dict:
+    return json.loads((queue.feed.folder / f"{job.feed_token}.json").read_text())
+
+
+def test_each_job_feeds_its_page_its_place_its_curve_and_its_end(tmp_path, data_dir, make_queue):
+    """The live feed (mnist_core.feed): a file per job, at an unguessable address, with the place of a waiting
+    job, the chart, progress line and digit of a training one, and a mode that changes with what the page says."""
+    from mnist_core.feed import Feed
+
+    (tmp_path / "feed").mkdir()
+    (tmp_path / "feed" / "left-by-an-old-server.json").write_text("{}")
+    queue = make_queue(
+        root=tmp_path / "runs", data_dir=data_dir, feed=Feed(tmp_path / "feed", "app/static/feed"), max_concurrent=1
+    )
+    assert not (tmp_path / "feed" / "left-by-an-old-server.json").exists()
+    first = queue.submit(TrainConfig(epochs=40, batch_size=8), owner="a", watch=3)
+    second = queue.submit(TrainConfig(epochs=1, batch_size=64), owner="b")
+    third = queue.submit(TrainConfig(epochs=1, batch_size=64), owner="c")
+    assert first.feed_url == f"app/static/feed/{first.feed_token}.json" and len(first.feed_token) >= 20
+    assert len({first.feed_token, second.feed_token, third.feed_token}) == 3
+
+    wait_for(lambda: read_feed(queue, first).get("progress") and "watch" in read_feed(queue, first))
+    feed = read_feed(queue, first)
+    assert feed["state"] == "running" and feed["mode"] == first.mode(None)
+    assert feed["chart"]["total"] == 40 * 64 and feed["chart"]["steps"][-1] >= 1
+    assert feed["progress"][1].startswith("epoch ") and 0 < feed["progress"][0] < 1
+    assert feed["watch"]["layers"][0]["name"] == "conv 1" and len(feed["watch"]["probs"]) == 10
+    assert (read_feed(queue, second)["mode"], read_feed(queue, third)["mode"]) == (
+        second.mode(1),
+        third.mode(2),
+    )
+    assert "|1" in second.mode(1) and "chart" not in read_feed(queue, second)
+
+    # A new learning rate is a new mode: the page redraws to say so. The chart's marker comes with it.
+    before = read_feed(queue, first)["mode"]
+    queue.control(first.id, "a", "set", lr=0.05)
+    wait_for(lambda: read_feed(queue, first)["chart"]["lr"] == [[first.history.lr_schedule[-1][0], "0.05"]])
+    assert read_feed(queue, first)["mode"] != before
+
+    queue.stop(second.id, "b")  # a cancel moves the line up
+    assert read_feed(queue, second)["state"] == "done" and read_feed(queue, third)["mode"] == third.mode(1)
+    queue.stop(first.id, "a")
+    assert queue.wait_idle(timeout=120)
+    assert read_feed(queue, first)["state"] == "done" and read_feed(queue, first)["mode"] == first.mode(None)
+    assert read_feed(queue, third)["state"] == "done" and read_feed(queue, third)["progress"][0] == 1.0
+
+
+def test_a_feed_that_cannot_be_written_is_only_slower(tmp_path):
+    """publish says False (the page then follows its job on its timer) and raises nothing."""
+    import shutil
+
+    from mnist_core.feed import Feed
+
+    feed = Feed(tmp_path / "feed", "app/static/feed/")
+    assert feed.publish("token", {"mode": "a"}) and feed.url("token") == "app/static/feed/token.json"
+    assert not feed.publish("token", {"loss": float("nan")})  # not JSON: the last good file stays
+    assert json.loads((tmp_path / "feed" / "token.json").read_text()) == {"mode": "a"}
+    shutil.rmtree(tmp_path / "feed")
+    assert not feed.publish("token", {"mode": "b"})
+    feed.remove("token")  # gone already: nothing to do

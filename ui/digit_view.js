@@ -103,6 +103,13 @@ function draw(view) {
   });
 }
 
+function show(view, data) {
+  view.data = data;
+  view.canvas.dataset.step = String(data.step); // what the browser tests read
+  view.canvas.dataset.probs = data.probs.map((p) => p.toFixed(4)).join(",");
+  draw(view);
+}
+
 export default function ({ parentElement, data }) {
   let view = views.get(parentElement);
   if (!view) {
@@ -116,13 +123,17 @@ export default function ({ parentElement, data }) {
     view = { canvas, data };
     view.observer = new ResizeObserver(() => draw(view));
     view.observer.observe(canvas);
+    // A newer view of the digit from the job's live feed, fetched by the live chart (ui/live_chart.js).
+    view.onFeed = (event) => {
+      const { url, feed } = event.detail;
+      if (url === view.data.feed && feed.watch && feed.watch.step > view.data.step) show(view, { ...view.data, ...feed.watch });
+    };
+    window.addEventListener("mnist:feed", view.onFeed);
     views.set(parentElement, view);
   }
-  view.data = data;
-  view.canvas.dataset.step = String(data.step); // what the browser tests read
-  view.canvas.dataset.probs = data.probs.map((p) => p.toFixed(4)).join(",");
-  draw(view);
+  show(view, data);
   return () => {
+    window.removeEventListener("mnist:feed", view.onFeed);
     view.observer.disconnect();
     view.canvas.parentElement.remove();
     views.delete(parentElement);

@@ -6,13 +6,12 @@ passes those bytes on, base64-encoded, and the browser paints them, so no image 
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
-from mnist_core.watch import DigitView
+from mnist_core.watch import DigitView, b64_bytes
 
 _component = st.components.v2.component(
     "mnist.digit_view",
@@ -22,24 +21,12 @@ _component = st.components.v2.component(
 )
 
 
-def _b64(array: np.ndarray) -> str:
-    return base64.b64encode(np.ascontiguousarray(array, dtype=np.uint8).tobytes()).decode()
-
-
-def digit_view_data(view: DigitView, digit: np.ndarray, label: int | None, classes: tuple[str, ...]) -> dict:
-    """What the canvas draws: the digit (uint8 28x28), its true ``label`` (None for a drawn one), and the view."""
-    return {
-        "digit": _b64(digit),
-        "label": label,
-        "classes": list(classes),
-        "step": view.step,
-        "layers": [
-            {"name": f"conv {i}", "c": c, "h": h, "w": w, "data": _b64(m.data)}
-            for i, m in enumerate(view.maps, start=1)
-            for c, h, w in [m.data.shape]
-        ],
-        "probs": [round(float(v), 4) for v in view.probs],
-    }
+def digit_view_data(
+    view: DigitView, digit: np.ndarray, label: int | None, classes: tuple[str, ...], feed: str | None = None
+) -> dict:
+    """What the canvas draws: the digit (uint8 28x28), its true ``label`` (None for a drawn one), and the view.
+    With a ``feed`` address the panel follows the newer views the Train page's chart reads from it."""
+    return {"digit": b64_bytes(digit), "label": label, "classes": list(classes), "feed": feed, **view.drawn()}
 
 
 def digit_view(data: dict, key: str) -> None:

@@ -110,7 +110,8 @@ def watch_panel(job: Job | None, dataset: Dataset, seed: int) -> None:
             key=f"replay_{job.id}",
         )
         view = views[steps.index(step)]
-    digit_view(digit_view_data(view, digit, label, dataset.classes), key="digit_view")
+    feed = job.feed_url if job is not None and not job.done else None
+    digit_view(digit_view_data(view, digit, label, dataset.classes, feed), key="digit_view")
 
 
 def _number(value: float | None, fmt: str) -> str:

@@ -1,7 +1,10 @@
 // The Train page's live loss chart: one <canvas>, redrawn in place when new points arrive.
 // Plotly rebuilds its whole SVG (axes, ticks, legend, text) on every update; at five updates a
 // second that cost the learner's browser about 75 ms of CPU each time. A canvas redraw costs ~1 ms.
-// Data (from ui/live_chart.py): {total, steps, raw, smooth, accSteps, acc, fullSteps, full, lr, height}.
+// Data (from ui/live_chart.py): {chart: {total, steps, raw, smooth, accSteps, acc, fullSteps, full, lr},
+// height, feed, mode, progress}. With a feed (mnist_core/feed.py) the chart follows a running job by itself:
+// it fetches the job's feed file every `poll` seconds, repaints, shows the progress line, and asks the page
+// to redraw (a "mode" trigger) only when the feed's mode is not the one the page was drawn for.
 
 const BLUE = "#1f77b4";
 const ORANGE = "#ff7f0e";
@@ -172,31 +175,83 @@ function showTip(chart, event) {
   tip.style.top = "40px";
 }
 
-export default function ({ parentElement, data }) {
+function show(chart, curves, progress) {
+  chart.data = { ...curves, height: chart.height };
+  chart.canvas.dataset.points = String(curves.steps.length); // what the browser tests read
+  chart.canvas.dataset.lastStep = String(curves.steps.length ? curves.steps[curves.steps.length - 1] : 0);
+  chart.canvas.dataset.markers = String(curves.lr.length);
+  chart.progress.style.display = progress ? "block" : "none";
+  chart.bar.style.width = progress ? (100 * progress[0]).toFixed(1) + "%" : "0";
+  chart.text.textContent = progress ? progress[1] : ""; // the page writes the line itself when there is no feed
+  draw(chart);
+}
+
+async function poll(chart) {
+  if (chart.fetching || !chart.feed) return;
+  chart.fetching = true;
+  const url = chart.feed;
+  try {
+    const response = await fetch(url, { cache: "no-store" });
+    if (response.ok) {
+      const feed = await response.json();
+      if (chart.feed !== url) return; // the page has redrawn meanwhile (paused, ended): it shows the newer state
+      if (feed.chart) show(chart, feed.chart, feed.progress);
+      // the digit panel (ui/digit_view.js) follows the same feed: one fetch for both
+      window.dispatchEvent(new CustomEvent("mnist:feed", { detail: { url, feed } }));
+      if (feed.mode !== chart.mode && feed.mode !== chart.asked) {
+        chart.asked = feed.mode; // once per mode: the page redraws with it and sends it back
+        chart.setTriggerValue("mode", feed.mode);
+      }
+    }
+  } catch (e) {
+    // a feed not written yet, or a server going away: the page's own timer still redraws it
+  } finally {
+    chart.fetching = false;
+  }
+}
+
+export default function ({ parentElement, data, setTriggerValue }) {
   let chart = charts.get(parentElement);
   if (!chart) {
     const root = document.createElement("div");
     root.className = "live-chart";
+    const progress = document.createElement("div");
+    progress.className = "progress";
+    const track = document.createElement("div");
+    track.className = "track";
+    const bar = document.createElement("div");
+    bar.className = "bar";
+    track.append(bar);
+    const text = document.createElement("div");
+    text.className = "text";
+    progress.append(text, track);
     const canvas = document.createElement("canvas");
     canvas.setAttribute("role", "img");
     canvas.setAttribute("aria-label", "live loss chart");
     const tip = document.createElement("div");
     tip.className = "tip";
-    root.append(canvas, tip);
+    root.append(progress, canvas, tip);
     parentElement.appendChild(root);
-    chart = { canvas, tip, data };
+    chart = { canvas, tip, progress, bar, text, timer: null, feed: null };
     chart.observer = new ResizeObserver(() => draw(chart));
     chart.observer.observe(canvas);
     canvas.addEventListener("mousemove", (e) => showTip(chart, e));
     canvas.addEventListener("mouseleave", () => (tip.style.display = "none"));
     charts.set(parentElement, chart);
   }
-  chart.data = data;
-  chart.canvas.dataset.points = String(data.steps.length); // what the browser tests read
-  chart.canvas.dataset.lastStep = String(data.steps.length ? data.steps[data.steps.length - 1] : 0);
-  chart.canvas.dataset.markers = String(data.lr.length);
-  draw(chart);
+  chart.height = data.height;
+  chart.mode = data.mode;
+  chart.setTriggerValue = setTriggerValue;
+  if (chart.feed !== data.feed) {
+    clearInterval(chart.timer);
+    chart.timer = null;
+    chart.feed = data.feed;
+    chart.asked = null;
+    if (data.feed) chart.timer = setInterval(() => poll(chart), 1000 * data.poll);
+  }
+  show(chart, data.chart, data.progress);
   return () => {
+    clearInterval(chart.timer);
     chart.observer.disconnect();
     chart.canvas.parentElement.remove();
     charts.delete(parentElement);

@@ -5,15 +5,18 @@ from __future__ import annotations
 import re
 import secrets
 import threading
+from pathlib import Path
 
 import streamlit as st
 
 from mnist_core.data import DATASETS, DataError
+from mnist_core.feed import Feed
 from mnist_core.jobs import Job, JobQueue
 from mnist_core.runs import Run, RunError, list_run_metas, list_runs, load_run, newest_trained_run, runs_root
 
 from .common import shared_dataset
 
+APP_DIR = Path(__file__).resolve().parents[1]  # streamlit_app.py's folder: Streamlit serves its static/
 OWNER_COOKIE = "mnist_owner"
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{32,64}")
 
@@ -35,8 +38,20 @@ def job_queue() -> JobQueue:
                 offline = shared_dataset("mnist").source_kind == "sample"  # no network for the server: nor for them
             except DataError:
                 offline = False
-            _queue = JobQueue(preload=tuple(DATASETS), allow_download=not offline)
+            _queue = JobQueue(preload=tuple(DATASETS), allow_download=not offline, feed=_live_feed())
         return _queue
+
+
+def _live_feed() -> Feed | None:
+    """The jobs' live feeds, in the app's static folder (``server.enableStaticServing``, on in
+    .streamlit/config.toml), served at ``app/static/``; None if static files are not served or the
+    folder cannot be written: the pages then follow their jobs on a timer."""
+    if not st.get_option("server.enableStaticServing"):
+        return None
+    try:
+        return Feed(APP_DIR / "static" / "feed", "app/static/feed")
+    except OSError:
+        return None
 
 
 def close_job_queue() -> None:

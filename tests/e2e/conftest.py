@@ -18,7 +18,8 @@ def server(tmp_path_factory):
     port = free_port()
     runs = tmp_path_factory.mktemp("runs")
     log_path = tmp_path_factory.mktemp("log") / "streamlit.log"
-    proc = start_server(port, runs, log_path)
+    # The pages' safety timer at ten minutes: a page that follows its job must get there through the live feed.
+    proc = start_server(port, runs, log_path, env={"MNIST_FEED_SAFETY_S": "600"})
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, proc)

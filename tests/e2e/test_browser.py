@@ -135,6 +135,38 @@ def test_a_queued_job_is_cancelled_at_once_and_others_cannot_see_it(server, brow
     first.context.close()
 
 
+def test_a_waiting_page_follows_its_feed_and_starts_by_itself(server, browser, page: Page):
+    """The second visitor's page, with no timer of its own (the server's safety timer is ten minutes), moves
+    from its place in line to training when the first run stops, and its chart and digit follow the run."""
+    first = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    first.goto(server["url"] + "/Train")
+    wait_for_app(first)
+    set_slider(first, "Epochs", "End", "100")
+    set_slider(first, "Batch size", "Home", "8")
+    first.get_by_role("button", name="Start training").click()
+    wait_step(first, "s > 0")
+
+    page.goto(server["url"] + "/Train")
+    wait_for_app(page)
+    set_slider(page, "Epochs", "End", "100")
+    set_slider(page, "Batch size", "Home", "8")
+    page.get_by_role("button", name="Start training").click()
+    expect(page.get_by_text(re.compile("Waiting in the queue: place 1"))).to_be_visible()
+    assert last_step(page) == 0
+    main_button(first, "Stop").click()
+    expect(first.get_by_text("Stopped by the user")).to_be_visible()
+
+    # The feed says "running": the page redraws itself, then its chart and digit move with every fetch.
+    step = wait_step(page, "s > 0")
+    expect(page.get_by_text(re.compile(r"epoch 1/100 · step \d+/50000 · [\d,]+ images/s"))).to_be_visible()
+    wait_step(page, f"s > {step + 100}")
+    seen = int(page.evaluate(f"() => {DIGIT_VIEW}.dataset.step"))
+    page.wait_for_function(f"() => Number({DIGIT_VIEW}?.dataset.step) > {seen}")
+    main_button(page, "Stop").click()
+    expect(page.get_by_text("Stopped by the user")).to_be_visible()
+    first.context.close()
+
+
 def test_every_page_shows_without_error(server, page: Page):
     page.goto(server["url"])
     wait_for_app(page)

@@ -1,0 +1,69 @@
+"""The live feed: one small JSON file per job that the job's own page polls, so that following a job costs
+no Streamlit rerun.
+
+A rerun of the Train page's live view costs the server 20-40 ms of Python and the learner's browser 80-95 ms
+of JavaScript (React redrawing the page), five times a second while a run trains, every two seconds while a
+job waits. The browser is on the same machine in this project's measurements, so that CPU is taken from the
+trainer (``benchmarks/bench_live_chart.py``, ``benchmarks/load_test.py``). With a feed, the queue writes
+``<folder>/<token>.json`` when something changes (at most every FEED_EVERY_S while losses arrive), Streamlit
+serves the folder as static files (``server.enableStaticServing``), and the page's chart component fetches
+the file a few times a second and repaints its canvas. The page reruns only when what it shows in words
+changes: the feed's ``mode`` (``feed_mode``), which the page compares with the mode it was drawn for.
+
+The token is 128 random bits, so a feed can be read only by the page that was given its address; it holds a
+run's losses and its place in the line, nothing else. Writes replace the file whole (write, then rename).
+A feed that cannot be written is only slower: the page falls back to its timer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import threading
+from pathlib import Path
+
+FEED_EVERY_S = 0.2  # the newest losses are written at most this often per job
+FEED_POLL_S = 0.2  # how often a page fetches its feed (ui/live_chart.js reads it from the chart's data)
+
+
+def safety_s() -> float:
+    """``MNIST_FEED_SAFETY_S``, else 5: how often a page that follows a feed still redraws on its own timer,
+    in case a feed write was lost. The browser tests set it to minutes, so that only the feed moves a page."""
+    try:
+        return max(0.5, float(os.environ.get("MNIST_FEED_SAFETY_S", 5.0)))
+    except ValueError:
+        return 5.0
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(16)
+
+
+class Feed:
+    """The folder of feed files; ``url_prefix`` is where the browser finds it, relative to the app's address."""
+
+    def __init__(self, folder: Path | str, url_prefix: str) -> None:
+        self.folder = Path(folder)
+        self.url_prefix = url_prefix.rstrip("/") + "/"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for old in self.folder.glob("*.json*"):  # a previous server's jobs are gone
+            old.unlink(missing_ok=True)
+
+    def url(self, token: str) -> str:
+        return f"{self.url_prefix}{token}.json"
+
+    def publish(self, token: str, payload: dict) -> bool:
+        """Replace the token's file by ``payload``; False if it could not be written."""
+        path = self.folder / f"{token}.json"
+        # the slot's thread and a page's thread may both write it: each through a file of its own
+        tmp = path.with_name(f"{path.name}.{threading.get_ident()}.tmp")
+        try:
+            tmp.write_text(json.dumps(payload, separators=(",", ":"), allow_nan=False))
+            os.replace(tmp, path)
+            return True
+        except (OSError, ValueError):
+            return False
+
+    def remove(self, token: str) -> None:
+        (self.folder / f"{token}.json").unlink(missing_ok=True)
