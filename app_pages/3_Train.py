@@ -5,8 +5,8 @@ import time
 
 import streamlit as st
 
-from mnist_core.feed import safety_s as feed_safety_s
-from mnist_core.jobs import Job, QueueError
+from mnist_core.feed import FEED_POLL_S, FEED_WAIT_POLL_S
+from mnist_core.jobs import STARTING, WARMING, Job, QueueError
 from mnist_core.runs import describe_schedule
 from mnist_core.train import (
     CONFIG_FIELDS,
@@ -14,6 +14,7 @@ from mnist_core.train import (
     TrainConfig,
     available_devices,
     batches_per_epoch,
+    epoch_line,
     nearest_offer,
     plateau_warning,
 )
@@ -207,17 +208,16 @@ def mode(j: Job | None) -> tuple:
 
 
 watched = mode(job)
+drawn_mode = job.mode if job is not None else None  # the feed's mode this page is drawn for (mnist_core.feed)
 paused = job is not None and job.history is not None and job.history.paused
 feed = job.feed_url if active and not paused else None  # the chart follows a waiting or training job by itself
-# With a feed the chart polls it and reruns this view only when what it says in words changes; the timer
-# is a safety net. Without one: five refreshes a second while it trains, and a waiting job only needs its
-# place now and then (the next in line soon, the others every few seconds: each redraw costs the
-# learner's browser too). A paused or ended run needs none (a control button redraws the view itself
-# once the trainer confirms).
-if not active or paused:
+# With a feed the chart (drawn below the view, outside its fragment) polls it and redraws the page when
+# the feed's mode changes: no timer. Without one: five refreshes a second while it trains, and a waiting
+# job only needs its place now and then (the next in line soon, the others every few seconds: each redraw
+# costs the learner's browser too). A paused or ended run needs none (a control button redraws the view
+# itself once the trainer confirms).
+if not active or paused or feed:
     refresh = None
-elif feed:
-    refresh = feed_safety_s()
 elif job.state == "queued":
     refresh = 0.5 if queue.position(job.id) == 1 else 2.0
 else:
@@ -253,9 +253,8 @@ def live_view() -> None:
         )
         live_chart(live_chart_data([], [], [], planned, []))
         return
-    place = queue.position(j.id)
-    if mode(j) != watched:  # queued -> running -> paused -> done: redraw the page (knobs, refresh rate)
-        st.rerun(scope="app")
+    if mode(j) != watched and not st.session_state.get(INLINE):
+        st.rerun(scope="app")  # queued -> running -> paused -> done: redraw the page (knobs, refresh rate)
     cfg = j.config
     h = j.history
     buttons = st.columns(4)
@@ -277,38 +276,32 @@ def live_view() -> None:
             act(j, "pause")
         if buttons[3].button("Stop", key="stop", icon=":material/stop:", use_container_width=True):
             act(j, "stop")
-        if mode(j) != watched:
+        if mode(j) != watched and not st.session_state.get(INLINE):
             st.rerun(scope="app")
     momentum = f", momentum {cfg.momentum:g}" if cfg.optimiser != "Descent" else ""
     st.caption(
         f"Run `{j.id}`: {cfg.optimiser}, lr {cfg.lr:g}{momentum}, {cfg.epochs} epochs, batch {cfg.batch_size}, "
         f"loop {cfg.loop}, seed {cfg.seed}"
     )
-    if j.state == "queued":
-        running, waiting = queue.busy()
-        st.info(
-            f"Waiting in the queue: place {place} of {waiting} waiting ({running} training now). "
-            f"Training runs {queue.max_concurrent} at a time so each finishes as fast as it can."
-        )
+    if j.state == "queued" and not feed:
+        st.info(queue.waiting_line(j.id))
     if h is None:  # never left the queue
         if j.done:
             outcome_message(j)
-        elif feed:  # empty axes that follow the feed: the page redraws when the job's place or state changes
-            planned = cfg.epochs * batches_per_epoch(dataset.n_train, cfg.batch_size)
-            live_chart(live_chart_data([], [], [], planned, []), feed=feed, mode=j.mode(place))
+        return
+    if feed:  # the chart below follows the run, with its progress, epoch and knob lines
         return
     if j.phase == "warming":
-        st.info("Getting the trainer ready: PyTorch is starting and the data is being loaded (once per server).")
+        st.info(WARMING)
     elif h.step == 0 and not j.done:
-        st.info(f"Starting: the data goes to the {device.split(' (')[0]} and the first batch trains...")
-    elif not feed:  # with a feed the chart shows this line itself, as it follows the run
-        st.progress(*h.progress(cfg.epochs))
-    if h.epochs:
-        e = h.epochs[-1]
-        st.caption(f"after epoch {e.epoch}: test accuracy {e.test_acc:.2%}, train loss {e.train_loss:.4f}")
+        st.info(STARTING)
     for name, schedule in (("lr", h.lr_schedule), ("momentum", h.momentum_schedule)):
         if len(schedule) > 1:
             st.caption(describe_schedule(name, schedule))
+    if h.step > 0:
+        st.progress(*h.progress(cfg.epochs))
+    if h.epochs:
+        st.caption(epoch_line(h.epochs[-1]))
     if warning := plateau_warning(h.epochs):
         st.warning(warning)
     if j.done:  # the finished curve: Plotly's chart, to zoom and hover
@@ -316,15 +309,31 @@ def live_view() -> None:
             h.batch_losses[:], h.epochs[:], h.full_losses[:], h.total_steps, lr_schedule=h.lr_schedule[:]
         )
         st.plotly_chart(figure, key="still_chart")
-    else:  # training or paused: a canvas repainted in place, light on the learner's CPU (see ui/live_chart.py)
-        curves = live_chart_data(h.batch_losses[:], h.epochs[:], h.full_losses[:], h.total_steps, h.lr_schedule[:])
-        progress = h.progress(cfg.epochs) if feed and h.step > 0 else None
-        live_chart(curves, feed=feed, mode=j.mode(place), progress=progress)
+    else:  # paused: a canvas, light on the learner's CPU (see ui/live_chart.py)
+        live_chart(live_chart_data(h.batch_losses[:], h.epochs[:], h.full_losses[:], h.total_steps, h.lr_schedule[:]))
     if h.paused and (j.folder / "report.json").is_file():  # the checkpoint of the paused model
         st.session_state["selected_run"] = j.id
         st.page_link("app_pages/4_Report.py", label="Report of the paused model", icon=":material/analytics:")
     if j.done:
         outcome_message(j)
+
+
+INLINE = "live_view_inline"  # set while the script draws the view itself, not a rerun of the fragment alone
+
+
+def followed_chart(j: Job) -> None:
+    """The chart of a waiting or training job with a feed: it polls the feed, shows the place in line or the
+    progress and epoch lines, and redraws the page when the feed's mode is not the one drawn here. Outside
+    the view's fragment, so that the redraw is the whole page's (knobs, buttons, timers) in one run."""
+    h = j.history
+    if h is None or not h.total_steps:  # empty axes until the trainer says how many steps
+        planned = j.config.epochs * batches_per_epoch(dataset.n_train, j.config.batch_size)
+        curves = live_chart_data([], [], [], planned, [])
+    else:
+        curves = live_chart_data(h.batch_losses[:], h.epochs[:], h.full_losses[:], h.total_steps, h.lr_schedule[:])
+    progress, notes, warning = j.live_lines(queue.waiting_line(j.id) if j.state == "queued" else None)
+    poll = FEED_WAIT_POLL_S if j.state == "queued" else FEED_POLL_S
+    live_chart(curves, feed=feed, mode=drawn_mode, progress=progress, notes=notes, warning=warning, poll=poll)
 
 
 # The panels below the curve follow the trainer's views of the digit (about 3 a second) and its health
@@ -348,18 +357,16 @@ def inside() -> None:
 
 def outcome_message(j: Job) -> None:
     """How the run ended, in its outcome's colour (mnist_core.outcomes), and where its report is."""
-    h = j.history
-    text = j.message
-    if j.outcome == "finished" and j.run_dir is not None and h and h.epochs:
-        text += f" Test accuracy {h.epochs[-1].test_acc:.2%}. The run is saved."
-    elif j.run_dir is not None and j.outcome in ("collapsed", "stopped", "interrupted"):
-        text += " The run is saved and can be reported on."
-    outcome_box(j.outcome, text)
+    outcome_box(j.outcome, j.outcome_text())
     if j.run_dir is not None:
         st.session_state["selected_run"] = j.run_dir.name
         st.page_link("app_pages/4_Report.py", label="Open its report", icon=":material/analytics:")
 
 
 with view:
+    st.session_state[INLINE] = True
     live_view()
+    st.session_state[INLINE] = False
+    if feed:
+        followed_chart(job)
     inside()

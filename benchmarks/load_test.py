@@ -50,22 +50,29 @@ from appserver import CHROMIUM_FLAGS, free_port, start_server, wait_healthy  # n
 MAX_RELOADS = 3  # per session, each after a longer wait than the one before
 QUEUE_RE = re.compile(r"Waiting in the queue: place (\S+) of (\d+) waiting")
 
-# One round trip per poll: what a session's page shows now. Alerts are found by Streamlit's test ids.
+# One round trip per poll: what a session's page shows now. Alerts are found by Streamlit's test ids; the place in
+# line is in an info box, or above the live chart when the page follows its job's feed.
 # The moment "Finished" appears is taken by the page itself (a MutationObserver, installed on the first poll
 # and again after a reload): polling ten pages in turn on two busy cores would add seconds of its own.
 # The box's text starts with its icon's name, so "Finished" is looked for anywhere in it.
 PAGE_STATE_JS = """() => {
   const texts = (id) => [...document.querySelectorAll(`[data-testid=${id}]`)].map((e) => e.innerText);
   const finished = () => texts('stAlertContentSuccess').some((t) => t.includes('Finished'));
+  // the live chart shows the outcome from its feed before the page redraws (ui/live_chart.js)
+  const shown = () => [...document.querySelectorAll('.live-chart .outcome')].some(
+    (e) => e.style.display !== 'none' && e.innerText.includes('Finished'));
   if (!window.__finishWatch) {
     window.__finishWatch = new MutationObserver(() => {
       if (!window.__finishedAt && finished()) window.__finishedAt = Date.now() / 1000;
+      if (!window.__shownAt && (finished() || shown())) window.__shownAt = Date.now() / 1000;
     });
     window.__finishWatch.observe(document.body, { childList: true, subtree: true, characterData: true });
   }
   return {
     finished_at: window.__finishedAt || null,
-    queue: texts('stAlertContentInfo').find((t) => t.includes('Waiting in the queue')) || null,
+    shown_at: window.__shownAt || null,
+    queue: [...texts('stAlertContentInfo'), document.querySelector('.live-chart .progress .text')?.innerText || '']
+      .find((t) => t.includes('Waiting in the queue')) || null,
     success: texts('stAlertContentSuccess').find((t) => t.includes('Finished')) || null,
     warnings: texts('stAlertContentWarning'),
     errors: texts('stAlertContentError'),
@@ -216,7 +223,8 @@ class Session:
     clicked_at: float | None = None  # time.time(), comparable with run.json's started_at
     job_id: str | None = None
     queue_places: list[str] = field(default_factory=list)  # each distinct "place P of M" seen, in order
-    finished_at: float | None = None
+    finished_at: float | None = None  # the page redrawn with its "Finished" box
+    shown_at: float | None = None  # "Finished" first shown: by the live chart's outcome line or that box
     reloads: int = 0  # reloads needed because the page went stale
     reloaded_at: float = 0.0
     poll_errors: int = 0  # reads of the page that failed in a row
@@ -277,6 +285,7 @@ def poll(session: Session) -> None:
     session.warnings.update(text.strip()[:60] + "..." for text in state["warnings"])
     if state["success"]:  # the page's own clock (the same machine's), else the time of this poll
         session.finished_at = state["finished_at"] or time.time()
+        session.shown_at = state["shown_at"] or session.finished_at
 
 
 def reload_if_stale(session: Session, meta: dict | None, stale_after: float, shots: Path) -> None:
@@ -399,6 +408,7 @@ def summary(
     trains = [m["train_seconds"] for _, m in metas if m.get("train_seconds") is not None]
     to_finish = [s.finished_at - s.clicked_at for s in clicked if s.finished_at]
     lag = [s.finished_at - m["saved_at"] for s, m in metas if s.finished_at and m.get("saved_at")]
+    shown = [s.shown_at - m["saved_at"] for s, m in metas if s.shown_at and m.get("saved_at")]
     finished = sum(1 for m in runs.values() if m.get("status") == "finished")
     failed = [s for s in sessions if s.problems]
     return [
@@ -410,7 +420,8 @@ def summary(
         f"click -> training   {spread(waits)}   (run.json started_at)",
         f"training alone      {spread(trains)}   (run.json train_seconds)",
         f"click -> Finished   {spread(to_finish)}   (seen in the browser, reloads included)",
-        f"saved -> Finished   {spread(lag)}   (run.json saved_at to the browser)",
+        f"saved -> shown      {spread(shown)}   (the outcome first shown: the live chart's line or the page's box)",
+        f"saved -> Finished   {spread(lag)}   (run.json saved_at to the page redrawn with its 'Finished' box)",
         "  in the order the runs ended: "
         + " ".join(
             f"{s.finished_at - m['saved_at']:.1f}"

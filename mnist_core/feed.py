@@ -7,8 +7,9 @@ job waits. The browser is on the same machine in this project's measurements, so
 trainer (``benchmarks/bench_live_chart.py``, ``benchmarks/load_test.py``). With a feed, the queue writes
 ``<folder>/<token>.json`` when something changes (at most every FEED_EVERY_S while losses arrive), Streamlit
 serves the folder as static files (``server.enableStaticServing``), and the page's chart component fetches
-the file a few times a second and repaints its canvas. The page reruns only when what it shows in words
-changes: the feed's ``mode`` (``feed_mode``), which the page compares with the mode it was drawn for.
+the file a few times a second and repaints its canvas, with the progress line (or the place in line) and
+the epoch's line above it. The page reruns only when its layout changes: the feed's ``mode``
+(``jobs.Job.mode``: it starts, pauses, a knob moves, it ends) differs from the mode it was drawn for.
 
 The token is 128 random bits, so a feed can be read only by the page that was given its address; it holds a
 run's losses and its place in the line, nothing else. Writes replace the file whole (write, then rename).
@@ -24,16 +25,8 @@ import threading
 from pathlib import Path
 
 FEED_EVERY_S = 0.2  # the newest losses are written at most this often per job
-FEED_POLL_S = 0.2  # how often a page fetches its feed (ui/live_chart.js reads it from the chart's data)
-
-
-def safety_s() -> float:
-    """``MNIST_FEED_SAFETY_S``, else 5: how often a page that follows a feed still redraws on its own timer,
-    in case a feed write was lost. The browser tests set it to minutes, so that only the feed moves a page."""
-    try:
-        return max(0.5, float(os.environ.get("MNIST_FEED_SAFETY_S", 5.0)))
-    except ValueError:
-        return 5.0
+FEED_POLL_S = 0.2  # how often a page fetches its feed while its job trains (ui/live_chart.js)
+FEED_WAIT_POLL_S = 0.5  # and while it waits: its place changes once a run, its start is half a second away at most
 
 
 def new_token() -> str:

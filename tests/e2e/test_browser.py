@@ -136,7 +136,7 @@ def test_a_queued_job_is_cancelled_at_once_and_others_cannot_see_it(server, brow
 
 
 def test_a_waiting_page_follows_its_feed_and_starts_by_itself(server, browser, page: Page):
-    """The second visitor's page, with no timer of its own (the server's safety timer is ten minutes), moves
+    """The second visitor's page, with no timer of its own (its chart follows the live feed), moves
     from its place in line to training when the first run stops, and its chart and digit follow the run."""
     first = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
     first.goto(server["url"] + "/Train")
