@@ -199,6 +199,7 @@ async function poll(chart) {
   const timeout = setTimeout(() => abort.abort(), 3000); // a fetch that hangs must not stop the polling
   try {
     const response = await fetch(url, { cache: "no-store", signal: abort.signal });
+    chart.failures = response.ok ? 0 : (chart.failures || 0) + 1;
     if (response.ok) {
       const feed = await response.json();
       if (chart.feed !== url) return; // the page has redrawn meanwhile (paused, ended): it shows the newer state
@@ -222,8 +223,11 @@ async function poll(chart) {
       }
     }
   } catch (e) {
-    // a feed not written yet, or a server going away: the next fetch tries again
+    chart.failures = (chart.failures || 0) + 1; // a fetch that hung, or a server going away
   } finally {
+    // A feed that cannot be read for a while (its file could not be written): the page redraws itself
+    // from the server every 10 failed fetches instead, so it still reaches the run's end.
+    if (chart.failures && chart.failures % 10 === 0) chart.setTriggerValue("mode", `unread#${chart.failures}`);
     clearTimeout(timeout);
     chart.fetching = false;
   }
@@ -232,31 +236,20 @@ async function poll(chart) {
 export default function ({ parentElement, data, setTriggerValue }) {
   let chart = charts.get(parentElement);
   if (!chart) {
-    const root = document.createElement("div");
-    root.className = "live-chart";
-    const progress = document.createElement("div");
-    progress.className = "progress";
-    const track = document.createElement("div");
-    track.className = "track";
-    const bar = document.createElement("div");
-    bar.className = "bar";
-    track.append(bar);
-    const text = document.createElement("div");
-    text.className = "text";
-    const notes = document.createElement("div");
-    notes.className = "notes";
-    const warning = document.createElement("div");
-    warning.className = "warning";
-    const outcome = document.createElement("div");
-    outcome.className = "outcome";
-    progress.append(text, track, notes, warning);
+    const div = (className, ...children) => {
+      const element = document.createElement("div");
+      element.className = className;
+      element.append(...children);
+      return element;
+    };
+    const [text, bar, notes, warning, outcome, tip] = ["text", "bar", "notes", "warning", "outcome", "tip"].map(
+      (name) => div(name));
+    const track = div("track", bar);
+    const progress = div("progress", text, track, notes, warning);
     const canvas = document.createElement("canvas");
     canvas.setAttribute("role", "img");
     canvas.setAttribute("aria-label", "live loss chart");
-    const tip = document.createElement("div");
-    tip.className = "tip";
-    root.append(outcome, progress, canvas, tip);
-    parentElement.appendChild(root);
+    parentElement.appendChild(div("live-chart", outcome, progress, canvas, tip));
     chart = { canvas, tip, progress, track, bar, text, notes, warning, outcome, timer: null, feed: null };
     chart.observer = new ResizeObserver(() => draw(chart));
     chart.observer.observe(canvas);

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 
 from appserver import LAST_STEP_JS
 from helpers import confidently_right, digit_png, trained_run
@@ -165,6 +166,37 @@ def test_a_waiting_page_follows_its_feed_and_starts_by_itself(server, browser, p
     main_button(page, "Stop").click()
     expect(page.get_by_text("Stopped by the user")).to_be_visible()
     first.context.close()
+
+
+def test_a_page_whose_feed_cannot_be_read_still_reaches_the_end(server, page: Page):
+    """The feed file of a running job turns into a folder (so the queue cannot replace it and the browser gets
+    404): the page redraws itself from the server instead, and shows the run's end without a reload."""
+    from appserver import ROOT
+
+    feeds = ROOT / "static" / "feed"
+    page.goto(server["url"] + "/Train")
+    wait_for_app(page)
+    set_slider(page, "Epochs", "End", "100")
+    set_slider(page, "Batch size", "Home", "8")
+    before = set(feeds.glob("*.json"))
+    page.get_by_role("button", name="Start training").click()
+    wait_step(page, "s > 0")
+    (mine,) = set(feeds.glob("*.json")) - before
+    for _ in range(100):  # the queue rewrites the file five times a second: take its place between two writes
+        try:
+            mine.unlink(missing_ok=True)
+            (mine / "blocked").mkdir(parents=True)  # os.replace cannot put a file where a non-empty folder is
+            break
+        except (FileExistsError, NotADirectoryError):
+            continue
+    assert (mine / "blocked").is_dir()
+    try:
+        step = last_step(page)
+        wait_step(page, f"s > {step + 50}")  # redrawn by the page, not by the feed
+        main_button(page, "Stop").click()
+        expect(page.get_by_text("Stopped by the user")).to_be_visible()
+    finally:
+        shutil.rmtree(mine)
 
 
 def test_every_page_shows_without_error(server, page: Page):
