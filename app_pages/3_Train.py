@@ -202,15 +202,13 @@ with view:
 
 def mode(j: Job | None) -> tuple:
     """What decides the page's layout and refresh rate: a change of it redraws the whole page."""
-    if j is None:
-        return (None,)
-    return (j.id, j.state, j.history is not None and j.history.paused)
+    return (None,) if j is None else (j.id, j.mode)
 
 
 watched = mode(job)
 drawn_mode = job.mode if job is not None else None  # the feed's mode this page is drawn for (mnist_core.feed)
 paused = job is not None and job.history is not None and job.history.paused
-feed = job.feed_url if active and not paused else None  # the chart follows a waiting or training job by itself
+feed = job.followed_feed if job is not None else None  # the chart follows a waiting or training job by itself
 # With a feed the chart (drawn below the view, outside its fragment) polls it and redraws the page when
 # the feed's mode changes: no timer. Without one: five refreshes a second while it trains, and a waiting
 # job only needs its place now and then (the next in line soon, the others every few seconds: each redraw
@@ -325,15 +323,12 @@ def followed_chart(j: Job) -> None:
     """The chart of a waiting or training job with a feed: it polls the feed, shows the place in line or the
     progress and epoch lines, and redraws the page when the feed's mode is not the one drawn here. Outside
     the view's fragment, so that the redraw is the whole page's (knobs, buttons, timers) in one run."""
-    h = j.history
-    if h is None or not h.total_steps:  # empty axes until the trainer says how many steps
-        planned = j.config.epochs * batches_per_epoch(dataset.n_train, j.config.batch_size)
-        curves = live_chart_data([], [], [], planned, [])
-    else:
-        curves = live_chart_data(h.batch_losses[:], h.epochs[:], h.full_losses[:], h.total_steps, h.lr_schedule[:])
-    progress, notes, warning = j.live_lines(queue.waiting_line(j.id) if j.state == "queued" else None)
+    now = queue.feed_payload(j)  # what the feed says: the chart goes on from there
+    # empty axes until the trainer says how many steps
+    planned = j.config.epochs * batches_per_epoch(dataset.n_train, j.config.batch_size)
+    curves = now.get("chart") or live_chart_data([], [], [], planned, [])
     poll = FEED_WAIT_POLL_S if j.state == "queued" else FEED_POLL_S
-    live_chart(curves, feed=feed, mode=drawn_mode, progress=progress, notes=notes, warning=warning, poll=poll)
+    live_chart(curves, feed, drawn_mode, now["progress"], now["notes"], now["warning"], poll=poll)
 
 
 # The panels below the curve follow the trainer's views of the digit (about 3 a second) and its health

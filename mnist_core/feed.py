@@ -9,11 +9,12 @@ trainer (``benchmarks/bench_live_chart.py``, ``benchmarks/load_test.py``). With 
 serves the folder as static files (``server.enableStaticServing``), and the page's chart component fetches
 the file a few times a second and repaints its canvas, with the progress line (or the place in line) and
 the epoch's line above it. The page reruns only when its layout changes: the feed's ``mode``
-(``jobs.Job.mode``: it starts, pauses, a knob moves, it ends) differs from the mode it was drawn for.
+(``jobs.Job.mode``: it starts, pauses, resumes, ends) differs from the mode it was drawn for.
 
 The token is 128 random bits, so a feed can be read only by the page that was given its address; it holds a
 run's losses and its place in the line, nothing else. Writes replace the file whole (write, then rename).
-A feed that cannot be written is only slower: the page falls back to its timer.
+A feed that cannot be read (its file could not be written) makes the page redraw itself from the server
+every 10 failed fetches (ui/live_chart.js): slower, never stale.
 """
 
 from __future__ import annotations

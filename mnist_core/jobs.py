@@ -118,9 +118,12 @@ class Job:
         the chart shows by itself (``live_lines``)."""
         return f"{self.state}|{self.history is not None and self.history.paused}"
 
-    def live_lines(
-        self, waiting_line: str | None = None
-    ) -> tuple[tuple[float | None, str] | None, list[str], str | None]:
+    @property
+    def followed_feed(self) -> str | None:
+        """The feed its page follows (None without one): while it waits or trains, not paused, not ended."""
+        return None if self.done or (self.history is not None and self.history.paused) else self.feed_url
+
+    def live_lines(self, waiting_line: str | None = None) -> tuple[Progress | None, list[str], str | None]:
         """The lines above a waiting or training job's live chart: (share done or None, the progress line or
         what is happening), the epoch's line and knob changes, a warning or None."""
         h = self.history
@@ -572,11 +575,9 @@ class JobQueue:
 
     # ----------------------------------------------------------------- the live feed
 
-    def _publish(self, job: Job) -> None:
-        """Write ``job``'s feed: its mode and, once it trains, its chart and progress line."""
-        if self.feed is None:
-            return
-        job.fed_at = time.monotonic()
+    def feed_payload(self, job: Job) -> dict:
+        """What ``job``'s feed says now: its mode and lines, its chart once it trains, its digit, its outcome.
+        The page draws its chart from the same (``feed_payload(job)``), so a fetch changes nothing it drew."""
         h = job.history
         waiting = self.waiting_line(job.id) if job.state == "queued" else None
         progress, notes, warning = job.live_lines(waiting)
@@ -590,7 +591,14 @@ class JobQueue:
         if job.done:  # shown by the chart at once, while the page redraws around it
             o = outcome(job.outcome)
             payload["outcome"] = [o.colour, job.outcome_text()]
-        self.feed.publish(job.feed_token, payload)
+        return payload
+
+    def _publish(self, job: Job) -> None:
+        """Write ``job``'s feed (``feed_payload``)."""
+        if self.feed is None:
+            return
+        job.fed_at = time.monotonic()
+        self.feed.publish(job.feed_token, self.feed_payload(job))
 
     def _publish_places(self) -> None:
         """The line moved: every waiting job's place changed."""

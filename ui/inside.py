@@ -110,7 +110,7 @@ def watch_panel(job: Job | None, dataset: Dataset, seed: int) -> None:
             key=f"replay_{job.id}",
         )
         view = views[steps.index(step)]
-    feed = job.feed_url if job is not None and not job.done else None
+    feed = job.followed_feed if job is not None else None
     digit_view(digit_view_data(view, digit, label, dataset.classes, feed), key="digit_view")
 
 
