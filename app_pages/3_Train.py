@@ -44,6 +44,7 @@ CODE = {
 KNOBS = ("lr", "epochs", "batch_size", "optimiser", "momentum", "loop", "seed", "device", "record_every")
 LR_FIND_WAIT_S = 60.0  # the range test takes about a second on the sample; the page waits for it
 FIRST_LOSS_WAIT_S = 0.5  # Start waits this long at most for the first loss before the page redraws
+ZOOM_HELP = "Draw the finished curve with Plotly's chart: zoom, pan, and read each point's step and loss."
 ACK_TIMEOUT_S = 5.0  # how long a control button waits for the trainer to confirm before the page redraws anyway
 
 st.title("Train")
@@ -157,10 +158,16 @@ def lr_finder() -> None:
 
 def start_run() -> None:
     """Start's callback, before the page redraws: queue the run, and since a warm trainer starts at once,
-    wait a moment for its first loss so that this very redraw shows it."""
+    wait a moment for its first loss so that this very redraw shows it (not when every trainer is busy)."""
     if new := queue_job():
         st.session_state["knobs_of"] = new.id
-        wait_until(lambda: new.done or (new.history is not None and new.history.step > 0), FIRST_LOSS_WAIT_S)
+        # A run waiting behind another would only keep the click unanswered: its page shows its place at once.
+        wait_until(
+            lambda: new.done
+            or (new.history is not None and new.history.step > 0)
+            or (new.state == "queued" and queue.busy()[0] >= queue.max_concurrent),
+            FIRST_LOSS_WAIT_S,
+        )
 
 
 controls, view = st.columns([1, 2.6], gap="large")
@@ -302,12 +309,14 @@ def live_view() -> None:
         st.caption(epoch_line(h.epochs[-1]))
     if warning := plateau_warning(h.epochs):
         st.warning(warning)
-    if j.done:  # the finished curve: Plotly's chart, to zoom and hover
+    # Paused or ended: the canvas the learner watched, light on the browser (see ui/live_chart.py); Plotly's
+    # chart, to zoom and hover, when asked for (it costs the browser as much as the rest of the page's redraw).
+    if j.done and st.toggle("Zoom and hover", key="zoom_chart", persist_state="session", help=ZOOM_HELP):
         figure = loss_figure(
             h.batch_losses[:], h.epochs[:], h.full_losses[:], h.total_steps, lr_schedule=h.lr_schedule[:]
         )
         st.plotly_chart(figure, key="still_chart")
-    else:  # paused: a canvas, light on the learner's CPU (see ui/live_chart.py)
+    else:
         live_chart(live_chart_data(h.batch_losses[:], h.epochs[:], h.full_losses[:], h.total_steps, h.lr_schedule[:]))
     if h.paused and (j.folder / "report.json").is_file():  # the checkpoint of the paused model
         st.session_state["selected_run"] = j.id
@@ -343,11 +352,14 @@ INSIDE_REFRESH_S = 1.0 if feed else 0.4
 def inside() -> None:
     """Below the curve: one digit's journey through the network, and the health of each layer."""
     j = session_job()
-    digit_tab, health_tab = st.tabs(["Watch one digit", "Training health"])
-    with digit_tab:
-        watch_panel(j, dataset, st.session_state["keep_seed"])
-    with health_tab:
-        health_panel(j)
+    # Only the open tab is drawn: the other one's content would cost every redraw of the page and the panel.
+    digit_tab, health_tab = st.tabs(["Watch one digit", "Training health"], key="inside_tab", on_change="rerun")
+    if digit_tab.open:
+        with digit_tab:
+            watch_panel(j, dataset, st.session_state["keep_seed"])
+    if health_tab.open:
+        with health_tab:
+            health_panel(j)
 
 
 def outcome_message(j: Job) -> None:
@@ -358,10 +370,16 @@ def outcome_message(j: Job) -> None:
         st.page_link("app_pages/4_Report.py", label="Open its report", icon=":material/analytics:")
 
 
-with view:
+# One container per part, so that each fragment keeps its place in the column whatever the others draw: a
+# fragment that draws more or fewer elements than the full run before it, or that moves, can race a full
+# rerun in the browser ("Bad delta path index", a blank page).
+run_slot, chart_slot, inside_slot = view.container(), view.container(), view.container()
+with run_slot:
     st.session_state[INLINE] = True
     live_view()
     st.session_state[INLINE] = False
-    if feed:
+if feed:
+    with chart_slot:
         followed_chart(job)
+with inside_slot:
     inside()

@@ -122,6 +122,22 @@ def test_train_then_report(runs_dir, monkeypatch):
     assert not at.exception, at.exception
     assert len(replayed) == 1 and at.select_slider(key=f"replay_{job.id}").options == scrub.options
 
+    # The finished curve stays the canvas the learner watched; Plotly's chart only when asked for.
+    def charts(kind: str) -> list:
+        return [c for c in at.get(kind) if c.key in ("still_chart", "live_chart")]
+
+    assert not charts("plotly_chart") and len(charts("bidi_component")) == 1
+    at.toggle(key="zoom_chart").set_value(True).run()
+    (curve,) = charts("plotly_chart")
+    assert len(json.loads(curve.proto.spec)["data"][0]["y"]) == len(saved.history.batch_losses)
+    # Only the open tab of the panel below is drawn: the health table once its tab is chosen.
+    assert not at.table and not any("Measured at step" in c.value for c in at.caption)
+    at.session_state["inside_tab"] = "Training health"
+    at.run()
+    assert not at.exception, at.exception
+    assert at.table and any("Measured at step" in c.value for c in at.caption)
+    assert f"replay_{job.id}" not in [w.key for w in at.select_slider]  # ...and the digit's tab is not
+
     at.switch_page("app_pages/4_Report.py").run()
     assert not at.exception, at.exception
     metrics = {m.label: m.value for m in at.metric}
