@@ -163,9 +163,11 @@ def start_run() -> None:
         st.session_state["knobs_of"] = new.id
         # A run waiting behind another would only keep the click unanswered: its page shows its place at once.
         wait_until(
-            lambda: new.done
-            or (new.history is not None and new.history.step > 0)
-            or (new.state == "queued" and queue.busy()[0] >= queue.max_concurrent),
+            lambda: (
+                new.done
+                or (new.history is not None and new.history.step > 0)
+                or (new.state == "queued" and queue.busy()[0] >= queue.max_concurrent)
+            ),
             FIRST_LOSS_WAIT_S,
         )
 
