@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,9 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mnist_core.data import DATASETS, Dataset, load_idx_folder
-from mnist_core.jobs import JobQueue
-from mnist_core.train import TrainConfig, Trainer, device_label, resolve_device
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere, the package not installed
+from mnist_core.data import DATASETS, Dataset, load_idx_folder  # noqa: E402
+from mnist_core.jobs import JobQueue  # noqa: E402
+from mnist_core.train import TrainConfig, Trainer, device_label, resolve_device  # noqa: E402
 
 
 def synthetic(n_train: int = 60_000, n_test: int = 10_000) -> Dataset:
