@@ -51,8 +51,12 @@ st.title("Train")
 queue = job_queue()
 me = owner()
 job = session_job()
-active = job is not None and not job.done
-live = job is not None and job.state == "running"  # running or paused: the live knobs steer it
+# One reading of the job for this whole run of the page (Job.snapshot): it may start or end while the page draws.
+now = job.snapshot() if job is not None else None
+active = now is not None and now.state != "done"
+live = now is not None and now.state == "running"  # running or paused: the live knobs steer it
+paused = now is not None and now.paused
+feed = now.feed if now is not None else None  # the chart follows a waiting or training job by itself
 
 # The knobs show the run's own settings after a refresh or a visit from another page.
 if job is not None and st.session_state.get("knobs_of") != job.id:
@@ -214,10 +218,8 @@ def mode(j: Job | None) -> tuple:
     return (None,) if j is None else (j.id, j.mode)
 
 
-watched = mode(job)
-drawn_mode = job.mode if job is not None else None  # the feed's mode this page is drawn for (mnist_core.feed)
-paused = job is not None and job.history is not None and job.history.paused
-feed = job.followed_feed if job is not None else None  # the chart follows a waiting or training job by itself
+watched = (None,) if job is None else (job.id, now.mode)  # what this run of the page draws
+drawn_mode = now.mode if now is not None else None  # the feed's mode this page is drawn for (mnist_core.feed)
 # With a feed the chart (drawn below the view, outside its fragment) polls it and redraws the page when
 # the feed's mode changes: no timer. Without one: five refreshes a second while it trains, and a waiting
 # job only needs its place now and then (the next in line soon, the others every few seconds: each redraw
@@ -225,7 +227,7 @@ feed = job.followed_feed if job is not None else None  # the chart follows a wai
 # itself once the trainer confirms).
 if not active or paused or feed:
     refresh = None
-elif job.state == "queued":
+elif now.state == "queued":
     refresh = 0.5 if queue.position(job.id) == 1 else 2.0
 else:
     refresh = 0.2
@@ -334,12 +336,12 @@ def followed_chart(j: Job) -> None:
     """The chart of a waiting or training job with a feed: it polls the feed, shows the place in line or the
     progress and epoch lines, and redraws the page when the feed's mode is not the one drawn here. Outside
     the view's fragment, so that the redraw is the whole page's (knobs, buttons, timers) in one run."""
-    now = queue.feed_payload(j)  # what the feed says: the chart goes on from there
+    payload = queue.feed_payload(j)  # what the feed says: the chart goes on from there
     # empty axes until the trainer says how many steps
     planned = j.config.epochs * batches_per_epoch(dataset.n_train, j.config.batch_size)
-    curves = now.get("chart") or live_chart_data([], [], [], planned, [])
-    poll = FEED_WAIT_POLL_S if j.state == "queued" else FEED_POLL_S
-    live_chart(curves, feed, drawn_mode, now["progress"], now["notes"], now["warning"], poll=poll)
+    curves = payload.get("chart") or live_chart_data([], [], [], planned, [])
+    poll = FEED_WAIT_POLL_S if now.state == "queued" else FEED_POLL_S
+    live_chart(curves, feed, drawn_mode, payload["progress"], payload["notes"], payload["warning"], poll=poll)
 
 
 # The panels below the curve follow the trainer's views of the digit (about 3 a second) and its health
@@ -378,8 +380,10 @@ def outcome_message(j: Job) -> None:
 run_slot, chart_slot, inside_slot = view.container(), view.container(), view.container()
 with run_slot:
     st.session_state[INLINE] = True
-    live_view()
-    st.session_state[INLINE] = False
+    try:  # a rerun asked for meanwhile stops this run inside the view: the flag must not outlive it
+        live_view()
+    finally:
+        st.session_state[INLINE] = False
 if feed:
     with chart_slot:
         followed_chart(job)

@@ -67,6 +67,22 @@ class QueueError(ValueError):
     """A job was refused or an action was not allowed; the message is meant for the user."""
 
 
+@dataclass(frozen=True)
+class JobSnapshot:
+    """A job's state as one page run draws it (``Job.snapshot``)."""
+
+    state: str  # queued, running, done
+    paused: bool
+    feed: str | None  # the feed its page follows: while it waits or trains, not paused (None without one)
+
+    @property
+    def mode(self) -> str:
+        """What decides the page's layout (knobs, buttons), as one string: the page redraws when its feed's
+        mode is not the one it was drawn for (it starts, pauses, resumes, ends). All else the feed carries and
+        the chart shows by itself (``Job.live_lines``)."""
+        return f"{self.state}|{self.paused}"
+
+
 @dataclass
 class Job:
     """A training request and, once it runs, a live mirror of its history."""
@@ -111,17 +127,19 @@ class Job:
             text += " The run is saved and can be reported on."
         return text
 
+    def snapshot(self) -> JobSnapshot:
+        """One reading of what decides its page's layout. The job moves on in the queue's threads while a page
+        draws: a page that read "running" for its knobs and "done" for its chart would never redraw itself."""
+        state, paused = self.state, self.history is not None and self.history.paused
+        return JobSnapshot(state, paused, None if state == "done" or paused else self.feed_url)
+
     @property
     def mode(self) -> str:
-        """What decides the page's layout (knobs, buttons), as one string: the page redraws when its feed's
-        mode is not the one it was drawn for (it starts, pauses, resumes, ends). All else the feed carries and
-        the chart shows by itself (``live_lines``)."""
-        return f"{self.state}|{self.history is not None and self.history.paused}"
+        return self.snapshot().mode
 
     @property
     def followed_feed(self) -> str | None:
-        """The feed its page follows (None without one): while it waits or trains, not paused, not ended."""
-        return None if self.done or (self.history is not None and self.history.paused) else self.feed_url
+        return self.snapshot().feed
 
     def live_lines(self, waiting_line: str | None = None) -> tuple[Progress | None, list[str], str | None]:
         """The lines above a waiting or training job's live chart: (share done or None, the progress line or
@@ -578,10 +596,16 @@ class JobQueue:
     def feed_payload(self, job: Job) -> dict:
         """What ``job``'s feed says now: its mode and lines, its chart once it trains, its digit, its outcome.
         The page draws its chart from the same (``feed_payload(job)``), so a fetch changes nothing it drew."""
-        h = job.history
-        waiting = self.waiting_line(job.id) if job.state == "queued" else None
+        snap, h = job.snapshot(), job.history
+        waiting = self.waiting_line(job.id) if snap.state == "queued" else None
         progress, notes, warning = job.live_lines(waiting)
-        payload: dict = {"mode": job.mode, "state": job.state, "progress": progress, "notes": notes, "warning": warning}
+        payload: dict = {
+            "mode": snap.mode,
+            "state": snap.state,
+            "progress": progress,
+            "notes": notes,
+            "warning": warning,
+        }
         if h is not None and h.total_steps:
             payload["chart"] = live_chart_data(
                 h.batch_losses[:], h.epochs[:], h.full_losses[:], h.total_steps, h.lr_schedule[:]

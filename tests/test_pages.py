@@ -297,3 +297,41 @@ def test_predict_page_bad_uploads(runs_dir, sample, content, words):
     at.file_uploader[0].set_value(("x.png", content, "image/png")).run()
     assert not at.exception
     assert any(words.lower() in e.value.lower() for e in at.error), [e.value for e in at.error]
+
+
+def test_a_run_that_ends_while_the_page_draws_still_gets_its_page_redrawn(runs_dir, monkeypatch):
+    """The job ends just after the page read its state: the page draws it as it read it (running: knobs
+    locked) and its chart follows the feed of that state, so the browser asks for a redraw once the feed
+    says the run ended. A page drawn half running, half ended had no chart and no timer: it stayed locked."""
+    from mnist_core.jobs import Job, JobSnapshot
+
+    at = open_page("app_pages/3_Train.py")
+    at.slider(key="keep_epochs").set_value(1)
+    start_button(at).click().run()
+    wait_for(lambda: any("Test accuracy" in s.value for s in at.run().success), timeout=240, every=0.5)
+    (job,) = ui.state._queue._jobs.values()
+    assert job.done
+
+    reads = []
+    real = Job.snapshot
+    # as the page's first read of it would have seen the run a moment earlier; later reads see it ended
+    monkeypatch.setattr(
+        Job,
+        "snapshot",
+        lambda j: (
+            reads.append(j.id)
+            or (JobSnapshot("running", False, "app/static/feed/x.json") if len(reads) == 1 else real(j))
+        ),
+    )
+    at.run()
+    assert not at.exception, at.exception
+    assert start_button(at).disabled  # the knobs as read: running
+    (chart,) = [c for c in at.get("bidi_component") if c.key == "live_chart"]
+    data = json.loads(chart.proto.json)
+    data = data.get("data", data)
+    assert (data["feed"], data["mode"]) == ("app/static/feed/x.json", "running|False")
+    assert real(job).mode != data["mode"]  # what the browser's chart sees in the feed: it asks for a redraw
+
+    monkeypatch.setattr(Job, "snapshot", real)
+    at.run()  # that redraw
+    assert not start_button(at).disabled and any("Finished" in s.value for s in at.success)
