@@ -348,20 +348,26 @@ def followed_chart(j: Job) -> None:
 # readings, in a fragment of their own: redrawn with the chart five times a second they took Chromium from
 # 54% to 67% of a core while a run trains; on a timer of their own (2.5 redraws a second), 59%. With a live
 # feed the digit follows the feed and only the health table needs a redraw, once a second: 2.5 redraws a
-# second cost the watching browser 20% of a core (renderer 37% -> 17% without them).
+# second cost the watching browser 20% of a core (renderer 37% -> 17% without them). With a feed and the
+# digit's tab open, no timer at all: every timed fragment rerun is one more chance to race a whole-page
+# redraw in the browser ("Bad delta path index", a blank page).
+HEALTH_TAB = "Training health"
 INSIDE_REFRESH_S = 1.0 if feed else 0.4
+inside_timed = live and not paused and (not feed or st.session_state.get("inside_tab") == HEALTH_TAB)
 
 
-@st.fragment(run_every=INSIDE_REFRESH_S if live and not paused else None)
+@st.fragment(run_every=INSIDE_REFRESH_S if inside_timed else None)
 def inside() -> None:
     """Below the curve: one digit's journey through the network, and the health of each layer."""
     j = session_job()
     # Only the open tab is drawn: the other one's content would cost every redraw of the page and the panel.
-    digit_tab, health_tab = st.tabs(["Watch one digit", "Training health"], key="inside_tab", on_change="rerun")
+    digit_tab, health_tab = st.tabs(["Watch one digit", HEALTH_TAB], key="inside_tab", on_change="rerun")
     if digit_tab.open:
         with digit_tab:
             watch_panel(j, dataset, st.session_state["keep_seed"])
     if health_tab.open:
+        if live and not paused and not inside_timed:  # the health tab chosen while it trains: start its timer
+            st.rerun(scope="app")
         with health_tab:
             health_panel(j)
 
