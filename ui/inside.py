@@ -86,10 +86,10 @@ def watch_panel(job: Job | None, dataset: Dataset, seed: int) -> None:
         view = view_digit(build_model(seed=seed), torch.from_numpy(digit.copy()), step=0)
         st.caption("Before training: the network's random filters, and a guess no better than chance.")
     elif not job.done:
-        if job.watch is None:
-            st.caption("The first view of the digit comes with the first batch...")
-            return
         view = job.watch
+        if view is None:  # the network as the run starts it; the trainer's views follow (from the feed, if any)
+            view = view_digit(build_model(seed=job.config.seed), torch.from_numpy(digit.copy()), step=0)
+            st.caption("The trainer's views of this digit follow, a few a second, from its first batch on.")
     elif job.run_dir is None:
         return
     else:
