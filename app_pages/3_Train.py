@@ -45,6 +45,7 @@ KNOBS = ("lr", "epochs", "batch_size", "optimiser", "momentum", "loop", "seed", 
 LR_FIND_WAIT_S = 60.0  # the range test takes about a second on the sample; the page waits for it
 FIRST_LOSS_WAIT_S = 0.5  # Start waits this long at most for the first loss before the page redraws
 ZOOM_HELP = "Draw the finished curve with Plotly's chart: zoom, pan, and read each point's step and loss."
+PAUSED_REFRESH_S = 5.0  # a paused page's look at its run, which the pause limit or a lost trainer may end
 ACK_TIMEOUT_S = 5.0  # how long a control button waits for the trainer to confirm before the page redraws anyway
 
 st.title("Train")
@@ -127,10 +128,15 @@ def queue_job(task: str = "train") -> Job | None:
         return None
 
 
+def waits_behind(j: Job) -> bool:
+    """A job that will wait for another to end: its click need not keep the learner waiting for it."""
+    return j.state == "queued" and (queue.busy()[0] >= queue.max_concurrent or queue.position(j.id) not in (None, 1))
+
+
 def find_lr() -> None:
     """The range test's callback: it runs in the warm trainer like a run, and takes a second or two."""
     if new := queue_job("lr-find"):
-        wait_until(lambda: new.done, LR_FIND_WAIT_S)
+        wait_until(lambda: new.done or waits_behind(new), LR_FIND_WAIT_S)
 
 
 def use_lr(value: float) -> None:
@@ -167,11 +173,7 @@ def start_run() -> None:
         st.session_state["knobs_of"] = new.id
         # A run waiting behind another would only keep the click unanswered: its page shows its place at once.
         wait_until(
-            lambda: (
-                new.done
-                or (new.history is not None and new.history.step > 0)
-                or (new.state == "queued" and queue.busy()[0] >= queue.max_concurrent)
-            ),
+            lambda: new.done or (new.history is not None and new.history.step > 0) or waits_behind(new),
             FIRST_LOSS_WAIT_S,
         )
 
@@ -225,7 +227,9 @@ drawn_mode = now.mode if now is not None else None  # the feed's mode this page 
 # job only needs its place now and then (the next in line soon, the others every few seconds: each redraw
 # costs the learner's browser too). A paused or ended run needs none (a control button redraws the view
 # itself once the trainer confirms).
-if not active or paused or feed:
+if paused:  # the run may still end without a click here (paused too long, its trainer gone): look now and then
+    refresh = PAUSED_REFRESH_S
+elif not active or feed:
     refresh = None
 elif now.state == "queued":
     refresh = 0.5 if queue.position(job.id) == 1 else 2.0
@@ -363,8 +367,10 @@ def inside() -> None:
     # Only the open tab is drawn: the other one's content would cost every redraw of the page and the panel.
     digit_tab, health_tab = st.tabs(["Watch one digit", HEALTH_TAB], key="inside_tab", on_change="rerun")
     if digit_tab.open:
+        if feed and inside_timed:  # back from the health tab: the digit follows the feed, drop the timer
+            st.rerun(scope="app")
         with digit_tab:
-            watch_panel(j, dataset, st.session_state["keep_seed"])
+            watch_panel(j, dataset, st.session_state["keep_seed"], feed)
     if health_tab.open:
         if live and not paused and not inside_timed:  # the health tab chosen while it trains: start its timer
             st.rerun(scope="app")

@@ -135,11 +135,8 @@ class Job:
 
     @property
     def mode(self) -> str:
+        """Its feed's mode now (``JobSnapshot.mode``)."""
         return self.snapshot().mode
-
-    @property
-    def followed_feed(self) -> str | None:
-        return self.snapshot().feed
 
     def live_lines(self, waiting_line: str | None = None) -> tuple[Progress | None, list[str], str | None]:
         """The lines above a waiting or training job's live chart: (share done or None, the progress line or
@@ -456,8 +453,9 @@ class JobQueue:
             if self._closed:
                 return None
             job = self._waiting.popleft()
-            job.state, job.started_at = "running", time.time()
-            job.history = History(status="running", started_at=job.started_at)
+            job.started_at = time.time()
+            job.history = History(status="running", started_at=job.started_at)  # before the state: a page
+            job.state = "running"  # that reads "running" finds its history
             self._publish(job)
             self._publish_places()
             return job

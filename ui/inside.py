@@ -73,9 +73,10 @@ def pick_digit(dataset: Dataset, disabled: bool) -> None:
     right.button("Another digit", on_click=another, disabled=disabled, use_container_width=True)
 
 
-def watch_panel(job: Job | None, dataset: Dataset, seed: int) -> None:
-    """Before a run: the untrained network's view of the digit. During: the trainer's latest view.
-    After: a slider through the run's saved snapshots."""
+def watch_panel(job: Job | None, dataset: Dataset, seed: int, feed: str | None = None) -> None:
+    """Before a run: the untrained network's view of the digit. During: the trainer's latest view, and with
+    the page's ``feed`` (the one it follows) the newer views from it. After: a slider through the run's
+    saved snapshots."""
     busy = job is not None and not job.done
     if busy and job.watch_digit is not None:
         watch, digit, label = chosen_digit(dataset, job.watch_digit)
@@ -88,7 +89,8 @@ def watch_panel(job: Job | None, dataset: Dataset, seed: int) -> None:
     elif not job.done:
         view = job.watch
         if view is None:  # the network as the run starts it; the trainer's views follow (from the feed, if any)
-            view = view_digit(build_model(seed=job.config.seed), torch.from_numpy(digit.copy()), step=0)
+            model = build_model(job.config.init, seed=job.config.seed)  # the network the trainer starts from
+            view = view_digit(model, torch.from_numpy(digit.copy()), step=0)
             st.caption("The trainer's views of this digit follow, a few a second, from its first batch on.")
     elif job.run_dir is None:
         return
@@ -110,7 +112,6 @@ def watch_panel(job: Job | None, dataset: Dataset, seed: int) -> None:
             key=f"replay_{job.id}",
         )
         view = views[steps.index(step)]
-    feed = job.followed_feed if job is not None else None
     digit_view(digit_view_data(view, digit, label, dataset.classes, feed), key="digit_view")
 
 
