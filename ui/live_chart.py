@@ -54,5 +54,6 @@ def live_chart(
         "warning": warning,
         "poll": poll,
     }
-    extra = 0 if feed is None else 30 + 22 * (len(notes) + (warning is not None))
-    _component(data=data, key=key, height=height + extra, on_mode_change=lambda: None)
+    # Sized to its content: the lines above the canvas come and go with the feed (an epoch's line, a knob change,
+    # a warning); a height fixed when the page drew it cut the canvas's axis off as they came.
+    _component(data=data, key=key, on_mode_change=lambda: None)
