@@ -6,7 +6,7 @@ import time
 import streamlit as st
 
 from mnist_core.feed import FEED_POLL_S, FEED_WAIT_POLL_S
-from mnist_core.jobs import STARTING, WARMING, Job, QueueError
+from mnist_core.jobs import STARTING, WARMING, Job, JobSnapshot, QueueError
 from mnist_core.runs import describe_schedule
 from mnist_core.train import (
     CONFIG_FIELDS,
@@ -128,15 +128,10 @@ def queue_job(task: str = "train") -> Job | None:
         return None
 
 
-def waits_behind(j: Job) -> bool:
-    """A job that will wait for another to end: its click need not keep the learner waiting for it."""
-    return j.state == "queued" and (queue.busy()[0] >= queue.max_concurrent or queue.position(j.id) not in (None, 1))
-
-
 def find_lr() -> None:
     """The range test's callback: it runs in the warm trainer like a run, and takes a second or two."""
     if new := queue_job("lr-find"):
-        wait_until(lambda: new.done or waits_behind(new), LR_FIND_WAIT_S)
+        wait_until(lambda: new.done or queue.waits_behind(new), LR_FIND_WAIT_S)  # behind another: no wait
 
 
 def use_lr(value: float) -> None:
@@ -173,7 +168,7 @@ def start_run() -> None:
         st.session_state["knobs_of"] = new.id
         # A run waiting behind another would only keep the click unanswered: its page shows its place at once.
         wait_until(
-            lambda: new.done or (new.history is not None and new.history.step > 0) or waits_behind(new),
+            lambda: new.done or (new.history is not None and new.history.step > 0) or queue.waits_behind(new),
             FIRST_LOSS_WAIT_S,
         )
 
@@ -215,12 +210,13 @@ with view:
         right.code(torch_code, language="python", wrap_lines=True)
 
 
-def mode(j: Job | None) -> tuple:
-    """What decides the page's layout and refresh rate: a change of it redraws the whole page."""
-    return (None,) if j is None else (j.id, j.mode)
+def mode(j: Job | None, reading: JobSnapshot | None = None) -> tuple:
+    """What decides the page's layout and refresh rate (of ``reading``, else read now): a change of it redraws
+    the whole page."""
+    return (None,) if j is None else (j.id, (reading or j.snapshot()).mode)
 
 
-watched = (None,) if job is None else (job.id, now.mode)  # what this run of the page draws
+watched = mode(job, now)  # what this run of the page draws
 drawn_mode = now.mode if now is not None else None  # the feed's mode this page is drawn for (mnist_core.feed)
 # With a feed the chart (drawn below the view, outside its fragment) polls it and redraws the page when
 # the feed's mode changes: no timer. Without one: five refreshes a second while it trains, and a waiting

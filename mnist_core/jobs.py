@@ -334,6 +334,12 @@ class JobQueue:
             f"Training runs {self.max_concurrent} at a time so each finishes as fast as it can."
         )
 
+    def waits_behind(self, job: Job) -> bool:
+        """Whether ``job`` waits for another job to end first (every trainer busy, or others ahead of it)."""
+        return job.state == "queued" and (
+            self.busy()[0] >= self.max_concurrent or self.position(job.id) not in (None, 1)
+        )
+
     def busy(self) -> tuple[int, int]:
         """(running, waiting): all another visitor may know of the queue."""
         with self._cond:
