@@ -1,10 +1,13 @@
 """Does watching the live chart slow training? The same config through the CLI and through the page.
 
 Run by hand:  python benchmarks/bench_live_chart.py [--dataset fashion-mnist] [--epochs 2] [--rounds 2]
+                  [--train-threads 1,2]
 
 Alternates, `--rounds` times: one run with `python -m mnist_core train` (no page open) and one run
 started from the Train page in headless Chromium, which stays on the page and watches the chart
 refresh (five times a second) until the run ends. Compares the images/s each run saved in its run.json.
+With several ``--train-threads`` (MNIST_TRAIN_THREADS) one server runs per value and each round has a page
+run on each, so the choices are compared in the same minutes of a noisy host.
 Everything is on this machine, browser included: on a 2-core box that is the worst case.
 ``--browser-nice 19`` stands the browser in for a learner's own machine (as load_test.py does): it
 then takes only the CPU the server and the trainer leave.
@@ -24,11 +27,22 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
-from appserver import CHROMIUM_FLAGS, chromium_path, free_port, start_server, stop_server  # noqa: E402  (shared with tests/e2e)
+from appserver import CHROMIUM_FLAGS, chromium_path, free_port, start_server, stop_server, wait_healthy  # noqa: E402  (shared with tests/e2e)
 
 
 def images_per_sec(run_dir: Path) -> float:
-    return float(json.loads((run_dir / "run.json").read_text())["images_per_sec"])
+    """The saved run's images/s, once the run is saved for good (a page's run is checkpointed as "interrupted"
+    while it trains, with the speed so far)."""
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        try:
+            run = json.loads((run_dir / "run.json").read_text())
+        except (OSError, ValueError):  # not there yet, or being written
+            run = {}
+        if run.get("status", "interrupted") != "interrupted":
+            return float(run["images_per_sec"])
+        time.sleep(0.2)
+    raise TimeoutError(f"{run_dir} was not saved in 10 minutes")
 
 
 def cli_run(args, runs: Path) -> float:
@@ -70,11 +84,12 @@ def page_run(args, page, url: str, runs: Path) -> float:
         epochs.press("ArrowRight")
     time.sleep(1)
     page.get_by_role("button", name="Start training").click()
-    page.get_by_text("The run is saved").wait_for(timeout=600_000)
-    while len(set(runs.iterdir()) - before) < 1:
+    while len(set(runs.iterdir()) - before) < 1:  # the page may still show the last run's end: follow the folder
         time.sleep(0.2)
     (new,) = set(runs.iterdir()) - before
-    return images_per_sec(new)
+    speed = images_per_sec(new)
+    page.get_by_text("The run is saved").wait_for(timeout=600_000)  # the page watched to the end
+    return speed
 
 
 def main() -> None:
@@ -82,34 +97,48 @@ def main() -> None:
     parser.add_argument("--dataset", default="fashion-mnist", choices=["fashion-mnist", "mnist"])
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--train-threads", type=int, help="MNIST_TRAIN_THREADS for the server's trainer")
+    parser.add_argument(
+        "--train-threads",
+        default="tuned",
+        help="MNIST_TRAIN_THREADS for the server's trainer, or 'tuned' (unset: the trainer finds its count); "
+        "a comma list compares them, e.g. 1,2,tuned",
+    )
     parser.add_argument("--browser-nice", type=int, default=0, help="niceness of this driver and Chromium")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
+    choices = [t.strip() for t in args.train_threads.split(",")]
     runs = Path(tempfile.mkdtemp(prefix="bench-runs-"))
-    port = free_port()
-    env = {"MNIST_TRAIN_THREADS": str(args.train_threads)} if args.train_threads else None
-    server = start_server(port, runs, Path(tempfile.mkdtemp(prefix="bench-log-")) / "streamlit.log", env=env)
-    cli, page_speeds = [], []
+    servers = {}  # threads -> (process, url)
+    for threads in choices:
+        port = free_port()
+        env = None if threads == "tuned" else {"MNIST_TRAIN_THREADS": threads}
+        log = Path(tempfile.mkdtemp(prefix="bench-log-")) / "streamlit.log"
+        servers[threads] = (start_server(port, runs, log, env=env), f"http://127.0.0.1:{port}")
+    cli, page_speeds = [], {t: [] for t in choices}
     try:
-        time.sleep(5)
+        for process, url in servers.values():
+            wait_healthy(url, process)
         os.nice(args.browser_nice)  # after the server started: only this driver, the CLI runs and Chromium get it
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_FLAGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             for i in range(args.rounds):
                 cli.append(cli_run(args, runs))
-                page_speeds.append(page_run(args, page, f"http://127.0.0.1:{port}", runs))
-                print(f"round {i + 1}: CLI {cli[-1]:,.0f} images/s, page {page_speeds[-1]:,.0f} images/s", flush=True)
+                line = f"round {i + 1}: CLI {cli[-1]:,.0f} images/s"
+                for threads, (_, url) in servers.items():
+                    page_speeds[threads].append(page_run(args, page, url, runs))
+                    line += f", page (threads {threads}) {page_speeds[threads][-1]:,.0f}"
+                print(line, flush=True)
             browser.close()
     finally:
-        stop_server(server)
-    c, w = statistics.median(cli), statistics.median(page_speeds)
-    print(
-        f"{args.dataset}, {args.epochs} epochs, batch 128: CLI median {c:,.0f} images/s, "
-        f"page (chart watched) median {w:,.0f} images/s, slowdown {1 - w / c:.1%}"
-    )
+        for process, _ in servers.values():
+            stop_server(process)
+    c = statistics.median(cli)
+    print(f"{args.dataset}, {args.epochs} epochs, batch 128, {args.rounds} rounds: CLI median {c:,.0f} images/s")
+    for threads, speeds in page_speeds.items():
+        w = statistics.median(speeds)
+        print(f"  page (chart watched), threads {threads}: median {w:,.0f} images/s, {w / c:.0%} of the CLI")
 
 
 if __name__ == "__main__":

@@ -198,8 +198,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
     """Create or join a study and train its trials here; the last line names the best trial."""
     import torch
 
+    from .threads import usable_cores
     from .tune import best_trial, default_storage, describe_space, format_params, open_study, run_trials
-    from .worker import training_threads
+    from .worker import fixed_threads
 
     storage = args.storage or default_storage(args.runs_dir)
     try:
@@ -209,9 +210,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
     except (ValueError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    # As a warm trainer: all cores but one (or MNIST_TRAIN_THREADS). Trials are short and a study often shares
-    # its machine with other workers; measured on 2 busy cores, 2 threads made a 12-trial study 6x slower.
-    torch.set_num_threads(training_threads())
+    # All cores but one (or MNIST_TRAIN_THREADS). Trials are short and a study often shares its machine with
+    # other workers; measured on 2 busy cores, 2 threads made a 12-trial study 6x slower.
+    torch.set_num_threads(fixed_threads() or max(1, usable_cores() - 1))
     before = len(study.trials)
     print(f"study {args.study!r} in {storage}: {describe_space(space)}; {before} trial(s) so far")
     print(

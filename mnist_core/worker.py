@@ -35,6 +35,7 @@ from .data import DATASETS, Dataset, load_dataset
 from .health import HealthMonitor, HealthStats
 from .lr_find import SUGGESTION_RULE, lr_find
 from .runs import finish_run, save_run
+from .threads import ThreadTuner, usable_cores
 from .train import Callback, EpochMetrics, RunControl, TrainConfig, Trainer
 from .watch import DigitView, DigitWatcher, SnapshotRecorder, digit_image, replay
 
@@ -118,9 +119,10 @@ class Sender(Callback):
 class WarmProcess:
     """The loop of one training process: read messages, keep data sets, train jobs."""
 
-    def __init__(self, out: TextIO, data_dir: str | None = None) -> None:
+    def __init__(self, out: TextIO, data_dir: str | None = None, tune_threads: bool = False) -> None:
         self.out = out
         self.data_dir = data_dir
+        self.tune_threads = tune_threads  # each run finds its fastest thread count (ThreadTuner)
         self.datasets: dict[tuple[str, str | None], Dataset] = {}
         self.inbox: queue.Queue = queue.Queue()  # (Job, RunControl) or Quit
         self.control: RunControl | None = None  # of the job being read for or trained now
@@ -221,6 +223,8 @@ class WarmProcess:
             config = TrainConfig.from_dict(job.config)
             dataset = self.dataset(config.dataset, job.data_dir, job.allow_download)
             callbacks = [sender, recorder, HealthMonitor(on_stats=self.send_health)]
+            if self.tune_threads:  # from the count the last run chose: the machine is likely as busy as it was
+                callbacks.append(ThreadTuner(start=torch.get_num_threads()))
             image = None if job.watch is None else watched_digit(job.watch, dataset)
             if image is not None:
                 callbacks.append(DigitWatcher(image, self.send_view))
@@ -312,13 +316,13 @@ def max_pause_s() -> float:
         return 600.0
 
 
-def training_threads() -> int:
-    """``MNIST_TRAIN_THREADS``, else all cores but one: the web server that draws the live chart keeps a
-    core, because OpenMP threads that must wait for a busy core slow the loop several times over."""
+def fixed_threads() -> int | None:
+    """``MNIST_TRAIN_THREADS``, where set: train with that many CPU threads. None: a warm trainer finds the
+    fastest count while it trains (``ThreadTuner``)."""
     try:
-        return max(1, int(os.environ.get("MNIST_TRAIN_THREADS", "0")) or (os.cpu_count() or 1) - 1)
-    except ValueError:
-        return 1
+        return max(1, int(os.environ["MNIST_TRAIN_THREADS"]))
+    except (KeyError, ValueError):
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -330,8 +334,9 @@ def main(argv: list[str] | None = None) -> int:
     # The protocol owns the real stdout; anything a library prints goes to stderr.
     out = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    torch.set_num_threads(training_threads())
-    process = WarmProcess(out, data_dir=args.data_dir)
+    threads = fixed_threads()
+    torch.set_num_threads(threads or usable_cores())
+    process = WarmProcess(out, data_dir=args.data_dir, tune_threads=threads is None)
     process.preload([n for n in args.preload.split(",") if n], allow_download=not args.offline)
     process.warm_up()
     threading.Thread(target=process.read, args=(sys.stdin,), daemon=True).start()

@@ -14,17 +14,33 @@ function bytes(b64) {
   return out;
 }
 
-// A greyscale (h, w) block of bytes as an image, each pixel a scale x scale square.
-function block(ctx, pixels, offset, h, w, x, y, scale) {
-  const image = ctx.createImageData(w, h);
-  for (let i = 0; i < h * w; i++) {
-    const v = pixels[offset + i];
-    image.data.set([v, v, v, 255], 4 * i);
+// Greyscale (h, w) blocks of bytes, `count` of them one after another, each drawn as an image `scale` times
+// its pixels. All blocks go through one ImageData and one scratch canvas (one per view, reused): a canvas
+// and a context per feature map cost the browser a GPU-channel handshake each, 80 times per repaint.
+function blocks(view, ctx, pixels, count, h, w, place) {
+  const scratch = view.scratch || (view.scratch = document.createElement("canvas"));
+  if (scratch.width < w * count || scratch.height < h) {
+    scratch.width = Math.max(scratch.width, w * count);
+    scratch.height = Math.max(scratch.height, h);
+    view.scratchContext = null;
   }
-  const tmp = new OffscreenCanvas(w, h);
-  tmp.getContext("2d").putImageData(image, 0, 0);
+  const sctx = view.scratchContext || (view.scratchContext = scratch.getContext("2d", { willReadFrequently: true }));
+  const image = sctx.createImageData(w * count, h);
+  const rgba = new Uint32Array(image.data.buffer); // little-endian: 0xAABBGGRR
+  for (let c = 0; c < count; c++) {
+    for (let r = 0; r < h; r++) {
+      for (let k = 0; k < w; k++) {
+        const v = pixels[c * h * w + r * w + k];
+        rgba[r * w * count + c * w + k] = 0xff000000 | (v << 16) | (v << 8) | v;
+      }
+    }
+  }
+  sctx.putImageData(image, 0, 0);
   ctx.imageSmoothingEnabled = false;
-  ctx.drawImage(tmp, x, y, w * scale, h * scale);
+  for (let c = 0; c < count; c++) {
+    const [x, y, size] = place(c);
+    ctx.drawImage(scratch, c * w, 0, w, h, x, y, size, size * (h / w));
+  }
 }
 
 // Each map is drawn at a whole multiple of its pixels: 14x14 at 3x, 7x7 at 5x, 4x4 at 6x, 2x2 at 8x.
@@ -32,12 +48,16 @@ function scaleOf(w) {
   return w >= 14 ? 3 : w >= 7 ? 5 : w >= 4 ? 6 : 8;
 }
 
+// The canvas's width and text style, read from the page only when its size changes (as in live_chart.js).
+function measure(view) {
+  const style = getComputedStyle(view.canvas);
+  view.look = { width: view.canvas.clientWidth, text: style.color || "#31333f", font: style.fontFamily };
+}
+
 function draw(view) {
   const { canvas, data } = view;
-  const style = getComputedStyle(canvas);
-  const text = style.color || "#31333f";
-  const font = style.fontFamily;
-  const width = canvas.clientWidth;
+  if (!view.look) measure(view);
+  const { text, font, width } = view.look;
   const gap = 3;
   const left = 180; // the digit, then the probabilities, in a column on the left
   const mapsWidth = Math.max(60, width - left);
@@ -54,7 +74,7 @@ function draw(view) {
     canvas.width = Math.round(width * ratio);
     canvas.height = Math.round(height * ratio);
   }
-  canvas.style.height = height + "px";
+  if (canvas.style.height !== height + "px") canvas.style.height = height + "px";
   const ctx = canvas.getContext("2d");
   ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
   ctx.clearRect(0, 0, width, height);
@@ -63,7 +83,7 @@ function draw(view) {
   ctx.textBaseline = "top";
 
   // the digit itself, 84 px, and the step it is seen at
-  block(ctx, bytes(data.digit), 0, 28, 28, 0, 18, 3);
+  blocks(view, ctx, bytes(data.digit), 1, 28, 28, () => [0, 18, 84]);
   ctx.fillText(data.label === null ? "your digit" : `a test ${data.classes[data.label]}`, 0, 0);
   ctx.fillText(`after step ${data.step}`, 90, 18);
 
@@ -93,12 +113,9 @@ function draw(view) {
     ctx.fillStyle = text;
     ctx.fillText(`${layer.name}: ${layer.c} maps of ${layer.h}x${layer.w}`, left, y);
     y += 18;
-    const pixels = bytes(layer.data);
-    for (let c = 0; c < layer.c; c++) {
-      const x0 = left + (c % perRow) * (cell + gap);
-      const y0 = y + Math.floor(c / perRow) * (cell + gap);
-      block(ctx, pixels, c * layer.h * layer.w, layer.h, layer.w, x0, y0, cell / layer.w);
-    }
+    const top = y;
+    blocks(view, ctx, bytes(layer.data), layer.c, layer.h, layer.w, (c) => [
+      left + (c % perRow) * (cell + gap), top + Math.floor(c / perRow) * (cell + gap), cell]);
     y += lines * (cell + gap) + 6;
   });
 }
@@ -121,7 +138,10 @@ export default function ({ parentElement, data }) {
     root.append(canvas);
     parentElement.appendChild(root);
     view = { canvas, data };
-    view.observer = new ResizeObserver(() => draw(view));
+    view.observer = new ResizeObserver(() => {
+      measure(view);
+      draw(view);
+    });
     view.observer.observe(canvas);
     // A newer view of the digit from the job's live feed, fetched by the live chart (ui/live_chart.js).
     view.onFeed = (event) => {

@@ -30,7 +30,7 @@ function fmt(v) {
 
 function layout(chart) {
   const { canvas, data } = chart;
-  const width = canvas.clientWidth;
+  const width = chart.look.width;
   const height = data.height;
   const box = { left: 56, right: width - 52, top: 34, bottom: height - 38 };
   const finiteMax = (values) => values.reduce((m, v) => (Number.isFinite(v) && v > m ? v : m), 0);
@@ -61,21 +61,29 @@ function line(ctx, xs, ys, x, y) {
   ctx.stroke();
 }
 
+// The canvas's width and text style, read from the page only when its size changes (ResizeObserver): reading
+// them on every repaint made the browser lay the page out again five times a second.
+function measure(chart) {
+  const style = getComputedStyle(chart.canvas);
+  chart.look = { width: chart.canvas.clientWidth, text: style.color || "#31333f", font: style.fontFamily };
+}
+
 function draw(chart) {
   const { canvas, data } = chart;
-  const style = getComputedStyle(canvas);
-  const text = style.color || "#31333f";
+  if (!chart.look) measure(chart);
+  const { text, font } = chart.look;
   const L = layout(chart);
   const ratio = window.devicePixelRatio || 1;
   if (canvas.width !== Math.round(L.width * ratio) || canvas.height !== Math.round(L.height * ratio)) {
     canvas.width = Math.round(L.width * ratio);
     canvas.height = Math.round(L.height * ratio);
   }
-  canvas.style.height = L.height + "px";
+  const cssHeight = L.height + "px";
+  if (canvas.style.height !== cssHeight) canvas.style.height = cssHeight;
   const ctx = canvas.getContext("2d");
   ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
   ctx.clearRect(0, 0, L.width, L.height);
-  ctx.font = `12px ${style.fontFamily}`;
+  ctx.font = `12px ${font}`;
   ctx.lineJoin = "round";
   const { box } = L;
 
@@ -175,19 +183,25 @@ function showTip(chart, event) {
   tip.style.top = "40px";
 }
 
+function set(target, name, value) {
+  if (target[name] !== value) target[name] = value;
+}
+
 function show(chart, curves, progress, notes, warning) {
   chart.data = { ...curves, height: chart.height };
   chart.canvas.dataset.points = String(curves.steps.length); // what the browser tests read
   chart.canvas.dataset.lastStep = String(curves.steps.length ? curves.steps[curves.steps.length - 1] : 0);
   chart.canvas.dataset.markers = String(curves.lr.length);
-  // the lines above the canvas: shown only while the chart follows a feed (else the page writes them)
-  chart.progress.style.display = progress ? "block" : "none";
-  chart.track.style.display = progress && progress[0] !== null ? "block" : "none";
-  chart.bar.style.width = progress && progress[0] !== null ? (100 * progress[0]).toFixed(1) + "%" : "0";
-  chart.text.textContent = progress ? progress[1] : "";
-  chart.notes.textContent = (notes || []).join("\n");
-  chart.warning.textContent = warning || "";
-  chart.warning.style.display = warning ? "block" : "none";
+  // the lines above the canvas: shown only while the chart follows a feed (else the page writes them);
+  // each written only when it changes, so that an unchanged line costs the browser no new layout
+  const share = progress && progress[0] !== null;
+  set(chart.progress.style, "display", progress ? "block" : "none");
+  set(chart.track.style, "display", share ? "block" : "none");
+  set(chart.bar.style, "width", share ? (100 * progress[0]).toFixed(1) + "%" : "0px");
+  set(chart.text, "textContent", progress ? progress[1] : "");
+  set(chart.notes, "textContent", (notes || []).join("\n"));
+  set(chart.warning, "textContent", warning || "");
+  set(chart.warning.style, "display", warning ? "block" : "none");
   draw(chart);
 }
 
@@ -209,7 +223,7 @@ async function poll(chart) {
         chart.outcome.textContent = feed.outcome[1];
         chart.outcome.style.display = "block";
       }
-      else if (feed.progress) chart.text.textContent = feed.progress[1]; // a place in line
+      else if (feed.progress) set(chart.text, "textContent", feed.progress[1]); // a place in line
       // the digit panel (ui/digit_view.js) follows the same feed: one fetch for both
       window.dispatchEvent(new CustomEvent("mnist:feed", { detail: { url, feed } }));
       // The page is drawn for another mode: ask it to redraw (each render sends the mode it was drawn for),
@@ -251,7 +265,10 @@ export default function ({ parentElement, data, setTriggerValue }) {
     canvas.setAttribute("aria-label", "live loss chart");
     parentElement.appendChild(div("live-chart", outcome, progress, canvas, tip));
     chart = { canvas, tip, progress, track, bar, text, notes, warning, outcome, timer: null, feed: null };
-    chart.observer = new ResizeObserver(() => draw(chart));
+    chart.observer = new ResizeObserver(() => {
+      measure(chart);
+      draw(chart);
+    });
     chart.observer.observe(canvas);
     canvas.addEventListener("mousemove", (e) => showTip(chart, e));
     canvas.addEventListener("mouseleave", () => (tip.style.display = "none"));

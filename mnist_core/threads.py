@@ -1,0 +1,145 @@
+"""How many CPU threads a warm trainer trains with: the fastest count now, found while it trains.
+
+On a CPU, PyTorch's OpenMP threads meet at a barrier in every operation, so a thread that loses its core
+for a moment holds the others up. Whether the trainer is faster with every core or with fewer depends on
+what else the machine does at the time, and that changes: on this project's 2-core box, with the Train page
+watched in a browser on the same machine, 2 threads made 28,612 images/s and 1 thread 21,770
+(``benchmarks/bench_live_chart.py --train-threads 1,2``); beside a busy loop, 2 threads made 10,712 and
+1 thread 23,425. So no fixed count is right, and ``ThreadTuner`` measures instead: it trains a short window
+with the current count, tries a neighbouring count (half or double, within the machine's cores) for a
+window, keeps the faster, and looks again later (sooner when the speed drops, less often while the choice
+holds). Exploring costs a short window at the slower count now and then: on a quiet machine, about 2% of
+a short run and less of a long one.
+
+The numbers a run computes do not depend on the count beyond floating-point rounding (a sum split across
+threads is added in another order).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import torch
+
+from .train import Callback, Trainer
+
+WINDOW_S = 0.25  # seconds of training measured per count, before comparing
+FIRST_LOOK_S = 0.5  # the first neighbour is tried once this much training was measured
+LOOK_EVERY_S = (2.0, 60.0)  # between looks: from, growing 3x each time the choice holds, up to
+DROP = 0.7  # a window this much slower than the last at the same count: conditions changed, look again
+BETTER = 1.03  # a neighbour must be this much faster to be chosen (the measurement is noisy)
+
+
+def usable_cores() -> int:
+    """The cores this process may use: its CPU affinity, and a container's CPU quota (cgroup v2 ``cpu.max``)
+    where one is set, which ``os.cpu_count()`` does not see."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, round(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
+def ladder(cores: int) -> list[int]:
+    """The counts the tuner may choose among, fewest first: 1, 2, 4, ... up to ``cores`` (which is included)."""
+    counts, n = [], 1
+    while n < cores:
+        counts.append(n)
+        n *= 2
+    return counts + [cores]
+
+
+class ThreadTuner(Callback):
+    """Sets ``torch.set_num_threads`` to the fastest count of ``counts`` (``ladder(usable_cores())``), measured
+    on the run's own steps; starts at ``start`` (None: the most). Does nothing on a GPU or where there is one
+    count only.
+
+    ``clock`` (seconds, monotonic) and ``set_threads`` are for the tests. ``choices`` lists (step, count) each
+    time the count changes, the first entry being the starting count."""
+
+    def __init__(
+        self,
+        counts: list[int] | None = None,
+        start: int | None = None,
+        clock=time.perf_counter,
+        set_threads=torch.set_num_threads,
+    ) -> None:
+        self.counts = sorted(set(counts or ladder(usable_cores())))
+        self.start = start
+        self.clock, self.set_threads = clock, set_threads
+        self.active = False
+        self.choices: list[tuple[int, int]] = []
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        self.active = trainer.device.type == "cpu" and len(self.counts) > 1
+        if not self.active:
+            return
+        # index of the count in use: the start's, or the nearest below it
+        self.at = max([0] + [i for i, n in enumerate(self.counts) if self.start is None or n <= self.start])
+        self.home = self.at  # the count chosen; `at` differs from it while a neighbour is tried
+        self.speed: dict[int, float] = {}  # images/s of the last window at each count
+        self.measured = 0.0  # seconds of training measured so far (all counts)
+        self.next_look = FIRST_LOOK_S
+        self.look_every = LOOK_EVERY_S[0]
+        self.down = True  # which neighbour to try next, where both exist
+        self._use(trainer, self.at)
+        self._window_start(trainer)
+
+    def _use(self, trainer: Trainer, at: int) -> None:
+        self.at = at
+        self.set_threads(self.counts[at])
+        if not self.choices or self.choices[-1][1] != self.counts[at]:
+            self.choices.append((trainer.history.step, self.counts[at]))
+
+    def _window_start(self, trainer: Trainer) -> None:
+        self.t0, self.images0, self.seconds = self.clock(), trainer.history.images_done, 0.0
+
+    # The time between two batch ends is training time; an epoch's evaluation and a pause are not.
+    def on_epoch_end(self, trainer: Trainer, metrics) -> None:
+        if self.active:
+            self._window_start(trainer)
+
+    def on_pause(self, trainer: Trainer, paused: bool) -> None:
+        if self.active:
+            self._window_start(trainer)
+
+    def on_batch_end(self, trainer: Trainer, step: int, epoch: int, loss: float) -> None:
+        if not self.active:
+            return
+        now = self.clock()
+        self.seconds = now - self.t0
+        if self.seconds < WINDOW_S:
+            return
+        count = self.counts[self.at]
+        speed = (trainer.history.images_done - self.images0) / self.seconds
+        self.measured += self.seconds
+        before = self.speed.get(count)
+        self.speed[count] = speed
+        if self.at != self.home:  # a neighbour was tried: keep it if it is faster
+            home = self.counts[self.home]
+            if speed > BETTER * self.speed.get(home, 0.0):
+                self.home = self.at
+                self.look_every = LOOK_EVERY_S[0]  # moved: see soon whether the next one is better still
+            else:
+                self.look_every = min(LOOK_EVERY_S[1], self.look_every * 3)
+                self.down = not self.down  # try the other side next time, where there is one
+            self._use(trainer, self.home)
+            self.next_look = self.measured + self.look_every
+        elif self.measured >= self.next_look or (before is not None and speed < DROP * before):
+            self._use(trainer, self._neighbour())
+        self._window_start(trainer)
+
+    def _neighbour(self) -> int:
+        below, above = self.home - 1, self.home + 1
+        if below < 0:
+            return above
+        if above >= len(self.counts):
+            return below
+        return below if self.down else above

@@ -1,0 +1,185 @@
+"""The warm trainer's thread count: ThreadTuner keeps the fastest count as the machine's load changes."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from mnist_core.threads import ThreadTuner, ladder, usable_cores
+from mnist_core.train import TrainConfig, Trainer
+
+BATCH = 128
+
+
+class Machine:
+    """A pretend CPU: how many images/s each thread count makes, which the test may change mid-run."""
+
+    def __init__(self, speeds: dict[int, float]) -> None:
+        self.speeds = speeds
+        self.now = 0.0
+        self.threads = None
+        self.seconds_at: dict[int, float] = {}
+
+    def set_threads(self, n: int) -> None:
+        self.threads = n
+
+    def clock(self) -> float:
+        return self.now
+
+
+def train(tuner: ThreadTuner, machine: Machine, seconds: float, trainer=None, on_step=None):
+    """Steps of BATCH images until ``seconds`` of pretend time passed; the time a step takes follows the
+    count the tuner set. Returns the pretend trainer."""
+    if trainer is None:
+        trainer = SimpleNamespace(device=SimpleNamespace(type="cpu"), history=SimpleNamespace(step=0, images_done=0))
+        tuner.on_train_start(trainer)
+    end = machine.now + seconds
+    while machine.now < end:
+        took = BATCH / machine.speeds[machine.threads]
+        machine.now += took
+        machine.seconds_at[machine.threads] = machine.seconds_at.get(machine.threads, 0.0) + took
+        trainer.history.step += 1
+        trainer.history.images_done += BATCH
+        tuner.on_batch_end(trainer, trainer.history.step, 1, 0.5)
+        if on_step:
+            on_step(trainer)
+    return trainer
+
+
+def test_ladder_halves_down_to_one_thread():
+    assert ladder(1) == [1]
+    assert ladder(2) == [1, 2]
+    assert ladder(6) == [1, 2, 4, 6]
+    assert ladder(8) == [1, 2, 4, 8]
+    assert 1 <= usable_cores()
+
+
+def test_a_quiet_machine_keeps_every_core_and_pays_little_for_looking():
+    machine = Machine({1: 20_000, 2: 30_000})
+    tuner = ThreadTuner(counts=[1, 2], clock=machine.clock, set_threads=machine.set_threads)
+    train(tuner, machine, 60)
+    assert machine.threads == 2
+    assert tuner.choices[0] == (0, 2)
+    assert any(n == 1 for _, n in tuner.choices)  # it did look at the other count
+    assert machine.seconds_at[1] / 60 < 0.03  # and only briefly: about 1% of a minute's run
+
+
+def test_a_busy_machine_moves_to_fewer_threads():
+    # measured beside a busy loop on this 2-core box: 2 threads 10,712 images/s, 1 thread 23,425
+    machine = Machine({1: 23_425, 2: 10_712})
+    tuner = ThreadTuner(counts=[1, 2], clock=machine.clock, set_threads=machine.set_threads)
+    train(tuner, machine, 30)
+    assert machine.threads == 1
+    assert machine.seconds_at[2] < 1.5  # the start at 2 threads and the looks back
+
+
+def test_it_follows_the_machine_when_the_load_changes():
+    machine = Machine({1: 20_000, 2: 30_000})
+    tuner = ThreadTuner(counts=[1, 2], clock=machine.clock, set_threads=machine.set_threads)
+    trainer = train(tuner, machine, 120)  # long enough that it looks only once a minute
+    assert machine.threads == 2
+    machine.speeds = {1: 23_000, 2: 10_000}  # a busy neighbour starts
+    changed_at = machine.now
+    moved = []
+    train(tuner, machine, 30, trainer, on_step=lambda t: moved.append(machine.now) if machine.threads == 1 else None)
+    assert machine.threads == 1
+    assert moved[0] - changed_at < 2  # the drop in speed made it look at once, not a minute later
+    machine.speeds = {1: 20_000, 2: 30_000}  # quiet again: it comes back to every core at its next look
+    train(tuner, machine, 120, trainer)
+    assert machine.threads == 2
+
+
+def test_it_climbs_down_a_ladder_of_counts():
+    # a container whose quota is 2 cores on a 16-core host: 16 and 8 threads crawl
+    machine = Machine({1: 15_000, 2: 28_000, 4: 20_000, 8: 9_000, 16: 4_000})
+    tuner = ThreadTuner(counts=ladder(16), clock=machine.clock, set_threads=machine.set_threads)
+    train(tuner, machine, 60)
+    assert machine.threads == 2
+
+
+def test_starts_from_the_count_given():
+    machine = Machine({1: 20_000, 2: 30_000, 4: 10_000})
+    tuner = ThreadTuner(counts=[1, 2, 4], start=3, clock=machine.clock, set_threads=machine.set_threads)
+    train(tuner, machine, 0.1)
+    assert tuner.choices[0] == (0, 2)  # the nearest count below
+
+
+def test_the_time_a_run_waits_is_not_measured():
+    machine = Machine({1: 20_000, 2: 30_000})
+    tuner = ThreadTuner(counts=[1, 2], clock=machine.clock, set_threads=machine.set_threads)
+    trainer = train(tuner, machine, 0.2)
+    machine.now += 30  # paused (or evaluating) for 30 s at 2 threads
+    tuner.on_pause(trainer, False)
+    train(tuner, machine, 0.1, trainer)
+    assert tuner.speed.get(2, 30_000) == pytest.approx(30_000, rel=0.05)
+
+
+def test_does_nothing_on_a_gpu():
+    machine = Machine({1: 20_000, 2: 30_000})
+    machine.threads = 2
+    tuner = ThreadTuner(counts=[1, 2], clock=machine.clock, set_threads=lambda n: pytest.fail("set on a GPU"))
+    trainer = SimpleNamespace(device=SimpleNamespace(type="cuda"), history=SimpleNamespace(step=0, images_done=0))
+    tuner.on_train_start(trainer)
+    train(tuner, machine, 5, trainer)
+    assert tuner.choices == []
+
+
+def test_a_real_run_with_the_tuner_learns_what_a_run_without_it_learns(sample, monkeypatch):
+    import torch
+
+    import mnist_core.threads as threads
+
+    # windows of a few steps, so that this short run changes its count many times
+    monkeypatch.setattr(threads, "WINDOW_S", 0.01)
+    monkeypatch.setattr(threads, "FIRST_LOOK_S", 0.02)
+    monkeypatch.setattr(threads, "LOOK_EVERY_S", (0.02, 0.05))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        plain = Trainer(TrainConfig(epochs=2), sample)
+        plain.run()
+        tuner = ThreadTuner(counts=[1, 2])
+        tuned = Trainer(TrainConfig(epochs=2), sample, callbacks=[tuner])
+        tuned.run()
+        assert tuned.history.status == "finished"
+        assert tuner.choices[0] == (0, 2)
+        assert len(tuner.choices) > 3  # it did change counts mid-run
+        assert torch.get_num_threads() == tuner.choices[-1][1]
+        # the same run, up to the rounding of sums split across another number of threads
+        assert tuned.history.batch_losses == pytest.approx(plain.history.batch_losses, rel=1e-4)
+        assert tuned.history.epochs[-1].test_loss == pytest.approx(plain.history.epochs[-1].test_loss, rel=1e-4)
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("tune", [True, False])
+def test_a_warm_trainer_tunes_its_threads_unless_told_a_count(sample, tmp_path, monkeypatch, tune):
+    import io
+
+    import torch
+
+    import mnist_core.worker as worker
+    from mnist_core import protocol as p
+    from mnist_core.train import RunControl
+
+    made = []
+
+    class Recorded(ThreadTuner):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(worker, "ThreadTuner", Recorded)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        process = worker.WarmProcess(io.StringIO(), tune_threads=tune)
+        process.datasets[("mnist", None)] = sample
+        job = p.Job(job_id="job-1", config=TrainConfig(epochs=1).to_dict(), root=str(tmp_path))
+        assert process.run_job(job, RunControl()) == "finished"
+    finally:
+        torch.set_num_threads(before)
+    assert len(made) == (1 if tune else 0)
+    if tune:
+        assert made[0].choices[0][1] == min(2, max(made[0].counts))  # from the count the process had
