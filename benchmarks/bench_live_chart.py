@@ -84,11 +84,12 @@ def page_run(args, page, url: str, runs: Path) -> float:
         epochs.press("ArrowRight")
     time.sleep(1)
     page.get_by_role("button", name="Start training").click()
-    while len(set(runs.iterdir()) - before) < 1:  # the page may still show the last run's end: follow the folder
+    # The page may still show the last run's end: follow the runs folder (a run trains in NAME.partial,
+    # renamed to NAME when it is saved).
+    while not (new := [d for d in set(runs.iterdir()) - before if not d.name.endswith(".partial")]):
         time.sleep(0.2)
-    (new,) = set(runs.iterdir()) - before
-    speed = images_per_sec(new)
-    page.get_by_text("The run is saved").wait_for(timeout=600_000)  # the page watched to the end
+    speed = images_per_sec(new[0])
+    page.get_by_test_id("stAlertContentSuccess").get_by_text("The run is saved").wait_for(timeout=600_000)
     return speed
 
 

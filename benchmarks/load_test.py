@@ -45,7 +45,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
-from appserver import CHROMIUM_FLAGS, free_port, start_server, wait_healthy  # noqa: E402  (shared with tests/e2e)
+from appserver import CHROMIUM_FLAGS, free_port, start_server, stop_server, wait_healthy  # noqa: E402  (shared with tests/e2e)
 
 MAX_RELOADS = 3  # per session, each after a longer wait than the one before
 QUEUE_RE = re.compile(r"Waiting in the queue: place (\S+) of (\d+) waiting")
@@ -94,25 +94,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--chromium", default=os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
     parser.add_argument("--keep", action="store_true", help="keep the runs folder and server log")
     return parser.parse_args()
-
-
-# --------------------------------------------------------------------------- the server
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    """SIGTERM the server's process group (server and training workers), then SIGKILL what is left."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        pass
-    except ProcessLookupError:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # workers that outlived the server, or a server that hung
-    except ProcessLookupError:
-        pass
-    proc.wait(5)
 
 
 # --------------------------------------------------------------------------- memory and CPU

@@ -18,17 +18,22 @@ threads is added in another order).
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import torch
 
 from .train import Callback, Trainer
 
-WINDOW_S = 0.25  # seconds of training measured per count, before comparing
-FIRST_LOOK_S = 0.5  # the first neighbour is tried once this much training was measured
+WINDOW_S = 0.5  # seconds of training measured per count, before comparing
+# The first neighbour is tried once this much training was measured: not in a run's first second, while the
+# page that started it redraws (a burst of CPU that would make every count look slow).
+FIRST_LOOK_S = 1.5
 LOOK_EVERY_S = (2.0, 60.0)  # between looks: from, growing 3x each time the choice holds, up to
 DROP = 0.7  # a window this much slower than the last at the same count: conditions changed, look again
-BETTER = 1.03  # a neighbour must be this much faster to be chosen (the measurement is noisy)
+# A neighbour must be this much faster to be chosen (the measurement is noisy): fewer threads by more, as
+# a short burst of other work makes more threads look slow for a moment, where a busy neighbour halves them.
+BETTER_FEWER, BETTER_MORE = 1.10, 1.03
 
 
 def usable_cores() -> int:
@@ -61,6 +66,10 @@ class ThreadTuner(Callback):
     on the run's own steps; starts at ``start`` (None: the most). Does nothing on a GPU or where there is one
     count only.
 
+    ``after``, the tuner of the process's last run, carries what it learnt: its count (instead of ``start``)
+    and how sure it was (the time between looks), so that a warm trainer's next run on a machine that has not
+    changed does not pay for looking again at once.
+
     ``clock`` (seconds, monotonic) and ``set_threads`` are for the tests. ``choices`` lists (step, count) each
     time the count changes, the first entry being the starting count."""
 
@@ -68,11 +77,13 @@ class ThreadTuner(Callback):
         self,
         counts: list[int] | None = None,
         start: int | None = None,
+        after: ThreadTuner | None = None,
         clock=time.perf_counter,
         set_threads=torch.set_num_threads,
     ) -> None:
         self.counts = sorted(set(counts or ladder(usable_cores())))
-        self.start = start
+        self.learnt = (after.counts[after.home], after.look_every) if after is not None and after.active else None
+        self.start = self.learnt[0] if self.learnt else start
         self.clock, self.set_threads = clock, set_threads
         self.active = False
         self.choices: list[tuple[int, int]] = []
@@ -86,8 +97,8 @@ class ThreadTuner(Callback):
         self.home = self.at  # the count chosen; `at` differs from it while a neighbour is tried
         self.speed: dict[int, float] = {}  # images/s of the last window at each count
         self.measured = 0.0  # seconds of training measured so far (all counts)
-        self.next_look = FIRST_LOOK_S
-        self.look_every = LOOK_EVERY_S[0]
+        self.look_every = self.learnt[1] if self.learnt else LOOK_EVERY_S[0]
+        self.next_look = max(FIRST_LOOK_S, self.look_every if self.learnt else 0.0)
         self.down = True  # which neighbour to try next, where both exist
         self._use(trainer, self.at)
         self._window_start(trainer)
@@ -124,7 +135,8 @@ class ThreadTuner(Callback):
         self.speed[count] = speed
         if self.at != self.home:  # a neighbour was tried: keep it if it is faster
             home = self.counts[self.home]
-            if speed > BETTER * self.speed.get(home, 0.0):
+            better = BETTER_FEWER if count < home else BETTER_MORE
+            if speed > better * self.speed.get(home, 0.0):
                 self.home = self.at
                 self.look_every = LOOK_EVERY_S[0]  # moved: see soon whether the next one is better still
             else:
@@ -135,6 +147,11 @@ class ThreadTuner(Callback):
         elif self.measured >= self.next_look or (before is not None and speed < DROP * before):
             self._use(trainer, self._neighbour())
         self._window_start(trainer)
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        if self.active and len(self.choices) > 1:  # in the server's log: what the machine's load made it do
+            moves = ", ".join(f"{n} at step {step}" for step, n in self.choices[1:])
+            print(f"thread counts: {self.choices[0][1]}, then {moves}", file=sys.stderr)
 
     def _neighbour(self) -> int:
         below, above = self.home - 1, self.home + 1

@@ -123,6 +123,7 @@ class WarmProcess:
         self.out = out
         self.data_dir = data_dir
         self.tune_threads = tune_threads  # each run finds its fastest thread count (ThreadTuner)
+        self.tuner: ThreadTuner | None = None  # the last run's
         self.datasets: dict[tuple[str, str | None], Dataset] = {}
         self.inbox: queue.Queue = queue.Queue()  # (Job, RunControl) or Quit
         self.control: RunControl | None = None  # of the job being read for or trained now
@@ -223,8 +224,9 @@ class WarmProcess:
             config = TrainConfig.from_dict(job.config)
             dataset = self.dataset(config.dataset, job.data_dir, job.allow_download)
             callbacks = [sender, recorder, HealthMonitor(on_stats=self.send_health)]
-            if self.tune_threads:  # from the count the last run chose: the machine is likely as busy as it was
-                callbacks.append(ThreadTuner(start=torch.get_num_threads()))
+            if self.tune_threads:  # from what the last run learnt: the machine is likely as busy as it was
+                self.tuner = ThreadTuner(start=torch.get_num_threads(), after=self.tuner)
+                callbacks.append(self.tuner)
             image = None if job.watch is None else watched_digit(job.watch, dataset)
             if image is not None:
                 callbacks.append(DigitWatcher(image, self.send_view))
@@ -325,6 +327,28 @@ def fixed_threads() -> int | None:
         return None
 
 
+def lower_priority() -> None:
+    """Yield the CPU to the web server and the learner's browser whenever they need it: the trainer takes what
+    they leave (``MNIST_TRAIN_NICE`` steps of niceness, default 19; 0 to keep the server's priority).
+    On Linux a nice value is per thread, so every thread of this process so far is lowered (threads made
+    later inherit it)."""
+    try:
+        steps = int(os.environ.get("MNIST_TRAIN_NICE", "19"))
+    except ValueError:
+        steps = 19
+    if steps <= 0:
+        return
+    tasks = Path("/proc/self/task")
+    try:
+        if tasks.is_dir():
+            for tid in os.listdir(tasks):
+                os.setpriority(os.PRIO_PROCESS, int(tid), os.getpriority(os.PRIO_PROCESS, int(tid)) + steps)
+        else:
+            os.nice(steps)
+    except OSError as exc:  # not allowed here: train at the server's priority
+        print(f"could not lower the trainer's priority: {exc}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mnist_core.worker", description=__doc__.splitlines()[0])
     parser.add_argument("--preload", default="", help="comma-separated data sets to load before the first job")
@@ -334,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     # The protocol owns the real stdout; anything a library prints goes to stderr.
     out = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    lower_priority()
     threads = fixed_threads()
     torch.set_num_threads(threads or usable_cores())
     process = WarmProcess(out, data_dir=args.data_dir, tune_threads=threads is None)

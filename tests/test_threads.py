@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
+import mnist_core.threads as threads
 from mnist_core.threads import ThreadTuner, ladder, usable_cores
 from mnist_core.train import TrainConfig, Trainer
 
 BATCH = 128
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class Machine:
@@ -71,7 +77,8 @@ def test_a_busy_machine_moves_to_fewer_threads():
     tuner = ThreadTuner(counts=[1, 2], clock=machine.clock, set_threads=machine.set_threads)
     train(tuner, machine, 30)
     assert machine.threads == 1
-    assert machine.seconds_at[2] < 1.5  # the start at 2 threads and the looks back
+    # the run's start at 2 threads and three looks back (2, 6 and 18 s apart)
+    assert machine.seconds_at[2] < threads.FIRST_LOOK_S + 4 * threads.WINDOW_S
 
 
 def test_it_follows_the_machine_when_the_load_changes():
@@ -128,8 +135,6 @@ def test_does_nothing_on_a_gpu():
 def test_a_real_run_with_the_tuner_learns_what_a_run_without_it_learns(sample, monkeypatch):
     import torch
 
-    import mnist_core.threads as threads
-
     # windows of a few steps, so that this short run changes its count many times
     monkeypatch.setattr(threads, "WINDOW_S", 0.01)
     monkeypatch.setattr(threads, "FIRST_LOOK_S", 0.02)
@@ -183,3 +188,34 @@ def test_a_warm_trainer_tunes_its_threads_unless_told_a_count(sample, tmp_path, 
     assert len(made) == (1 if tune else 0)
     if tune:
         assert made[0].choices[0][1] == min(2, max(made[0].counts))  # from the count the process had
+
+
+def test_the_next_run_starts_from_what_the_last_one_learnt():
+    machine = Machine({1: 23_425, 2: 10_712})
+    first = ThreadTuner(counts=[1, 2], clock=machine.clock, set_threads=machine.set_threads)
+    train(first, machine, 60)
+    assert machine.threads == 1
+    machine.seconds_at.clear()
+    second = ThreadTuner(counts=[1, 2], after=first, clock=machine.clock, set_threads=machine.set_threads)
+    train(second, machine, 10)
+    assert second.choices[0][1] == 1  # no second start at every core
+    assert 2 not in machine.seconds_at  # and, as sure as the first run ended, no look within 10 s
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="per-thread niceness is Linux's")
+def test_the_trainer_process_yields_to_the_server_in_every_thread():
+    code = """
+import os, threading, time
+from mnist_core.worker import lower_priority
+base = os.getpriority(os.PRIO_PROCESS, 0)
+ready = threading.Event()
+threading.Thread(target=lambda: (ready.set(), time.sleep(5)), daemon=True).start()  # a thread from before
+ready.wait()
+lower_priority()
+threading.Thread(target=lambda: time.sleep(5), daemon=True).start()  # and one made after
+print(base, sorted({os.getpriority(os.PRIO_PROCESS, int(t)) for t in os.listdir("/proc/self/task")}))
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MNIST_TRAIN_NICE": "3"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    base, nices = out.split(" ", 1)
+    assert nices.strip() == f"[{min(19, int(base) + 3)}]"  # every thread, the main one too

@@ -13,7 +13,14 @@ from mnist_core.data import DATASETS, ENV_VARS, TITLES, DataError, Dataset, load
 from mnist_core.outcomes import OUTCOMES, outcome
 from mnist_core.report import predict, run_test_set
 from mnist_core.runs import Run
+from mnist_core.threads import usable_cores
 from mnist_core.train import device_label, resolve_device
+
+# The server's own PyTorch work (a report, one digit through the network) is small, and the trainer and many
+# sessions share the machine: one thread. With PyTorch's default (every core) the server's OpenMP threads and
+# a 2-thread trainer's fought for the same two cores whenever a page redrew: Stop -> "Stopped" 0.94 s, 0.47 s
+# with a 1-thread trainer (benchmarks/bench_live_loop.py).
+torch.set_num_threads(1)
 
 
 @dataclass(frozen=True)
@@ -44,7 +51,9 @@ def shared_dataset(name: str) -> Dataset:
 
 @st.cache_resource
 def device_name() -> str:
-    return device_label(resolve_device("auto"))
+    """Where a run will train: the GPU's name, or the CPU and how many cores its trainer may use."""
+    device = resolve_device("auto")
+    return f"CPU ({usable_cores()} cores)" if device.type == "cpu" else device_label(device)
 
 
 def _advice(name: str) -> str:

@@ -69,15 +69,23 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
 
 
 def stop_server(proc: subprocess.Popen) -> None:
-    """End the server and its trainers (the whole process group)."""
+    """End the server and its trainers (the whole process group): SIGTERM, then SIGKILL for what is left
+    (trainers that outlived the server, or a server that hung)."""
     try:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(20)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    except subprocess.TimeoutExpired:
+        pass
+    except ProcessLookupError:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        pass
 
 
 # The last step the Train page's loss chart shows, whichever chart is up: the live canvas (ui/live_chart.js
