@@ -86,7 +86,10 @@ def page_run(args, page, url: str, runs: Path) -> float:
     page.get_by_role("button", name="Start training").click()
     # The page may still show the last run's end: follow the runs folder (a run trains in NAME.partial,
     # renamed to NAME when it is saved).
+    deadline = time.monotonic() + 600
     while not (new := [d for d in set(runs.iterdir()) - before if not d.name.endswith(".partial")]):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the page's run was not saved in 10 minutes")
         time.sleep(0.2)
     speed = images_per_sec(new[0])
     page.get_by_test_id("stAlertContentSuccess").get_by_text("The run is saved").wait_for(timeout=600_000)

@@ -6,7 +6,7 @@ what else the machine does at the time, and that changes: on this project's 2-co
 watched in a browser on the same machine, 2 threads made 28,612 images/s and 1 thread 21,770
 (``benchmarks/bench_live_chart.py --train-threads 1,2``); beside a busy loop, 2 threads made 10,712 and
 1 thread 23,425. So no fixed count is right, and ``ThreadTuner`` measures instead: it trains a short window
-with the current count, tries a neighbouring count (half or double, within the machine's cores) for a
+with the current count, tries a neighbouring count (the next of 1, 2, 4, ... and the machine's cores) for a
 window, keeps the faster, and looks again later (sooner when the speed drops, less often while the choice
 holds). Exploring costs a short window at the slower count now and then: on a quiet machine, about 2% of
 a short run and less of a long one.
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 import torch
 
@@ -30,6 +29,7 @@ WINDOW_S = 0.5  # seconds of training measured per count, before comparing
 # page that started it redraws (a burst of CPU that would make every count look slow).
 FIRST_LOOK_S = 1.5
 LOOK_EVERY_S = (2.0, 60.0)  # between looks: from, growing 3x each time the choice holds, up to
+CARRIED_LOOK_S = 10.0  # a run's first look comes at most this late, however sure the last run was
 DROP = 0.7  # a window this much slower than the last at the same count: conditions changed, look again
 # A neighbour must be this much faster to be chosen (the measurement is noisy): fewer threads by more, as
 # a short burst of other work makes more threads look slow for a moment, where a busy neighbour halves them.
@@ -44,7 +44,8 @@ def usable_cores() -> int:
     except (AttributeError, OSError):
         cores = os.cpu_count() or 1
     try:
-        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]
+        with open("/sys/fs/cgroup/cpu.max") as limits:
+            quota, period = limits.read().split()[:2]
         if quota != "max":
             cores = min(cores, max(1, round(int(quota) / int(period))))
     except (OSError, ValueError):
@@ -66,27 +67,31 @@ class ThreadTuner(Callback):
     on the run's own steps; starts at ``start`` (None: the most). Does nothing on a GPU or where there is one
     count only.
 
-    ``after``, the tuner of the process's last run, carries what it learnt: its count (instead of ``start``)
-    and how sure it was (the time between looks), so that a warm trainer's next run on a machine that has not
-    changed does not pay for looking again at once.
+    Windows are measured in the run's training time (``History.train_seconds``: no pause, no evaluation), so
+    they run on across epochs, however short. A run's first window is not counted (its first steps pay for
+    warming up).
 
-    ``clock`` (seconds, monotonic) and ``set_threads`` are for the tests. ``choices`` lists (step, count) each
-    time the count changes, the first entry being the starting count."""
+    ``after``, the tuner of the process's last run that tuned, carries what it learnt: its count (instead of
+    ``start``) and how sure it was (the time between looks, the first look capped at ``CARRIED_LOOK_S``), so
+    that a warm trainer's next run on a machine that has not changed does not pay for looking again at once.
+
+    ``set_threads`` is for the tests. ``choices`` lists (step, count) each time the chosen count changes, the
+    first entry being the starting count; ``tries`` counts the looks at a neighbour."""
 
     def __init__(
         self,
         counts: list[int] | None = None,
         start: int | None = None,
         after: ThreadTuner | None = None,
-        clock=time.perf_counter,
         set_threads=torch.set_num_threads,
     ) -> None:
         self.counts = sorted(set(counts or ladder(usable_cores())))
         self.learnt = (after.counts[after.home], after.look_every) if after is not None and after.active else None
         self.start = self.learnt[0] if self.learnt else start
-        self.clock, self.set_threads = clock, set_threads
+        self.set_threads = set_threads
         self.active = False
         self.choices: list[tuple[int, int]] = []
+        self.tries = 0
 
     def on_train_start(self, trainer: Trainer) -> None:
         self.active = trainer.device.type == "cpu" and len(self.counts) > 1
@@ -98,60 +103,57 @@ class ThreadTuner(Callback):
         self.speed: dict[int, float] = {}  # images/s of the last window at each count
         self.measured = 0.0  # seconds of training measured so far (all counts)
         self.look_every = self.learnt[1] if self.learnt else LOOK_EVERY_S[0]
-        self.next_look = max(FIRST_LOOK_S, self.look_every if self.learnt else 0.0)
+        self.next_look = max(FIRST_LOOK_S, min(CARRIED_LOOK_S, self.look_every) if self.learnt else 0.0)
         self.down = True  # which neighbour to try next, where both exist
-        self._use(trainer, self.at)
+        self.warm = False  # the first window is over
+        self.set_threads(self.counts[self.at])
+        self.choices.append((trainer.history.step, self.counts[self.at]))
         self._window_start(trainer)
 
-    def _use(self, trainer: Trainer, at: int) -> None:
-        self.at = at
-        self.set_threads(self.counts[at])
-        if not self.choices or self.choices[-1][1] != self.counts[at]:
-            self.choices.append((trainer.history.step, self.counts[at]))
-
     def _window_start(self, trainer: Trainer) -> None:
-        self.t0, self.images0, self.seconds = self.clock(), trainer.history.images_done, 0.0
-
-    # The time between two batch ends is training time; an epoch's evaluation and a pause are not.
-    def on_epoch_end(self, trainer: Trainer, metrics) -> None:
-        if self.active:
-            self._window_start(trainer)
-
-    def on_pause(self, trainer: Trainer, paused: bool) -> None:
-        if self.active:
-            self._window_start(trainer)
+        self.seconds0, self.images0 = trainer.history.train_seconds, trainer.history.images_done
 
     def on_batch_end(self, trainer: Trainer, step: int, epoch: int, loss: float) -> None:
         if not self.active:
             return
-        now = self.clock()
-        self.seconds = now - self.t0
-        if self.seconds < WINDOW_S:
+        h = trainer.history
+        seconds = h.train_seconds - self.seconds0
+        if seconds < WINDOW_S:
+            return
+        speed = (h.images_done - self.images0) / seconds
+        self._window_start(trainer)
+        if not self.warm:
+            self.warm = True
             return
         count = self.counts[self.at]
-        speed = (trainer.history.images_done - self.images0) / self.seconds
-        self.measured += self.seconds
+        self.measured += seconds
         before = self.speed.get(count)
         self.speed[count] = speed
         if self.at != self.home:  # a neighbour was tried: keep it if it is faster
-            home = self.counts[self.home]
-            better = BETTER_FEWER if count < home else BETTER_MORE
-            if speed > better * self.speed.get(home, 0.0):
+            better = BETTER_FEWER if count < self.counts[self.home] else BETTER_MORE
+            if speed > better * self.speed.get(self.counts[self.home], 0.0):
                 self.home = self.at
+                self.choices.append((step, count))
                 self.look_every = LOOK_EVERY_S[0]  # moved: see soon whether the next one is better still
             else:
                 self.look_every = min(LOOK_EVERY_S[1], self.look_every * 3)
                 self.down = not self.down  # try the other side next time, where there is one
-            self._use(trainer, self.home)
+                self.at = self.home
+                self.set_threads(self.counts[self.home])
             self.next_look = self.measured + self.look_every
         elif self.measured >= self.next_look or (before is not None and speed < DROP * before):
-            self._use(trainer, self._neighbour())
-        self._window_start(trainer)
+            self.at = self._neighbour()
+            self.tries += 1
+            self.set_threads(self.counts[self.at])
 
     def on_train_end(self, trainer: Trainer) -> None:
-        if self.active and len(self.choices) > 1:  # in the server's log: what the machine's load made it do
+        if not self.active:
+            return
+        self.at = self.home  # a run that ends while trying a count leaves the chosen one (lr-find, the saved label)
+        self.set_threads(self.counts[self.home])
+        if len(self.choices) > 1:  # in the server's log: what the machine's load made it do
             moves = ", ".join(f"{n} at step {step}" for step, n in self.choices[1:])
-            print(f"thread counts: {self.choices[0][1]}, then {moves}", file=sys.stderr)
+            print(f"thread counts: {self.choices[0][1]}, then {moves} ({self.tries} looks)", file=sys.stderr)
 
     def _neighbour(self) -> int:
         below, above = self.home - 1, self.home + 1

@@ -236,13 +236,14 @@ def available_devices() -> list[str]:
     return names
 
 
-def device_label(device: torch.device) -> str:
-    """'CPU', or the GPU's name."""
+def device_label(device: torch.device, cpu_threads: int | None = None) -> str:
+    """'CPU (N threads)' (``cpu_threads``, else this process's count now), or the GPU's name."""
     if device.type == "cuda":
         return f"CUDA GPU: {torch.cuda.get_device_name(device)}"
     if device.type == "mps":
         return "Apple GPU (MPS)"
-    return f"CPU ({torch.get_num_threads()} threads)"
+    threads = cpu_threads or torch.get_num_threads()
+    return f"CPU ({threads} thread{'' if threads == 1 else 's'})"
 
 
 def evaluate(model: TutorialCNN, x: torch.Tensor, y: torch.Tensor, chunk: int = 1024) -> tuple[float, float]:

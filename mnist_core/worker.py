@@ -224,9 +224,10 @@ class WarmProcess:
             config = TrainConfig.from_dict(job.config)
             dataset = self.dataset(config.dataset, job.data_dir, job.allow_download)
             callbacks = [sender, recorder, HealthMonitor(on_stats=self.send_health)]
-            if self.tune_threads:  # from what the last run learnt: the machine is likely as busy as it was
-                self.tuner = ThreadTuner(start=torch.get_num_threads(), after=self.tuner)
-                callbacks.append(self.tuner)
+            # from what the last run that tuned learnt: the machine is likely as busy as it was
+            tuner = ThreadTuner(start=torch.get_num_threads(), after=self.tuner) if self.tune_threads else None
+            if tuner is not None:
+                callbacks.append(tuner)
             image = None if job.watch is None else watched_digit(job.watch, dataset)
             if image is not None:
                 callbacks.append(DigitWatcher(image, self.send_view))
@@ -241,6 +242,8 @@ class WarmProcess:
         if trainer is None:
             return self.find_lr(config, dataset, control)
         trainer.run()
+        if tuner is not None and tuner.active:  # not a run stopped before its first batch, nor one on a GPU
+            self.tuner = tuner
         run_dir, _, message = finish_run(trainer, dataset, job.root, job.job_id, snapshots=recorder.tensors())
         if run_dir is not None and image is not None:
             self.send_replay(run_dir, image)
@@ -319,12 +322,13 @@ def max_pause_s() -> float:
 
 
 def fixed_threads() -> int | None:
-    """``MNIST_TRAIN_THREADS``, where set: train with that many CPU threads. None: a warm trainer finds the
-    fastest count while it trains (``ThreadTuner``)."""
+    """``MNIST_TRAIN_THREADS``, where set to 1 or more: train with that many CPU threads. None (unset, 0 or
+    not a number): a warm trainer finds the fastest count while it trains (``ThreadTuner``)."""
     try:
-        return max(1, int(os.environ["MNIST_TRAIN_THREADS"]))
-    except (KeyError, ValueError):
+        threads = int(os.environ.get("MNIST_TRAIN_THREADS", ""))
+    except ValueError:
         return None
+    return threads if threads > 0 else None
 
 
 def lower_priority() -> None:
@@ -336,17 +340,20 @@ def lower_priority() -> None:
         steps = int(os.environ.get("MNIST_TRAIN_NICE", "19"))
     except ValueError:
         steps = 19
-    if steps <= 0:
+    if steps <= 0 or not hasattr(os, "nice"):  # Windows has no nice values
         return
     tasks = Path("/proc/self/task")
-    try:
-        if tasks.is_dir():
-            for tid in os.listdir(tasks):
-                os.setpriority(os.PRIO_PROCESS, int(tid), os.getpriority(os.PRIO_PROCESS, int(tid)) + steps)
-        else:
-            os.nice(steps)
-    except OSError as exc:  # not allowed here: train at the server's priority
-        print(f"could not lower the trainer's priority: {exc}", file=sys.stderr)
+    for tid in [int(t) for t in os.listdir(tasks)] if tasks.is_dir() else [None]:
+        try:
+            if tid is None:
+                os.nice(steps)
+            else:
+                os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + steps))
+        except ProcessLookupError:  # a thread that ended meanwhile
+            pass
+        except OSError as exc:  # not allowed here: train at the server's priority
+            print(f"could not lower the trainer's priority: {exc}", file=sys.stderr)
+            return
 
 
 def main(argv: list[str] | None = None) -> int:

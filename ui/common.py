@@ -16,12 +16,6 @@ from mnist_core.runs import Run
 from mnist_core.threads import usable_cores
 from mnist_core.train import device_label, resolve_device
 
-# The server's own PyTorch work (a report, one digit through the network) is small, and the trainer and many
-# sessions share the machine: one thread. With PyTorch's default (every core) the server's OpenMP threads and
-# a 2-thread trainer's fought for the same two cores whenever a page redrew: Stop -> "Stopped" 0.94 s, 0.47 s
-# with a 1-thread trainer (benchmarks/bench_live_loop.py).
-torch.set_num_threads(1)
-
 
 @dataclass(frozen=True)
 class LoadResult:
@@ -51,9 +45,16 @@ def shared_dataset(name: str) -> Dataset:
 
 @st.cache_resource
 def device_name() -> str:
-    """Where a run will train: the GPU's name, or the CPU and how many cores its trainer may use."""
-    device = resolve_device("auto")
-    return f"CPU ({usable_cores()} cores)" if device.type == "cpu" else device_label(device)
+    """Where a run will train: the GPU's name, or the CPU and the most threads its trainer may use."""
+    return device_label(resolve_device("auto"), cpu_threads=usable_cores())
+
+
+@st.cache_resource
+def server_threads() -> None:
+    """The server's own PyTorch work (a report, one digit through the network) is small, and the trainer and
+    many sessions share the machine: one thread, set once per server process. With PyTorch's default (every
+    core) its OpenMP threads would wait for cores a trainer holds whenever a page redraws."""
+    torch.set_num_threads(1)
 
 
 def _advice(name: str) -> str:

@@ -48,7 +48,8 @@ function scaleOf(w) {
   return w >= 14 ? 3 : w >= 7 ? 5 : w >= 4 ? 6 : 8;
 }
 
-// The canvas's width and text style, read from the page only when its size changes (as in live_chart.js).
+// The canvas's width and text style, read only when its size changes or the page redraws it (as in
+// live_chart.js).
 function measure(view) {
   const style = getComputedStyle(view.canvas);
   view.look = { width: view.canvas.clientWidth, text: style.color || "#31333f", font: style.fontFamily };
@@ -151,6 +152,7 @@ export default function ({ parentElement, data }) {
     window.addEventListener("mnist:feed", view.onFeed);
     views.set(parentElement, view);
   }
+  measure(view); // once per render from the page: a theme change shows at the page's next redraw
   show(view, data);
   return () => {
     window.removeEventListener("mnist:feed", view.onFeed);

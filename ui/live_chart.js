@@ -61,8 +61,9 @@ function line(ctx, xs, ys, x, y) {
   ctx.stroke();
 }
 
-// The canvas's width and text style, read from the page only when its size changes (ResizeObserver): reading
-// them on every repaint made the browser lay the page out again five times a second.
+// The canvas's width and text style, read from the page only when its size changes (ResizeObserver) or the
+// page redraws the component: reading them on every repaint made the browser lay the page out again five
+// times a second.
 function measure(chart) {
   const style = getComputedStyle(chart.canvas);
   chart.look = { width: chart.canvas.clientWidth, text: style.color || "#31333f", font: style.fontFamily };
@@ -274,6 +275,7 @@ export default function ({ parentElement, data, setTriggerValue }) {
     canvas.addEventListener("mouseleave", () => (tip.style.display = "none"));
     charts.set(parentElement, chart);
   }
+  measure(chart); // once per render from the page: a theme change shows at the page's next redraw
   chart.height = data.height;
   chart.mode = data.mode;
   chart.outcome.style.display = "none"; // the page draws a run's end itself
