@@ -123,7 +123,7 @@ class WarmProcess:
         self.out = out
         self.data_dir = data_dir
         self.tune_threads = tune_threads  # each run finds its fastest thread count (ThreadTuner)
-        self.tuner: ThreadTuner | None = None  # the last run's
+        self.tuner: ThreadTuner | None = None  # the last run that tuned (a CPU run with a count to choose)
         self.datasets: dict[tuple[str, str | None], Dataset] = {}
         self.inbox: queue.Queue = queue.Queue()  # (Job, RunControl) or Quit
         self.control: RunControl | None = None  # of the job being read for or trained now
