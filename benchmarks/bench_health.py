@@ -1,9 +1,9 @@
 """What the training-health monitor costs: training time with and without ``HealthMonitor``.
 
-    python benchmarks/bench_health.py [--epochs 3] [--repeats 5] [--batch-size 128]
+    python benchmarks/bench_health.py [--epochs 3] [--repeats 5] [--batch-size 128] [--threads 2]
 
-The embedded MNIST sample, the tutorial's defaults (Descent 0.1), one thread (as a trainer next to the web
-server runs). Runs without the monitor, with it every ``health_every(batch)`` batches (as the trainer runs
+The embedded MNIST sample, the tutorial's defaults (Descent 0.1), on ``--threads`` CPU threads (default: the
+usable cores, what a trainer starts with; its tuner moves to fewer only on a busy machine). Runs without the monitor, with it every ``health_every(batch)`` batches (as the trainer runs
 it) and with it on every batch (the cost of one measurement) alternate, so a machine that gets busier slows
 all three alike. The figures are the median training time (History.train_seconds: the loop alone,
 evaluation excluded) and the median CPU time of the whole run (time.process_time), steadier on a machine
@@ -20,6 +20,7 @@ import torch
 
 from mnist_core.data import load_sample
 from mnist_core.health import HealthMonitor, health_every
+from mnist_core.threads import usable_cores
 from mnist_core.train import TrainConfig, resolve_device, train
 
 
@@ -42,9 +43,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=usable_cores(), help="CPU threads (default: usable cores)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (as TrainConfig.device)")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     dataset = load_sample()
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, device=args.device)
     every = health_every(args.batch_size, resolve_device(args.device).type)  # what the trainer uses
@@ -63,7 +65,7 @@ def main() -> None:
             seconds[name].append(trainer.history.train_seconds)
             measured = max(measured, len(stats)) if k == every else measured
     steps = trainer.history.step
-    print(f"{args.epochs} epochs of the sample, batch {args.batch_size}, {steps} steps, 1 thread, {trainer.device}")
+    print(f"{args.epochs} epochs of the sample, batch {args.batch_size}, {steps} steps, {args.threads} threads, {trainer.device}")
     for label, table in (("training s", seconds), ("CPU s", cpu)):
         print_costs(label, table, "without")
         base = statistics.median(table["without"])

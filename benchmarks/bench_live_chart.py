@@ -1,13 +1,15 @@
 """Does watching the live chart slow training? The same config through the CLI and through the page.
 
 Run by hand:  python benchmarks/bench_live_chart.py [--dataset fashion-mnist] [--epochs 2] [--rounds 2]
-                  [--train-threads 1,2]
+                  [--train-threads 1,2] [--baseline PATH]
 
 Alternates, `--rounds` times: one run with `python -m mnist_core train` (no page open) and one run
 started from the Train page in headless Chromium, which stays on the page and watches the chart
 refresh (five times a second) until the run ends. Compares the images/s each run saved in its run.json.
 With several ``--train-threads`` (MNIST_TRAIN_THREADS) one server runs per value and each round has a page
 run on each, so the choices are compared in the same minutes of a noisy host.
+``--baseline PATH`` adds a server per choice from another checkout of the project (an older commit, from
+``git worktree add``), in the same rounds, so that a change is compared with what it changed in the same minutes.
 Everything is on this machine, browser included: on a 2-core box that is the worst case.
 ``--browser-nice 19`` stands the browser in for a learner's own machine (as load_test.py does): it
 then takes only the CPU the server and the trainer leave.
@@ -27,6 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+import appserver  # noqa: E402
 from appserver import CHROMIUM_FLAGS, chromium_path, free_port, start_server, stop_server, wait_healthy  # noqa: E402  (shared with tests/e2e)
 
 
@@ -107,19 +110,24 @@ def main() -> None:
         help="MNIST_TRAIN_THREADS for the server's trainer, or 'tuned' (unset: the trainer finds its count); "
         "a comma list compares them, e.g. 1,2,tuned",
     )
+    parser.add_argument("--baseline", type=Path, help="another checkout to serve beside this one, in the same rounds")
     parser.add_argument("--browser-nice", type=int, default=0, help="niceness of this driver and Chromium")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
     choices = [t.strip() for t in args.train_threads.split(",")]
     runs = Path(tempfile.mkdtemp(prefix="bench-runs-"))
-    servers = {}  # threads -> (process, url)
-    for threads in choices:
-        port = free_port()
-        env = None if threads == "tuned" else {"MNIST_TRAIN_THREADS": threads}
-        log = Path(tempfile.mkdtemp(prefix="bench-log-")) / "streamlit.log"
-        servers[threads] = (start_server(port, runs, log, env=env), f"http://127.0.0.1:{port}")
-    cli, page_speeds = [], {t: [] for t in choices}
+    servers = {}  # label -> (process, url)
+    trees = {"": ROOT} | ({" baseline": args.baseline.resolve()} if args.baseline else {})
+    for suffix, tree in trees.items():
+        appserver.ROOT = tree  # start_server runs streamlit from there
+        for threads in choices:
+            port = free_port()
+            env = None if threads == "tuned" else {"MNIST_TRAIN_THREADS": threads}
+            log = Path(tempfile.mkdtemp(prefix="bench-log-")) / "streamlit.log"
+            servers[threads + suffix] = (start_server(port, runs, log, env=env), f"http://127.0.0.1:{port}")
+    appserver.ROOT = ROOT
+    cli, page_speeds = [], {label: [] for label in servers}
     try:
         for process, url in servers.values():
             wait_healthy(url, process)
@@ -142,7 +150,11 @@ def main() -> None:
     print(f"{args.dataset}, {args.epochs} epochs, batch 128, {args.rounds} rounds: CLI median {c:,.0f} images/s")
     for threads, speeds in page_speeds.items():
         w = statistics.median(speeds)
-        print(f"  page (chart watched), threads {threads}: median {w:,.0f} images/s, {w / c:.0%} of the CLI")
+        paired = statistics.median(page / cli_speed for page, cli_speed in zip(speeds, cli))
+        print(
+            f"  page (chart watched), threads {threads}: median {w:,.0f} images/s, {w / c:.0%} of the CLI "
+            f"(median of each round's page / CLI: {paired:.0%})"
+        )
 
 
 if __name__ == "__main__":

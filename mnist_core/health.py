@@ -32,15 +32,17 @@ from .model import ConvReLU, TutorialCNN
 from .train import Callback, EpochMetrics, Trainer
 
 # One step in HEALTH_EVERY is measured. A measurement (copies of the 15,594 weights, 20 norms, four sums of
-# the batch's maps, one sync) costs about 0.5 ms on this CPU, against about 7.5 ms for a step at batch 128:
-# one in 10 keeps the monitor near 1% of training time (benchmarks/bench_health.py) and still gives the
-# 31-batch epochs of the embedded sample three readings each.
-HEALTH_EVERY = 10
+# the batch's maps, one sync) costs about 0.5 ms on this CPU, and makes the measured step's own convolutions
+# slower by as much again (the sums read every map of the batch). A step at batch 128 takes about 7.5 ms on one
+# thread but 3-4 ms on the two a trainer now uses: one in 10 cost 2-3% of training time there
+# (benchmarks/bench_health.py), one in 20 keeps it near 1% and still gives the 31-batch epochs of the embedded
+# sample a reading or two each.
+HEALTH_EVERY = 20
 # A measurement costs about the same at any batch size, a step about in proportion to it: smaller batches are
-# measured less often, one step per HEALTH_IMAGES images (batch 8: every 160 steps).
-HEALTH_IMAGES = 1_280
+# measured less often, one step per HEALTH_IMAGES images (batch 8: every 320 steps).
+HEALTH_IMAGES = 2_560
 # On a GPU both are bound by the CPU launching kernels: on an H200, a step of batch 128 took 2.2 ms and a
-# measurement 1.3 ms, so a GPU run measures GPU_SPARSER times less often (every 30 steps: about 2%).
+# measurement 1.3 ms, so a GPU run measures GPU_SPARSER times less often (every 60 steps: about 1%).
 GPU_SPARSER = 3
 
 

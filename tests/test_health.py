@@ -122,8 +122,8 @@ def test_stats_round_trip_through_plain_dicts():
 
 
 def test_small_batches_and_gpus_are_measured_less_often(blobs):
-    assert health_every(128) == 10 and health_every(2048) == 10 and health_every(8) == 160
-    assert health_every(128, "cuda") == 30
+    assert health_every(128) == 20 and health_every(2048) == 20 and health_every(8) == 320
+    assert health_every(128, "cuda") == 60
     stats: list[HealthStats] = []
     train(TrainConfig(epochs=3, batch_size=8, device="cpu"), blobs, [HealthMonitor(on_stats=stats.append)])
-    assert [s.step for s in stats] == [1]  # 96 steps, measured every 160
+    assert [s.step for s in stats] == [1]  # 96 steps, measured every 320

@@ -295,7 +295,7 @@ def test_a_watched_digit_and_the_layers_health_come_back(tmp_path, data_dir, mak
     np.testing.assert_allclose(job.watch.probs, saved.probs, rtol=1e-5, atol=1e-7)
     for live, final in zip(job.watch.maps, saved.maps):
         assert np.array_equal(live.data, final.data)
-    # health: step 1, then every health_every(16) = 80 steps: none more in 64 steps but the first
+    # health: step 1, then every health_every(16) = 160 steps: none more in 64 steps but the first
     assert [s.step for s in job.health_log] == [1] and job.health is job.health_log[-1]
     assert list(job.health.layers) == ["conv 1", "conv 2", "conv 3", "conv 4", "dense"]
     assert sorted(load_snapshots(job.run_dir)) == [0, 1, 10, 32, 50, 64]
@@ -309,9 +309,9 @@ def test_a_watched_digit_and_the_layers_health_come_back(tmp_path, data_dir, mak
 
 def test_health_every_few_batches_and_no_watch_unless_asked(tmp_path, data_dir, make_queue):
     queue = make_queue(root=tmp_path / "runs", data_dir=data_dir)
-    job = queue.submit(TrainConfig(epochs=3, batch_size=128), owner="me")
+    job = queue.submit(TrainConfig(epochs=6, batch_size=128), owner="me")
     assert queue.wait_idle(timeout=120) and job.outcome == "finished"
-    assert [s.step for s in job.health_log] == [1, 10]  # 12 steps, measured every 10
+    assert [s.step for s in job.health_log] == [1, 20]  # 24 steps, measured every 20
     assert job.watch is None and job.watch_digit is None and job.replay is None
 
 

@@ -7,17 +7,12 @@ const GREEN = "#2ca02c";
 const RED = "#d62728";
 const views = new WeakMap(); // parentElement -> {canvas}
 
-function bytes(b64) {
-  const raw = atob(b64);
-  const out = new Uint8Array(raw.length);
-  for (let i = 0; i < raw.length; i++) out[i] = raw.charCodeAt(i);
-  return out;
-}
-
-// Greyscale (h, w) blocks of bytes, `count` of them one after another, each drawn as an image `scale` times
-// its pixels. All blocks go through one ImageData and one scratch canvas (one per view, reused): a canvas
-// and a context per feature map cost the browser a GPU-channel handshake each, 80 times per repaint.
-function blocks(view, ctx, pixels, count, h, w, place) {
+// Greyscale (h, w) blocks of bytes (base64, as sent), `count` of them one after another, each drawn as an image
+// `scale` times its pixels. All blocks go through one scratch canvas per view and one ImageData per size, both
+// reused, and the pixels are read straight from the decoded string: a canvas and a context per feature map
+// cost the browser a GPU-channel handshake each, 80 times per repaint, and fresh byte arrays and images on
+// every repaint made the page's garbage collector run a full collection every few seconds while it trains.
+function blocks(view, ctx, b64, count, h, w, place) {
   const scratch = view.scratch || (view.scratch = document.createElement("canvas"));
   if (scratch.width < w * count || scratch.height < h) {
     scratch.width = Math.max(scratch.width, w * count);
@@ -25,12 +20,20 @@ function blocks(view, ctx, pixels, count, h, w, place) {
     view.scratchContext = null;
   }
   const sctx = view.scratchContext || (view.scratchContext = scratch.getContext("2d", { willReadFrequently: true }));
-  const image = sctx.createImageData(w * count, h);
-  const rgba = new Uint32Array(image.data.buffer); // little-endian: 0xAABBGGRR
+  const images = view.images || (view.images = new Map());
+  const key = `${w * count}x${h}`;
+  let buffer = images.get(key);
+  if (!buffer) {
+    const image = sctx.createImageData(w * count, h);
+    buffer = { image, rgba: new Uint32Array(image.data.buffer) }; // little-endian: 0xAABBGGRR
+    images.set(key, buffer);
+  }
+  const { image, rgba } = buffer;
+  const raw = atob(b64);
   for (let c = 0; c < count; c++) {
     for (let r = 0; r < h; r++) {
       for (let k = 0; k < w; k++) {
-        const v = pixels[c * h * w + r * w + k];
+        const v = raw.charCodeAt(c * h * w + r * w + k);
         rgba[r * w * count + c * w + k] = 0xff000000 | (v << 16) | (v << 8) | v;
       }
     }
@@ -84,7 +87,7 @@ function draw(view) {
   ctx.textBaseline = "top";
 
   // the digit itself, 84 px, and the step it is seen at
-  blocks(view, ctx, bytes(data.digit), 1, 28, 28, () => [0, 18, 84]);
+  blocks(view, ctx, data.digit, 1, 28, 28, () => [0, 18, 84]);
   ctx.fillText(data.label === null ? "your digit" : `a test ${data.classes[data.label]}`, 0, 0);
   ctx.fillText(`after step ${data.step}`, 90, 18);
 
@@ -115,7 +118,7 @@ function draw(view) {
     ctx.fillText(`${layer.name}: ${layer.c} maps of ${layer.h}x${layer.w}`, left, y);
     y += 18;
     const top = y;
-    blocks(view, ctx, bytes(layer.data), layer.c, layer.h, layer.w, (c) => [
+    blocks(view, ctx, layer.data, layer.c, layer.h, layer.w, (c) => [
       left + (c % perRow) * (cell + gap), top + Math.floor(c / perRow) * (cell + gap), cell]);
     y += lines * (cell + gap) + 6;
   });

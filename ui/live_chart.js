@@ -190,18 +190,21 @@ function set(target, name, value) {
 
 function show(chart, curves, progress, notes, warning) {
   chart.data = { ...curves, height: chart.height };
-  chart.canvas.dataset.points = String(curves.steps.length); // what the browser tests read
-  chart.canvas.dataset.lastStep = String(curves.steps.length ? curves.steps[curves.steps.length - 1] : 0);
-  chart.canvas.dataset.markers = String(curves.lr.length);
+  // what the browser tests read
+  const { dataset } = chart.canvas;
+  set(dataset, "points", String(curves.steps.length));
+  set(dataset, "lastStep", String(curves.steps.length ? curves.steps[curves.steps.length - 1] : 0));
+  set(dataset, "markers", String(curves.lr.length));
   // the lines above the canvas: shown only while the chart follows a feed (else the page writes them);
-  // each written only when it changes, so that an unchanged line costs the browser no new layout
+  // each written only when it changes, and into the text node it already has (a new node for every new
+  // text, five times a second, was garbage for the page's collector), so an unchanged line costs nothing
   const share = progress && progress[0] !== null;
   set(chart.progress.style, "display", progress ? "block" : "none");
   set(chart.track.style, "display", share ? "block" : "none");
   set(chart.bar.style, "width", share ? (100 * progress[0]).toFixed(1) + "%" : "0px");
-  set(chart.text, "textContent", progress ? progress[1] : "");
-  set(chart.notes, "textContent", (notes || []).join("\n"));
-  set(chart.warning, "textContent", warning || "");
+  set(chart.words.text, "data", progress ? progress[1] : "");
+  set(chart.words.notes, "data", (notes || []).join("\n"));
+  set(chart.words.warning, "data", warning || "");
   set(chart.warning.style, "display", warning ? "block" : "none");
   draw(chart);
 }
@@ -224,7 +227,7 @@ async function poll(chart) {
         chart.outcome.textContent = feed.outcome[1];
         chart.outcome.style.display = "block";
       }
-      else if (feed.progress) set(chart.text, "textContent", feed.progress[1]); // a place in line
+      else if (feed.progress) set(chart.words.text, "data", feed.progress[1]); // a place in line
       // the digit panel (ui/digit_view.js) follows the same feed: one fetch for both
       window.dispatchEvent(new CustomEvent("mnist:feed", { detail: { url, feed } }));
       // The page is drawn for another mode: ask it to redraw (each render sends the mode it was drawn for),
@@ -259,13 +262,17 @@ export default function ({ parentElement, data, setTriggerValue }) {
     };
     const [text, bar, notes, warning, outcome, tip] = ["text", "bar", "notes", "warning", "outcome", "tip"].map(
       (name) => div(name));
+    const words = { text: new Text(""), notes: new Text(""), warning: new Text("") }; // the lines' texts
+    text.append(words.text);
+    notes.append(words.notes);
+    warning.append(words.warning);
     const track = div("track", bar);
     const progress = div("progress", text, track, notes, warning);
     const canvas = document.createElement("canvas");
     canvas.setAttribute("role", "img");
     canvas.setAttribute("aria-label", "live loss chart");
     parentElement.appendChild(div("live-chart", outcome, progress, canvas, tip));
-    chart = { canvas, tip, progress, track, bar, text, notes, warning, outcome, timer: null, feed: null };
+    chart = { canvas, tip, progress, track, bar, words, warning, outcome, timer: null, feed: null };
     chart.observer = new ResizeObserver(() => {
       measure(chart);
       draw(chart);
