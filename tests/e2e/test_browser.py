@@ -285,7 +285,8 @@ def test_watch_one_digit_while_it_trains_then_scrub_back(server, page: Page):
     page.get_by_role("tab", name="Watch one digit").click()
     scrub = page.get_by_role("slider", name="Scrub back through training (saved steps)")
     expect(scrub).to_be_visible()
-    last = int(page.evaluate(f"() => {DIGIT_VIEW}.dataset.step"))
+    # the panel's canvas mounts a moment after its slider shows: wait for it, never read it before
+    last = int(page.wait_for_function(f"() => {DIGIT_VIEW}?.dataset.step").json_value())
     assert last > first
     scrub.focus()
     scrub.press("Home")  # the first snapshot: the untrained network, as drawn before the run started
