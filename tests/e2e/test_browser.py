@@ -166,7 +166,7 @@ def test_a_waiting_page_follows_its_feed_and_starts_by_itself(server, browser, p
     step = wait_step(page, "s > 0")
     expect(page.get_by_text(re.compile(r"epoch 1/100 · step \d+/50000 · [\d,]+ images/s"))).to_be_visible()
     wait_step(page, f"s > {step + 100}")
-    seen = int(page.evaluate(f"() => {DIGIT_VIEW}.dataset.step"))
+    seen = int(page.wait_for_function(f"() => {DIGIT_VIEW}?.dataset.step").json_value())
     page.wait_for_function(f"() => Number({DIGIT_VIEW}?.dataset.step) > {seen}")
     main_button(page, "Stop").click()
     expect(outcome_box(page, "Stopped by the user")).to_be_visible()
