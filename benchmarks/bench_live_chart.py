@@ -3,9 +3,11 @@
 Run by hand:  python benchmarks/bench_live_chart.py [--dataset fashion-mnist] [--epochs 2] [--rounds 2]
                   [--train-threads 1,2] [--baseline PATH]
 
-Alternates, `--rounds` times: one run with `python -m mnist_core train` (no page open) and one run
-started from the Train page in headless Chromium, which stays on the page and watches the chart
-refresh (five times a second) until the run ends. Compares the images/s each run saved in its run.json.
+Alternates runs with `python -m mnist_core train` (no page open) and runs started from the Train page in
+headless Chromium, which stays on the page and watches the chart refresh (4.2 times a second) until the run
+ends: CLI, page, CLI, page, ..., CLI, `--rounds` page runs per server. Compares the images/s each run saved in
+its run.json: the pages' median against the CLI's, and each page run against the mean of the two CLI runs
+beside it (the host's speed drifts within minutes).
 With several ``--train-threads`` (MNIST_TRAIN_THREADS) one server runs per value and each round has a page
 run on each, so the choices are compared in the same minutes of a noisy host.
 ``--baseline PATH`` adds a server per choice from another checkout of the project (an older commit, from
@@ -135,12 +137,17 @@ def main() -> None:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_FLAGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            # CLI, page, CLI, page, ... CLI: each page run between two CLI runs, so that it is compared with
+            # the CLI of its own minutes (this host's speed drifts by a quarter within the hour)
+            cli.append(cli_run(args, runs))
+            bracketed = {label: [] for label in servers}  # each page run / the mean of the CLI runs beside it
             for i in range(args.rounds):
-                cli.append(cli_run(args, runs))
                 line = f"round {i + 1}: CLI {cli[-1]:,.0f} images/s"
-                for threads, (_, url) in servers.items():
-                    page_speeds[threads].append(page_run(args, page, url, runs))
-                    line += f", page (threads {threads}) {page_speeds[threads][-1]:,.0f}"
+                for label, (_, url) in servers.items():
+                    page_speeds[label].append(page_run(args, page, url, runs))
+                    cli.append(cli_run(args, runs))
+                    bracketed[label].append(page_speeds[label][-1] / statistics.mean(cli[-2:]))
+                    line += f", page ({label}) {page_speeds[label][-1]:,.0f}, CLI {cli[-1]:,.0f}"
                 print(line, flush=True)
             browser.close()
     finally:
@@ -148,14 +155,12 @@ def main() -> None:
             stop_server(process)
     c = statistics.median(cli)
     print(f"{args.dataset}, {args.epochs} epochs, batch 128, {args.rounds} rounds: CLI median {c:,.0f} images/s")
-    for threads, speeds in page_speeds.items():
+    for label, speeds in page_speeds.items():
         w = statistics.median(speeds)
-        paired = statistics.median(page / cli_speed for page, cli_speed in zip(speeds, cli))
         print(
-            f"  page (chart watched), threads {threads}: median {w:,.0f} images/s, {w / c:.0%} of the CLI "
-            f"(median of each round's page / CLI: {paired:.0%})"
+            f"  page (chart watched), threads {label}: median {w:,.0f} images/s, {w / c:.0%} of the CLI's median; "
+            f"median of each run against the CLI runs beside it: {statistics.median(bracketed[label]):.0%}"
         )
-
 
 if __name__ == "__main__":
     main()
