@@ -3,11 +3,12 @@
     python benchmarks/bench_health.py [--epochs 3] [--repeats 5] [--batch-size 128] [--threads 2]
 
 The embedded MNIST sample, the tutorial's defaults (Descent 0.1), on ``--threads`` CPU threads (default: the
-usable cores, what a trainer starts with; its tuner moves to fewer only on a busy machine). Runs without the monitor, with it every ``health_every(batch)`` batches (as the trainer runs
-it) and with it on every batch (the cost of one measurement) alternate, so a machine that gets busier slows
-all three alike. The figures are the median training time (History.train_seconds: the loop alone,
-evaluation excluded) and the median CPU time of the whole run (time.process_time), steadier on a machine
-shared with other work; and the fastest run of each, the least disturbed one on a busy machine.
+usable cores, what a trainer starts with; its tuner moves to fewer only on a busy machine). Runs without
+the monitor, with it every ``health_every(batch)`` batches (as the trainer runs it) and with it on every
+batch (the cost of one measurement) alternate, so a machine that gets busier slows all three alike. The
+figures are the median training time (History.train_seconds: the loop alone, evaluation excluded) and the
+median CPU time of the whole run (time.process_time), steadier on a machine shared with other work; and the
+fastest run of each, the least disturbed one on a busy machine.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ def main() -> None:
             seconds[name].append(trainer.history.train_seconds)
             measured = max(measured, len(stats)) if k == every else measured
     steps = trainer.history.step
-    print(f"{args.epochs} epochs of the sample, batch {args.batch_size}, {steps} steps, {args.threads} threads, {trainer.device}")
+    threads = f"{args.threads} thread{'s' if args.threads > 1 else ''}"
+    print(f"{args.epochs} epochs of the sample, batch {args.batch_size}, {steps} steps, {threads}, {trainer.device}")
     for label, table in (("training s", seconds), ("CPU s", cpu)):
         print_costs(label, table, "without")
         base = statistics.median(table["without"])

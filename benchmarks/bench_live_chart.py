@@ -162,5 +162,6 @@ def main() -> None:
             f"median of each run against the CLI runs beside it: {statistics.median(bracketed[label]):.0%}"
         )
 
+
 if __name__ == "__main__":
     main()

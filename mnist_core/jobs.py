@@ -34,7 +34,7 @@ from .health import HealthStats
 from .outcomes import outcome
 from .runs import describe_schedule, new_run_id, runs_root
 from .train import EpochMetrics, History, TrainConfig, check_knob, epoch_line, plateau_warning
-from .visual import live_chart_data
+from .visual import Smoother, live_chart_data
 from .watch import DigitView
 from .worker import NOTHING_TRAINED
 
@@ -113,6 +113,8 @@ class Job:
     feed_url: str | None = None  # where its page polls its live feed (mnist_core.feed); None without a feed
     feed_token: str = field(default="", repr=False)
     fed_at: float = field(default=0.0, repr=False)  # time.monotonic() of its last feed write
+    # its batch losses smoothed so far: each feed write smooths only the new ones
+    smoother: Smoother = field(default_factory=Smoother, repr=False, compare=False)
 
     @property
     def done(self) -> bool:
@@ -554,6 +556,7 @@ class JobQueue:
                 h.record_knobs(0, message.lr, message.momentum)
                 self._publish(job)
             elif isinstance(message, p.Batches):
+                job.smoother.truncate(message.first_step - 1)
                 del h.batch_losses[message.first_step - 1 :]  # normally a no-op; keeps the order exact
                 h.batch_losses.extend(message.losses)
                 h.full_losses.extend((int(s), v) for s, v in message.full_losses)
@@ -611,8 +614,9 @@ class JobQueue:
             "warning": warning,
         }
         if h is not None and h.total_steps:
+            losses = h.batch_losses[:]
             payload["chart"] = live_chart_data(
-                h.batch_losses[:], h.epochs[:], h.full_losses[:], h.total_steps, h.lr_schedule[:]
+                losses, h.epochs[:], h.full_losses[:], h.total_steps, h.lr_schedule[:], job.smoother.follow(losses)
             )
         if job.watch is not None:
             payload["watch"] = job.watch.drawn()

@@ -13,6 +13,7 @@ from helpers import blobs_dataset, wait_for, write_idx
 from mnist_core.jobs import JobQueue, QueueError
 from mnist_core.runs import list_runs, load_run
 from mnist_core.train import TrainConfig
+from mnist_core.visual import LIVE_POINTS, live_chart_data
 
 
 @pytest.fixture
@@ -383,6 +384,10 @@ def test_each_job_feeds_its_page_its_place_its_curve_and_its_end(tmp_path, data_
     assert "Test accuracy" in third.outcome_text() and "The run is saved." in third.outcome_text()
     assert read_feed(queue, first)["outcome"] == ["blue", first.outcome_text()]
     assert read_feed(queue, second)["outcome"][1].startswith("Cancelled while waiting")
+    # The curve the feed carried, smoothed a chunk at a time as losses came: the finished run's own numbers.
+    h = first.history
+    whole = live_chart_data(h.batch_losses, h.epochs, h.full_losses, h.total_steps, h.lr_schedule)
+    assert read_feed(queue, first)["chart"] == whole and len(whole["smooth"]) == min(h.step, LIVE_POINTS)
 
 
 def test_a_feed_that_cannot_be_written_is_only_slower(tmp_path):
