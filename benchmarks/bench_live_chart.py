@@ -31,7 +31,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
-import appserver  # noqa: E402
 from appserver import CHROMIUM_FLAGS, chromium_path, free_port, start_server, stop_server, wait_healthy  # noqa: E402  (shared with tests/e2e)
 
 
@@ -122,13 +121,12 @@ def main() -> None:
     servers = {}  # label -> (process, url)
     trees = {"": ROOT} | ({" baseline": args.baseline.resolve()} if args.baseline else {})
     for suffix, tree in trees.items():
-        appserver.ROOT = tree  # start_server runs streamlit from there
         for threads in choices:
             port = free_port()
             env = None if threads == "tuned" else {"MNIST_TRAIN_THREADS": threads}
             log = Path(tempfile.mkdtemp(prefix="bench-log-")) / "streamlit.log"
-            servers[threads + suffix] = (start_server(port, runs, log, env=env), f"http://127.0.0.1:{port}")
-    appserver.ROOT = ROOT
+            server = start_server(port, runs, log, env=env, root=tree)
+            servers[threads + suffix] = (server, f"http://127.0.0.1:{port}")
     cli, page_speeds = [], {label: [] for label in servers}
     try:
         for process, url in servers.values():

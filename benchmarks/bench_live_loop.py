@@ -161,15 +161,13 @@ def main() -> None:
     parser.add_argument("--verbose", action="store_true", help="print the chart's changes after each pause")
     parser.add_argument("--checkout", type=Path, default=ROOT, help="the project checkout to serve")
     args = parser.parse_args()
-    import appserver
     from playwright.sync_api import sync_playwright
 
-    appserver.ROOT = args.checkout.resolve()  # start_server runs streamlit from there
     runs = Path(tempfile.mkdtemp(prefix="bench-runs-"))
     log = Path(tempfile.mkdtemp(prefix="bench-log-")) / "streamlit.log"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    server = start_server(port, runs, log, env={"MNIST_DATA_DIR": ""})
+    server = start_server(port, runs, log, env={"MNIST_DATA_DIR": ""}, root=args.checkout.resolve())
     results = []
     try:
         wait_healthy(url, server)

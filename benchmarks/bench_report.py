@@ -71,7 +71,7 @@ def one_start(browser, checkout: Path, runs: Path) -> dict:
     log = Path(tempfile.mkdtemp(prefix="bench-log-")) / "streamlit.log"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    server = start_server(port, runs, log, env={"MNIST_DATA_DIR": ""})
+    server = start_server(port, runs, log, env={"MNIST_DATA_DIR": ""}, root=checkout)
     try:
         wait_healthy(url, server)
         page = browser.new_page(viewport={"width": 1280, "height": 800})
@@ -97,11 +97,9 @@ def main() -> None:
     parser.add_argument("--starts", type=int, default=3)
     parser.add_argument("--checkout", type=Path, default=ROOT, help="the project checkout to serve")
     args = parser.parse_args()
-    import appserver
     from playwright.sync_api import sync_playwright
 
     checkout = args.checkout.resolve()
-    appserver.ROOT = checkout  # start_server runs streamlit from there
     runs = Path(tempfile.mkdtemp(prefix="bench-runs-"))
     train_tutorial_run(checkout, runs)
     results = []

@@ -52,18 +52,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("/tmp/shots/pages9"))
     parser.add_argument("--checkout", type=Path, default=ROOT, help="the project checkout to serve")
     args = parser.parse_args()
-    import appserver
     from playwright.sync_api import sync_playwright
 
     checkout = args.checkout.resolve()
-    appserver.ROOT = checkout
     args.out.mkdir(parents=True, exist_ok=True)
     runs = Path(tempfile.mkdtemp(prefix="shots-runs-"))
     train_runs(checkout, runs)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = start_server(port, runs, Path(tempfile.mkdtemp(prefix="shots-log-")) / "streamlit.log",
-                          env={"MNIST_DATA_DIR": ""})  # fmt: skip
+                          env={"MNIST_DATA_DIR": ""}, root=checkout)  # fmt: skip
     try:
         wait_healthy(url, server)
         with sync_playwright() as p:

@@ -331,6 +331,12 @@ def fixed_threads() -> int | None:
     return threads if threads > 0 else None
 
 
+def trainer_threads() -> int:
+    """The CPU threads a warm trainer starts with: ``fixed_threads()``, else every usable core (its tuner
+    then moves to fewer while the machine is busy). The sidebar shows the same number."""
+    return fixed_threads() or usable_cores()
+
+
 def lower_priority() -> None:
     """Yield the CPU to the web server and the learner's browser whenever they need it: the trainer takes what
     they leave (``MNIST_TRAIN_NICE`` steps of niceness, default 19; 0 to keep the server's priority).
@@ -366,9 +372,8 @@ def main(argv: list[str] | None = None) -> int:
     out = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     lower_priority()
-    threads = fixed_threads()
-    torch.set_num_threads(threads or usable_cores())
-    process = WarmProcess(out, data_dir=args.data_dir, tune_threads=threads is None)
+    torch.set_num_threads(trainer_threads())
+    process = WarmProcess(out, data_dir=args.data_dir, tune_threads=fixed_threads() is None)
     process.preload([n for n in args.preload.split(",") if n], allow_download=not args.offline)
     process.warm_up()
     threading.Thread(target=process.read, args=(sys.stdin,), daemon=True).start()

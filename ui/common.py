@@ -13,8 +13,8 @@ from mnist_core.data import DATASETS, ENV_VARS, TITLES, DataError, Dataset, load
 from mnist_core.outcomes import OUTCOMES, outcome
 from mnist_core.report import predict, run_test_set
 from mnist_core.runs import Run
-from mnist_core.threads import usable_cores
 from mnist_core.train import device_label, resolve_device
+from mnist_core.worker import trainer_threads
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def shared_dataset(name: str) -> Dataset:
 @st.cache_resource
 def device_name() -> str:
     """Where a run will train: the GPU's name, or the CPU and the most threads its trainer may use."""
-    return device_label(resolve_device("auto"), cpu_threads=usable_cores())
+    return device_label(resolve_device("auto"), cpu_threads=trainer_threads())
 
 
 @st.cache_resource

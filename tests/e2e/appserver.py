@@ -35,9 +35,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int, runs_dir: Path, log_path: Path, env: dict | None = None) -> subprocess.Popen:
-    """``streamlit run`` in its own process group, so that the group (server + trainers) can be ended whole."""
-    env = {**os.environ, "MNIST_RUNS_DIR": str(runs_dir), "PYTHONPATH": str(ROOT), **(env or {})}
+def start_server(
+    port: int, runs_dir: Path, log_path: Path, env: dict | None = None, root: Path = ROOT
+) -> subprocess.Popen:
+    """``streamlit run`` in its own process group, so that the group (server + trainers) can be ended whole;
+    from ``root``, this checkout or another one (a benchmark's ``--checkout``, an older commit)."""
+    env = {**os.environ, "MNIST_RUNS_DIR": str(runs_dir), "PYTHONPATH": str(root), **(env or {})}
     cmd = [
         sys.executable,
         "-m",
@@ -52,7 +55,7 @@ def start_server(port: int, runs_dir: Path, log_path: Path, env: dict | None = N
         "--server.fileWatcherType=none",
     ]
     with open(log_path, "w") as log:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
