@@ -6,17 +6,14 @@ import time
 import streamlit as st
 
 from mnist_core.feed import FEED_POLL_S, FEED_WAIT_POLL_S
-from mnist_core.jobs import STARTING, WARMING, Job, JobSnapshot, QueueError
-from mnist_core.runs import describe_schedule
+from mnist_core.jobs import Job, JobSnapshot, QueueError
 from mnist_core.train import (
     CONFIG_FIELDS,
     LOOP_STYLES,
     TrainConfig,
     available_devices,
     batches_per_epoch,
-    epoch_line,
     nearest_offer,
-    plateau_warning,
 )
 from mnist_core.visual import live_chart_data
 from ui.charts import loss_figure, lr_find_figure
@@ -300,18 +297,17 @@ def live_view() -> None:
         return
     if feed:  # the chart below follows the run, with its progress, epoch and knob lines
         return
-    if j.phase == "warming":
-        st.info(WARMING)
-    elif h.step == 0 and not j.done:
-        st.info(STARTING)
-    for name, schedule in (("lr", h.lr_schedule), ("momentum", h.momentum_schedule)):
-        if len(schedule) > 1:
-            st.caption(describe_schedule(name, schedule))
-    if h.step > 0:
-        st.progress(*h.progress(cfg.epochs))
-    if h.epochs:
-        st.caption(epoch_line(h.epochs[-1]))
-    if warning := plateau_warning(h.epochs):
+    # Paused or ended: the same lines as the feed's above the chart while it trains (one definition of them)
+    progress, notes, warning = j.live_lines()
+    if progress is not None:
+        share, text = progress
+        if share is None:  # warming up or starting: what is happening
+            st.info(text)
+        else:
+            st.progress(share, text=text)
+    for note in notes:
+        st.caption(note)
+    if warning:
         st.warning(warning)
     # Paused or ended: the canvas the learner watched, light on the browser (see ui/live_chart.py); Plotly's
     # chart, to zoom and hover, when asked for (it costs the browser as much as the rest of the page's redraw).

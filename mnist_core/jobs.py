@@ -148,8 +148,8 @@ class Job:
             return (None, waiting_line) if waiting_line else None, [], None
         if self.phase == "warming":
             return (None, WARMING), [], None
-        if h.step == 0:
-            return (None, STARTING), [], None
+        if h.step == 0:  # one that ended before its first batch has nothing to say here: its outcome says it
+            return (None if self.done else (None, STARTING)), [], None
         notes = [epoch_line(h.epochs[-1])] if h.epochs else []
         notes += [
             describe_schedule(n, s) for n, s in (("lr", h.lr_schedule), ("momentum", h.momentum_schedule)) if len(s) > 1

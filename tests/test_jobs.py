@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from helpers import blobs_dataset, wait_for, write_idx
 
-from mnist_core.jobs import JobQueue, QueueError
+from mnist_core.jobs import STARTING, WARMING, Job, JobQueue, QueueError
 from mnist_core.runs import list_runs, load_run
-from mnist_core.train import TrainConfig
+from mnist_core.train import EpochMetrics, History, TrainConfig
 from mnist_core.visual import LIVE_POINTS, live_chart_data
 
 
@@ -403,3 +403,28 @@ def test_a_feed_that_cannot_be_written_is_only_slower(tmp_path):
     shutil.rmtree(tmp_path / "feed")
     assert not feed.publish("token", {"mode": "b"})
     feed.remove("token")  # gone already: nothing to do
+
+
+def test_the_lines_above_the_chart_follow_the_job_from_queue_to_end():
+    """Job.live_lines: what the feed shows above a training chart and the page above a paused or ended one."""
+    job = Job(id="j", config=TrainConfig(epochs=2))
+    assert job.live_lines("place 1 of 1 waiting") == ((None, "place 1 of 1 waiting"), [], None)
+    job.state, job.phase, job.history = "running", "warming", History(total_steps=20, steps_per_epoch=10)
+    assert job.live_lines() == ((None, WARMING), [], None)
+    job.phase = "training"
+    assert job.live_lines() == ((None, STARTING), [], None)
+    h = job.history
+    h.step, h.epoch, h.images_done, h.train_seconds = 10, 1, 1280, 0.5
+    h.epochs.append(
+        EpochMetrics(epoch=1, step=10, train_loss=0.5, train_acc=0.8, test_loss=0.4, test_acc=0.85, seconds=0.5)
+    )
+    h.lr_schedule[:] = [(0, 0.1), (6, 0.05)]
+    (share, text), notes, warning = job.live_lines()
+    assert share == 0.5 and text.startswith("epoch 1/2 · step 10/20 · 2,560 images/s")
+    assert notes == ["after epoch 1: test accuracy 85.00%, train loss 0.5000", "lr 0.1 → 0.05 from step 7"]
+    assert warning is None
+    h.paused = True
+    assert "paused at step 10" in job.live_lines()[0][1]
+    # a job stopped before its first batch has no progress to tell: its outcome says how it ended
+    stopped = Job(id="k", config=TrainConfig(), state="done", history=History(total_steps=20))
+    assert stopped.live_lines() == (None, [], None)
