@@ -19,6 +19,9 @@ run on each, so the choices are compared in the same minutes of a noisy host.
 Everything is on this machine, browser included: on a 2-core box that is the worst case.
 ``--browser-nice 19`` stands the browser in for a learner's own machine (as load_test.py does): it
 then takes only the CPU the server and the trainer leave.
+``--step-log`` has every run log when each of its steps ended (``mnist_core.train.StepClock``, MNIST_STEP_LOG) and
+prints where the page's runs lose time to the CLI's: the median step, and the time spent in slow steps (over twice
+the run's median) beyond the median, in the first 3 steps (while Chromium draws what Start changed) and after.
 """
 
 from __future__ import annotations
@@ -34,8 +37,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "e2e")]
 from appserver import CHROMIUM_FLAGS, chromium_path, free_port, start_server, stop_server, wait_healthy  # noqa: E402  (shared with tests/e2e)
+
+from mnist_core.train import STEP_LOG_ENV  # noqa: E402
 
 
 def images_per_sec(run_dir: Path) -> float:
@@ -53,7 +58,35 @@ def images_per_sec(run_dir: Path) -> float:
     raise TimeoutError(f"{run_dir} was not saved in 10 minutes")
 
 
-def cli_run(args, runs: Path) -> float:
+def step_costs(folder: Path) -> list[tuple[float, float, float]]:
+    """Per finished run logged in ``folder`` (StepClock): its median step, and the time its slow steps (over twice
+    the median) took beyond the median in its first 3 steps and in the rest, in ms."""
+    costs = []
+    for path in sorted(folder.glob("*.json")):
+        record = json.loads(path.read_text())
+        if record["steps"] != record["total_steps"] or not record["seconds"]:  # stopped, or an lr-find
+            continue
+        ends = [0.0, *record["seconds"]]
+        steps = [b - a for a, b in zip(ends, ends[1:])]
+        median = statistics.median(steps)
+        slow = [max(0.0, t - median) if t > 2 * median else 0.0 for t in steps]
+        costs.append((1000 * median, 1000 * sum(slow[:3]), 1000 * sum(slow[3:])))
+    return costs
+
+
+def print_step_costs(label: str, folder: Path) -> None:
+    costs = step_costs(folder)
+    if not costs:
+        print(f"  steps, {label}: no step logs (a checkout without StepClock?)")
+        return
+    median, first, rest = (statistics.median(column) for column in zip(*costs))
+    print(
+        f"  steps, {label} ({len(costs)} runs, medians): a step {median:.2f} ms; slow steps beyond the median: "
+        f"first 3 {first:.0f} ms, the rest {rest:.0f} ms"
+    )
+
+
+def cli_run(args, runs: Path, env: dict | None = None) -> float:
     before = set(runs.iterdir()) if runs.exists() else set()
     subprocess.run(
         [
@@ -72,6 +105,7 @@ def cli_run(args, runs: Path) -> float:
         cwd=ROOT,
         check=True,
         capture_output=True,
+        env={**os.environ, **(env or {})},
     )
     (new,) = set(runs.iterdir()) - before
     return images_per_sec(new)
@@ -117,17 +151,22 @@ def main() -> None:
     )
     parser.add_argument("--baseline", type=Path, help="another checkout to serve beside this one, in the same rounds")
     parser.add_argument("--browser-nice", type=int, default=0, help="niceness of this driver and Chromium")
+    parser.add_argument("--step-log", action="store_true", help="log each step's time, print where the time goes")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
     choices = [t.strip() for t in args.train_threads.split(",")]
     runs = Path(tempfile.mkdtemp(prefix="bench-runs-"))
     servers = {}  # label -> (process, url)
+    logs = Path(tempfile.mkdtemp(prefix="bench-steps-"))  # --step-log: a folder per server, and the CLI's
+    cli_env = {STEP_LOG_ENV: str(logs / "cli")} if args.step_log else None
     trees = {"": ROOT} | ({" baseline": args.baseline.resolve()} if args.baseline else {})
     for suffix, tree in trees.items():
         for threads in choices:
             port = free_port()
-            env = None if threads == "tuned" else {"MNIST_TRAIN_THREADS": threads}
+            env = {} if threads == "tuned" else {"MNIST_TRAIN_THREADS": threads}
+            if args.step_log:
+                env[STEP_LOG_ENV] = str(logs / f"page {threads}{suffix}")
             log = Path(tempfile.mkdtemp(prefix="bench-log-")) / "streamlit.log"
             server = start_server(port, runs, log, env=env, root=tree)
             servers[threads + suffix] = (server, f"http://127.0.0.1:{port}")
@@ -141,13 +180,13 @@ def main() -> None:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             # CLI, page, CLI, page, ... CLI: each page run between two CLI runs, so that it is compared with
             # the CLI of its own minutes (this host's speed drifts by a quarter within the hour)
-            cli.append(cli_run(args, runs))
+            cli.append(cli_run(args, runs, cli_env))
             bracketed = {label: [] for label in servers}  # each page run / the mean of the CLI runs beside it
             for i in range(args.rounds):
                 line = f"round {i + 1}: CLI {cli[-1]:,.0f} images/s"
                 for label, (_, url) in servers.items():
                     page_speeds[label].append(page_run(args, page, url, runs))
-                    cli.append(cli_run(args, runs))
+                    cli.append(cli_run(args, runs, cli_env))
                     bracketed[label].append(page_speeds[label][-1] / statistics.mean(cli[-2:]))
                     line += f", page ({label}) {page_speeds[label][-1]:,.0f}, CLI {cli[-1]:,.0f}"
                 print(line, flush=True)
@@ -163,6 +202,10 @@ def main() -> None:
             f"  page (chart watched), threads {label}: median {w:,.0f} images/s, {w / c:.0%} of the CLI's median; "
             f"median of each run against the CLI runs beside it: {statistics.median(bracketed[label]):.0%}"
         )
+    if args.step_log:
+        print_step_costs("CLI", logs / "cli")
+        for label in page_speeds:
+            print_step_costs(f"page, threads {label}", logs / f"page {label}")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from .lr_find import SUGGESTION_RULE, LrFindResult, lr_find
 from .model import first_prediction, format_layer_table, layer_table
 from .report import Report, build_report
 from .runs import RunError, finish_run, load_run
-from .train import CONFIG_FIELDS, Callback, EpochMetrics, TrainConfig, Trainer
+from .train import CONFIG_FIELDS, Callback, EpochMetrics, StepClock, TrainConfig, Trainer
 
 
 class ProgressBar(Callback):
@@ -71,7 +71,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         config.validate()
         dataset = load_dataset(config.dataset, data_dir=args.data_dir, allow_download=not args.offline)
-        trainer = Trainer(config, dataset, callbacks=[ProgressBar()])
+        clock = StepClock.from_env("cli")
+        trainer = Trainer(config, dataset, callbacks=[ProgressBar()] + ([clock] if clock else []))
     except (ValueError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

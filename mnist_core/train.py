@@ -9,10 +9,14 @@ while another thread reads its ``history``.
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -384,6 +388,49 @@ class Callback:
         """A learning-rate or momentum change took effect after ``step`` steps."""
 
     def on_train_end(self, trainer: Trainer) -> None: ...
+
+
+STEP_LOG_ENV = "MNIST_STEP_LOG"  # a folder: every run trained here writes its steps' times there (StepClock)
+
+
+class StepClock(Callback):
+    """When each step ended, in the run's training time (``History.train_seconds``: no evaluation, no pause),
+    written as JSON to a file of its own in ``folder`` when the run ends. What it is for: comparing where a run
+    watched in the page and the same run from the CLI spend their time, step by step
+    (``benchmarks/bench_live_chart.py --step-log``). The trainers and the CLI keep one where ``MNIST_STEP_LOG``
+    names a folder (``from_env``). On a GPU the losses arrive in bursts, and these times with them."""
+
+    def __init__(self, folder: Path | str, label: str) -> None:
+        self.folder, self.label = Path(folder), label
+        self.seconds: list[float] = []
+
+    @classmethod
+    def from_env(cls, label: str) -> StepClock | None:
+        folder = os.environ.get(STEP_LOG_ENV)
+        return cls(folder, label) if folder else None
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        self.seconds = []
+
+    def on_batch_end(self, trainer: Trainer, step: int, epoch: int, loss: float) -> None:
+        self.seconds.append(trainer.history.train_seconds)
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        h = trainer.history
+        record = {
+            "label": self.label,
+            "steps": h.step,
+            "total_steps": h.total_steps,
+            "threads": torch.get_num_threads(),
+            "images_per_sec": h.images_per_sec,
+            "seconds": self.seconds,
+        }
+        path = self.folder / f"{self.label}-{os.getpid()}-{time.time_ns()}.json"
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(record))
+        except OSError as exc:  # a diagnostic: the run itself goes on
+            print(f"could not write the step log {path}: {exc}", file=sys.stderr)
 
 
 class RunControl:

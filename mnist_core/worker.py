@@ -36,7 +36,7 @@ from .health import HealthMonitor, HealthStats
 from .lr_find import SUGGESTION_RULE, lr_find
 from .runs import finish_run, save_run
 from .threads import ThreadTuner, usable_cores
-from .train import Callback, EpochMetrics, RunControl, TrainConfig, Trainer
+from .train import Callback, EpochMetrics, RunControl, StepClock, TrainConfig, Trainer
 from .watch import DigitView, DigitWatcher, SnapshotRecorder, digit_image, replay
 
 SEND_EVERY_S = 0.1  # how often new losses are sent; the first loss of a run goes at once
@@ -228,6 +228,8 @@ class WarmProcess:
             tuner = ThreadTuner(start=torch.get_num_threads(), after=self.tuner) if self.tune_threads else None
             if tuner is not None:
                 callbacks.append(tuner)
+            if (clock := StepClock.from_env("page")) is not None:  # MNIST_STEP_LOG: each step's time, for benchmarks
+                callbacks.append(clock)
             image = None if job.watch is None else watched_digit(job.watch, dataset)
             if image is not None:
                 callbacks.append(DigitWatcher(image, self.send_view))

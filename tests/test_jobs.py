@@ -127,9 +127,10 @@ def test_runs_are_saved_where_the_server_looks(tmp_path, data_dir, monkeypatch, 
     assert job.run_dir.parent == tmp_path / "relative-runs"
 
 
-def test_warm_trainer_takes_job_after_job_and_stays_clean(tmp_path, data_dir, make_queue):
+def test_warm_trainer_takes_job_after_job_and_stays_clean(tmp_path, data_dir, make_queue, monkeypatch):
     """No new process (hence no new import) per job, and a job trained after another one gives exactly
     the losses it gives as the process's first job."""
+    monkeypatch.setenv("MNIST_STEP_LOG", str(tmp_path / "steps"))  # each job's step times (train.StepClock)
     queue = make_queue(root=tmp_path / "runs", data_dir=data_dir)
     assert queue.wait_warm(timeout=120)
     pid = queue.trainers[0].pid
@@ -141,6 +142,8 @@ def test_warm_trainer_takes_job_after_job_and_stays_clean(tmp_path, data_dir, ma
     assert {j.process.pid for j in jobs} == {pid} and queue.started_processes == 1
     assert jobs[0].history.batch_losses == jobs[2].history.batch_losses
     assert jobs[0].history.batch_losses != jobs[1].history.batch_losses
+    logs = [json.loads(p.read_text()) for p in (tmp_path / "steps").glob("page-*.json")]
+    assert sorted(len(log["seconds"]) for log in logs) == [j.history.step for j in jobs]  # one log a job, no warm-up
 
 
 def test_pause_step_and_lr_change_are_recorded_in_the_run(tmp_path, data_dir, make_queue):

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 
 import pytest
 import torch
-from helpers import wait_for
+from helpers import blobs_dataset, wait_for
 
 from mnist_core.train import (
+    STEP_LOG_ENV,
     Callback,
     RunControl,
+    StepClock,
     TrainConfig,
     Trainer,
     batch_bounds,
@@ -354,3 +357,17 @@ def test_a_knob_moved_before_any_batch_replaces_the_starting_value(blobs):
     trainer.control.set_knobs(lr=0.03)
     trainer.run()
     assert trainer.history.lr_schedule == [(0, 0.03)]
+
+
+def test_a_step_clock_logs_when_each_step_ended_where_the_env_says(tmp_path, monkeypatch):
+    monkeypatch.delenv(STEP_LOG_ENV, raising=False)
+    assert StepClock.from_env("cli") is None  # off unless asked for
+    monkeypatch.setenv(STEP_LOG_ENV, str(tmp_path / "steps"))
+    clock = StepClock.from_env("cli")
+    trainer = train(TrainConfig(epochs=2, batch_size=64, device="cpu"), blobs_dataset(), callbacks=[clock])
+    (path,) = (tmp_path / "steps").glob("cli-*.json")
+    record = json.loads(path.read_text())
+    h = trainer.history
+    assert record["label"] == "cli" and record["steps"] == record["total_steps"] == h.step == 8
+    assert len(record["seconds"]) == 8 and record["seconds"] == sorted(record["seconds"])
+    assert 0 < record["seconds"][0] <= record["seconds"][-1] <= h.train_seconds  # training time: no evaluation
