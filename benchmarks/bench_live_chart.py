@@ -17,8 +17,10 @@ run on each, so the choices are compared in the same minutes of a noisy host.
 ``--baseline PATH`` adds a server per choice from another checkout of the project (an older commit, from
 ``git worktree add``), in the same rounds, so that a change is compared with what it changed in the same minutes.
 Everything is on this machine, browser included: on a 2-core box that is the worst case.
-``--browser-nice 19`` stands the browser in for a learner's own machine (as load_test.py does): it
-then takes only the CPU the server and the trainer leave.
+``--browser-nice N`` lowers this driver, its CLI runs and Chromium (as load_test.py does) below the server. The
+trainers run at nice 19 themselves (MNIST_TRAIN_NICE), so at 19 Chromium shares the cores with them as an equal
+(measured on the tutorial's defaults: 68% against 71% without it): it does not stand in for a browser on
+another machine.
 ``--step-log`` has every run log when each of its steps ended (``mnist_core.train.StepClock``, MNIST_STEP_LOG) and
 prints where the page's runs lose time to the CLI's: the median step, and the time spent in slow steps (over twice
 the run's median) beyond the median, in the first 3 steps (while Chromium draws what Start changed) and after.
