@@ -65,11 +65,10 @@ page = st.navigation(
 
 def start() -> None:
     """The shared sidebar, the owner cookie and the trainers: what every page needs before it runs."""
-    from ui.common import keep_widget_state, server_threads, sidebar
+    from ui.common import server_threads, sidebar
     from ui.state import job_queue, keep_owner_cookie
 
     server_threads()
-    keep_widget_state()
     sidebar()
     keep_owner_cookie()  # the browser's secret that owns its training jobs: a refresh finds them again
     job_queue()  # the first visit to any page starts the trainers warming, before anyone presses Start

@@ -17,7 +17,7 @@ from mnist_core.train import (
 )
 from mnist_core.visual import live_chart_data
 from ui.charts import loss_figure, lr_find_figure
-from ui.common import current, outcome_box
+from ui.common import KEEP, current, outcome_box
 from ui.inside import chosen_digit, health_panel, watch_panel
 from ui.live_chart import live_chart
 from ui.state import job_queue, owner, session_job
@@ -84,7 +84,8 @@ def knob_widget(name: str, **extra):
     k = TrainConfig.knob(name)
     key = f"keep_{name}"
     disabled = active and not (k.live and live)
-    common = {"key": key, "help": k.help[:1].upper() + k.help[1:] + ".", "disabled": disabled}
+    # persist_state: the value outlives a visit to another page (and the widget hidden, as momentum for Descent)
+    common = {"key": key, "help": k.help[:1].upper() + k.help[1:] + ".", "disabled": disabled, "persist_state": KEEP}
     if k.live:
         common["on_change"], common["args"] = send_knob, (name,)
     if k.offer:
@@ -185,7 +186,13 @@ with controls:
         knob_widget("seed")
         if st.session_state["keep_device"] not in available_devices():
             st.session_state["keep_device"] = "auto"
-        st.selectbox(TrainConfig.knob("device").label, available_devices(), key="keep_device", disabled=active)
+        st.selectbox(
+            TrainConfig.knob("device").label,
+            available_devices(),
+            key="keep_device",
+            disabled=active,
+            persist_state=KEEP,
+        )
         knob_widget("record_every")
     st.button("Start training", type="primary", disabled=active, use_container_width=True, on_click=start_run)
     per_epoch = batches_per_epoch(dataset.n_train, st.session_state["keep_batch_size"])

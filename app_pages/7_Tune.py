@@ -20,7 +20,7 @@ from mnist_core.tune import (
     study_names,
     trials_table,
 )
-from ui.common import current
+from ui.common import KEEP, current
 from ui.state import job_queue, owner
 
 METHODS = {
@@ -80,28 +80,47 @@ running = driver is not None and driver.running
 
 with st.container(border=True):
     left, right = st.columns(2)
-    left.text_input("Study name", key="keep_tune_study", disabled=running, max_chars=100)
+    left.text_input("Study name", key="keep_tune_study", persist_state=KEEP, disabled=running, max_chars=100)
     for end, word in (("low", "Lowest"), ("high", "Highest")):
         left.select_slider(
             f"{word} learning rate (log scale)",
             options=TrainConfig.knob("lr").offer,
             key=f"keep_tune_lr_{end}",
+            persist_state=KEEP,
             disabled=running,
             format_func=lambda v: f"{v:g}",
         )
-    left.multiselect("Optimisers", OPTIMISERS, key="keep_tune_optimisers", disabled=running)
-    left.multiselect("Batch sizes", TrainConfig.knob("batch_size").offer, key="keep_tune_batch_sizes", disabled=running)
-    right.multiselect("Epochs", list(range(1, 11)), key="keep_tune_epochs", disabled=running)
+    left.multiselect("Optimisers", OPTIMISERS, key="keep_tune_optimisers", persist_state=KEEP, disabled=running)
+    left.multiselect(
+        "Batch sizes",
+        TrainConfig.knob("batch_size").offer,
+        key="keep_tune_batch_sizes",
+        persist_state=KEEP,
+        disabled=running,
+    )
+    right.multiselect("Epochs", list(range(1, 11)), key="keep_tune_epochs", persist_state=KEEP, disabled=running)
     right.radio(
         "Search method",
         SAMPLERS,
         key="keep_tune_method",
+        persist_state=KEEP,
         horizontal=True,
         disabled=running,
         help="; ".join(f"{k}: {v}" for k, v in METHODS.items()),
     )
-    right.number_input("Trials", min_value=1, max_value=100, key="keep_tune_trials", disabled=running)
-    right.slider("Validation share", 0.05, 0.5, step=0.05, key="keep_tune_validation", disabled=running, format="%.2f")
+    right.number_input(
+        "Trials", min_value=1, max_value=100, key="keep_tune_trials", persist_state=KEEP, disabled=running
+    )
+    right.slider(
+        "Validation share",
+        0.05,
+        0.5,
+        step=0.05,
+        key="keep_tune_validation",
+        persist_state=KEEP,
+        disabled=running,
+        format="%.2f",
+    )
 
     space = chosen_space()
     n_val = held_out(dataset.n_train, space.validation)

@@ -336,3 +336,25 @@ def test_a_run_that_ends_while_the_page_draws_still_gets_its_page_redrawn(runs_d
     monkeypatch.setattr(Job, "snapshot", real)
     at.run()  # that redraw
     assert not start_button(at).disabled and any("Finished" in s.value for s in at.success)
+
+
+def test_the_knobs_outlive_a_visit_to_another_page_and_being_hidden(runs_dir):
+    """The training and search knobs keep their values across pages (persist_state), and momentum keeps its
+    value while Descent hides it."""
+    at = open_page("app_pages/3_Train.py")
+    at.slider(key="keep_epochs").set_value(3)
+    at.select_slider(key="keep_lr").set_value(0.01)
+    at.radio(key="keep_optimiser").set_value("Momentum").run()
+    at.slider(key="keep_momentum").set_value(0.5).run()
+    at.radio(key="keep_optimiser").set_value("Descent").run()
+    assert not [s for s in at.slider if s.key == "keep_momentum"]  # hidden for Descent
+    at.switch_page("app_pages/7_Tune.py").run()
+    at.number_input(key="keep_tune_trials").set_value(5).run()
+    at.switch_page("app_pages/4_Report.py").run()
+    at.switch_page("app_pages/3_Train.py").run()
+    assert at.slider(key="keep_epochs").value == 3 and at.select_slider(key="keep_lr").value == 0.01
+    at.radio(key="keep_optimiser").set_value("Momentum").run()
+    assert at.slider(key="keep_momentum").value == 0.5
+    at.switch_page("app_pages/7_Tune.py").run()
+    assert at.number_input(key="keep_tune_trials").value == 5
+    assert not at.exception, at.exception

@@ -17,6 +17,7 @@ from mnist_core.jobs import Job
 from mnist_core.model import build_model
 from mnist_core.watch import DigitView, replay, view_digit
 from ui.charts import health_figure
+from ui.common import KEEP
 from ui.digit_view import digit_view, digit_view_data
 
 WATCH_KEY = "keep_watch"  # the test digit (its index) the learner follows
@@ -53,7 +54,15 @@ def pick_digit(dataset: Dataset, disabled: bool) -> None:
     if st.session_state[WATCH_KEY] >= dataset.n_test:
         st.session_state[WATCH_KEY] = 0
     if DRAWN_KEY in st.session_state:
-        st.radio("Follow", list(SOURCES), format_func=SOURCES.get, key=SOURCE_KEY, horizontal=True, disabled=disabled)
+        st.radio(
+            "Follow",
+            list(SOURCES),
+            format_func=SOURCES.get,
+            key=SOURCE_KEY,
+            horizontal=True,
+            disabled=disabled,
+            persist_state=KEEP,
+        )
     if st.session_state.get(SOURCE_KEY) == "drawn" and DRAWN_KEY in st.session_state:
         return
 
@@ -67,6 +76,7 @@ def pick_digit(dataset: Dataset, disabled: bool) -> None:
         dataset.n_test - 1,
         key=WATCH_KEY,
         disabled=disabled,
+        persist_state=KEEP,
         help="The run sends this digit's feature maps and probabilities a few times a second while it trains. "
         "A digit drawn or uploaded on Predict can be followed too.",
     )
