@@ -14,6 +14,7 @@ import argparse
 import gzip
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,10 +22,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from mnist_core.data import DEBIAN_FASHION_DIR, FILES, load_dataset, load_sample
-from mnist_core.model import as_input, build_model
-from mnist_core.report import build_report
-from mnist_core.train import Callback, TrainConfig, Trainer, evaluate
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/...`: the project's packages
+
+from mnist_core.data import DEBIAN_FASHION_DIR, FILES, load_dataset, load_sample  # noqa: E402
+from mnist_core.model import as_input, build_model  # noqa: E402
+from mnist_core.report import build_report  # noqa: E402
+from mnist_core.train import Callback, TrainConfig, Trainer, evaluate  # noqa: E402
 
 
 class KeepLosses(Callback):

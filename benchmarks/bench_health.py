@@ -2,8 +2,8 @@
 
     python benchmarks/bench_health.py [--epochs 3] [--repeats 5] [--batch-size 128] [--threads 2]
 
-The embedded MNIST sample, the tutorial's defaults (Descent 0.1), on ``--threads`` CPU threads (default: the
-usable cores, what a trainer starts with; its tuner moves to fewer only on a busy machine). Runs without
+The embedded MNIST sample, the tutorial's defaults (Descent 0.1), on ``--threads`` CPU threads (default: what a
+trainer starts with, ``worker.trainer_threads()``; its tuner moves to fewer only on a busy machine). Runs without
 the monitor, with it every ``health_every(batch)`` batches (as the trainer runs it) and with it on every
 batch (the cost of one measurement) alternate, so a machine that gets busier slows all three alike. The
 figures are the median training time (History.train_seconds: the loop alone, evaluation excluded) and the
@@ -15,14 +15,18 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from mnist_core.data import load_sample
-from mnist_core.health import HealthMonitor, health_every
-from mnist_core.threads import usable_cores
-from mnist_core.train import TrainConfig, resolve_device, train
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/...`: the project's packages
+
+from mnist_core.data import load_sample  # noqa: E402
+from mnist_core.health import HealthMonitor, health_every  # noqa: E402
+from mnist_core.train import TrainConfig, resolve_device, train  # noqa: E402
+from mnist_core.worker import trainer_threads  # noqa: E402
 
 
 def print_costs(label: str, table: dict[str, list[float]], base_name: str, indent: str = "") -> None:
@@ -44,7 +48,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--threads", type=int, default=usable_cores(), help="CPU threads (default: usable cores)")
+    parser.add_argument("--threads", type=int, default=trainer_threads(), help="CPU threads (default: a trainer's)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (as TrainConfig.device)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -152,7 +152,9 @@ def main() -> None:
         "a comma list compares them, e.g. 1,2,tuned",
     )
     parser.add_argument("--baseline", type=Path, help="another checkout to serve beside this one, in the same rounds")
-    parser.add_argument("--browser-nice", type=int, default=0, help="niceness of this driver and Chromium")
+    parser.add_argument(
+        "--browser-nice", type=int, default=0, help="niceness of this driver, its CLI runs and Chromium"
+    )
     parser.add_argument("--step-log", action="store_true", help="log each step's time, print where the time goes")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright

@@ -27,12 +27,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
+from pathlib import Path
 
 import numpy as np
 
-from mnist_core.data import load_sample
-from mnist_core.lr_find import lr_find
-from mnist_core.train import TrainConfig, train
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/...`: the project's packages
+
+from mnist_core.data import load_sample  # noqa: E402
+from mnist_core.lr_find import lr_find  # noqa: E402
+from mnist_core.train import TrainConfig, train  # noqa: E402
 
 
 def steepest_lr(lrs: list[float], smoothed: list[float]) -> float:

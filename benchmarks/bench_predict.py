@@ -45,9 +45,11 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
-from mnist_core import digits
-from mnist_core.data import load_sample
-from mnist_core.train import TrainConfig, train
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/...`: the project's packages
+
+from mnist_core import digits  # noqa: E402
+from mnist_core.data import load_sample  # noqa: E402
+from mnist_core.train import TrainConfig, train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BEFORE = "2c4c417b29871c1759889df99b17bf87bcb4d3e5"  # the last digits.py without evening or Otsu

@@ -42,11 +42,15 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from dataclasses import replace
+from pathlib import Path
 
-import mnist_core.train as engine
-from mnist_core.data import Dataset, load_idx_folder, load_sample
-from mnist_core.train import TrainConfig, train
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/...`: the project's packages
+
+import mnist_core.train as engine  # noqa: E402
+from mnist_core.data import Dataset, load_idx_folder, load_sample  # noqa: E402
+from mnist_core.train import TrainConfig, train  # noqa: E402
 
 FASHION = "/usr/share/datasets/fashion-mnist"
 BATCH, REMAINDER_FREE = 128, 125

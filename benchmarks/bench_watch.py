@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,11 +25,13 @@ from pathlib import Path
 import torch
 from bench_health import print_costs  # the same cost table (benchmarks/ is this script's folder)
 
-from mnist_core.data import load_sample
-from mnist_core.health import HealthMonitor
-from mnist_core.jobs import JobQueue
-from mnist_core.train import TrainConfig, train
-from mnist_core.watch import DigitWatcher, SnapshotRecorder
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/...`: the project's packages
+
+from mnist_core.data import load_sample  # noqa: E402
+from mnist_core.health import HealthMonitor  # noqa: E402
+from mnist_core.jobs import JobQueue  # noqa: E402
+from mnist_core.train import TrainConfig, train  # noqa: E402
+from mnist_core.watch import DigitWatcher, SnapshotRecorder  # noqa: E402
 
 
 def cost(config: TrainConfig, repeats: int) -> None:
