@@ -1,7 +1,7 @@
 """Does watching the live chart slow training? The same config through the CLI and through the page.
 
 Run by hand:  python benchmarks/bench_live_chart.py [--dataset mnist] [--epochs 10] [--rounds 2]
-                  [--train-threads 1,2] [--baseline PATH]
+                  [--train-threads 1,2] [--baseline PATH] [--step-log] [--chart-only]
 
 The defaults are the issue's own condition: the tutorial's defaults on the embedded sample (10 epochs of 4,000
 digits: about 1.2 s of training, so what a page costs once per run, its redraw at Start, weighs as much as what
@@ -23,7 +23,12 @@ trainers run at nice 19 themselves (MNIST_TRAIN_NICE), so at 19 Chromium shares 
 another machine.
 ``--step-log`` has every run log when each of its steps ended (``mnist_core.train.StepClock``, MNIST_STEP_LOG) and
 prints where the page's runs lose time to the CLI's: the median step, and the time spent in slow steps (over twice
-the run's median) beyond the median, in the first 3 steps (while Chromium draws what Start changed) and after.
+the run's median) beyond the median, in the first START_S of training (while Chromium draws what Start changed:
+the Start click's rerun reaches the browser 0.1-0.3 s into the run, after the first few dozen steps) and after.
+``--chart-only`` adds, to each round, a CLI run while Chromium shows the live chart alone (ui/live_chart.js,
+unchanged, on a bare page) following a feed written five times a second by ``mnist_core.feed`` and served by
+Python's http.server: what following a run at 4.2 refreshes a second costs the trainer with no Streamlit page
+around it and no Start rerun, the least any page that draws the run live costs.
 """
 
 from __future__ import annotations
@@ -35,14 +40,26 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "e2e")]
 from appserver import CHROMIUM_FLAGS, chromium_path, free_port, start_server, stop_server, wait_healthy  # noqa: E402  (shared with tests/e2e)
 
+from mnist_core.feed import FEED_EVERY_S, FEED_POLL_S, Feed  # noqa: E402
 from mnist_core.train import STEP_LOG_ENV  # noqa: E402
+from mnist_core.visual import live_chart_data  # noqa: E402
+
+START_S = 0.5  # --step-log: the first this many seconds of training are the Start redraw's
+CHART_ONLY = "chart alone, CLI"  # --chart-only's label
+
+
+def shown(label: str) -> str:
+    """How a kind of run is named in the output (and its step logs' folder)."""
+    return label if label == CHART_ONLY else f"page, threads {label}"
 
 
 def images_per_sec(run_dir: Path) -> float:
@@ -62,7 +79,7 @@ def images_per_sec(run_dir: Path) -> float:
 
 def step_costs(folder: Path) -> list[tuple[float, float, float]]:
     """Per finished run logged in ``folder`` (StepClock): its median step, and the time its slow steps (over twice
-    the median) took beyond the median in its first 3 steps and in the rest, in ms."""
+    the median) took beyond the median in its first START_S of training and after, in ms."""
     costs = []
     for path in sorted(folder.glob("*.json")):
         record = json.loads(path.read_text())
@@ -71,8 +88,9 @@ def step_costs(folder: Path) -> list[tuple[float, float, float]]:
         ends = [0.0, *record["seconds"]]
         steps = [b - a for a, b in zip(ends, ends[1:])]
         median = statistics.median(steps)
-        slow = [max(0.0, t - median) if t > 2 * median else 0.0 for t in steps]
-        costs.append((1000 * median, 1000 * sum(slow[:3]), 1000 * sum(slow[3:])))
+        slow = [(end, t - median if t > 2 * median else 0.0) for end, t in zip(ends[1:], steps)]
+        first = sum(extra for end, extra in slow if end <= START_S)
+        costs.append((1000 * median, 1000 * first, 1000 * sum(extra for _, extra in slow) - 1000 * first))
     return costs
 
 
@@ -84,7 +102,7 @@ def print_step_costs(label: str, folder: Path) -> None:
     median, first, rest = (statistics.median(column) for column in zip(*costs))
     print(
         f"  steps, {label} ({len(costs)} runs, medians): a step {median:.2f} ms; slow steps beyond the median: "
-        f"first 3 {first:.0f} ms, the rest {rest:.0f} ms"
+        f"first {START_S:g} s {first:.0f} ms, the rest {rest:.0f} ms"
     )
 
 
@@ -140,6 +158,63 @@ def page_run(args, page, url: str, runs: Path) -> float:
     return speed
 
 
+@contextmanager
+def chart_only(total: int):
+    """A bare page with the live chart alone following a feed that grows like a run of ``total`` steps (60 steps
+    a write, about what this box trains in FEED_EVERY_S), served by http.server: yields its address."""
+    folder = Path(tempfile.mkdtemp(prefix="bench-chart-"))
+    for name in ("live_chart.js", "live_chart.css"):
+        (folder / name).write_bytes((ROOT / "ui" / name).read_bytes())
+    feed = Feed(folder / "feed", "feed")
+    data = {"chart": live_chart_data([], [], [], total, []), "height": 360, "feed": feed.url("run")}
+    data |= {"mode": "training", "progress": None, "notes": [], "warning": None, "poll": FEED_POLL_S}
+    (folder / "index.html").write_text(
+        '<!doctype html><link rel="stylesheet" href="live_chart.css"><div id="chart" style="width: 900px"></div>'
+        '<script type="module">import render from "./live_chart.js"; render({setTriggerValue: () => {}, '
+        f'parentElement: document.getElementById("chart"), data: {json.dumps(data)}}});</script>'
+    )
+    done = threading.Event()
+
+    def write() -> None:
+        step = 0
+        while not done.wait(FEED_EVERY_S):
+            step = min(step % total + 60, total)
+            chart = live_chart_data([2.3 / (1 + i / 40) for i in range(step)], [], [], total, [(0, 0.1)])
+            progress = [step / total, f"step {step}/{total}"]
+            feed.publish("run", {"mode": "training", "chart": chart, "progress": progress})
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(folder)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield f"http://127.0.0.1:{port}/index.html"
+    finally:
+        done.set()
+        server.terminate()
+        server.wait()
+
+
+def cli_run_beside_chart(args, page, url: str, runs: Path, env: dict | None) -> float:
+    """A CLI run while ``page`` shows the chart alone (``chart_only``), refreshing."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            page.goto(url)
+            page.wait_for_function("+document.querySelector('canvas')?.dataset.points > 0", timeout=10_000)
+            break
+        except Exception:  # http.server not listening yet
+            if time.monotonic() > deadline:
+                raise
+    speed = cli_run(args, runs, env)
+    page.goto("about:blank")
+    return speed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="mnist", choices=["fashion-mnist", "mnist"])
@@ -156,6 +231,9 @@ def main() -> None:
         "--browser-nice", type=int, default=0, help="niceness of this driver, its CLI runs and Chromium"
     )
     parser.add_argument("--step-log", action="store_true", help="log each step's time, print where the time goes")
+    parser.add_argument(
+        "--chart-only", action="store_true", help="also a CLI run per round beside the live chart alone, no Streamlit"
+    )
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -170,7 +248,7 @@ def main() -> None:
             port = free_port()
             env = {} if threads == "tuned" else {"MNIST_TRAIN_THREADS": threads}
             if args.step_log:
-                env[STEP_LOG_ENV] = str(logs / f"page {threads}{suffix}")
+                env[STEP_LOG_ENV] = str(logs / shown(threads + suffix))
             log = Path(tempfile.mkdtemp(prefix="bench-log-")) / "streamlit.log"
             server = start_server(port, runs, log, env=env, root=tree)
             servers[threads + suffix] = (server, f"http://127.0.0.1:{port}")
@@ -179,20 +257,27 @@ def main() -> None:
         for process, url in servers.values():
             wait_healthy(url, process)
         os.nice(args.browser_nice)  # after the server started: only this driver, the CLI runs and Chromium get it
-        with sync_playwright() as p:
+        with sync_playwright() as p, ExitStack() as stack:
             browser = p.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_FLAGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             # CLI, page, CLI, page, ... CLI: each page run between two CLI runs, so that it is compared with
             # the CLI of its own minutes (this host's speed drifts by a quarter within the hour)
             cli.append(cli_run(args, runs, cli_env))
-            bracketed = {label: [] for label in servers}  # each page run / the mean of the CLI runs beside it
+            runs_of = {label: lambda url=url: page_run(args, page, url, runs) for label, (_, url) in servers.items()}
+            if args.chart_only:  # the CLI beside the chart alone, as long a run as the first CLI run
+                first = json.loads((max(runs.iterdir(), key=lambda d: d.stat().st_mtime) / "run.json").read_text())
+                url = stack.enter_context(chart_only(first["total_steps"]))
+                env = {STEP_LOG_ENV: str(logs / CHART_ONLY)} if args.step_log else None
+                runs_of[CHART_ONLY] = lambda url=url, env=env: cli_run_beside_chart(args, page, url, runs, env)
+                page_speeds[CHART_ONLY] = []
+            bracketed = {label: [] for label in runs_of}  # each page run / the mean of the CLI runs beside it
             for i in range(args.rounds):
                 line = f"round {i + 1}: CLI {cli[-1]:,.0f} images/s"
-                for label, (_, url) in servers.items():
-                    page_speeds[label].append(page_run(args, page, url, runs))
+                for label, run in runs_of.items():
+                    page_speeds[label].append(run())
                     cli.append(cli_run(args, runs, cli_env))
                     bracketed[label].append(page_speeds[label][-1] / statistics.mean(cli[-2:]))
-                    line += f", page ({label}) {page_speeds[label][-1]:,.0f}, CLI {cli[-1]:,.0f}"
+                    line += f", {shown(label)} {page_speeds[label][-1]:,.0f}, CLI {cli[-1]:,.0f}"
                 print(line, flush=True)
             browser.close()
     finally:
@@ -203,13 +288,13 @@ def main() -> None:
     for label, speeds in page_speeds.items():
         w = statistics.median(speeds)
         print(
-            f"  page (chart watched), threads {label}: median {w:,.0f} images/s, {w / c:.0%} of the CLI's median; "
+            f"  {shown(label)}: median {w:,.0f} images/s, {w / c:.0%} of the CLI's median; "
             f"median of each run against the CLI runs beside it: {statistics.median(bracketed[label]):.0%}"
         )
     if args.step_log:
         print_step_costs("CLI", logs / "cli")
         for label in page_speeds:
-            print_step_costs(f"page, threads {label}", logs / f"page {label}")
+            print_step_costs(shown(label), logs / shown(label))
 
 
 if __name__ == "__main__":
