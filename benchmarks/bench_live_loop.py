@@ -56,9 +56,9 @@ WATCH_JS = (
 )
 
 # When a text is first shown: the frame (requestAnimationFrame, just before the paint) in which an element with
-# that text is first visible, in ms since the epoch. Playwright's own wait for a text polls at growing intervals,
-# up to 500 ms apart after the first second; timing a Stop with it put about one stop in three at 0.9 s that the
-# page had drawn at 0.4-0.6 s.
+# that text is first visible, in ms since the epoch. Playwright's own wait for a text retries at growing intervals
+# (up to 500 ms apart): timing a Stop with it put about one Stop in three at 0.9-1.1 s that the page had drawn at
+# 0.3-0.6 s (README, "The live loop").
 SHOWN_JS = """(text) => {
   window.__shown = 0;
   let asked = false;
