@@ -9,7 +9,6 @@ uint8 tensors of shape (N, 28, 28); a training run normalises them once on its o
 from __future__ import annotations
 
 import gzip
-import os
 import socket
 import struct
 import zlib
@@ -21,6 +20,8 @@ from urllib.parse import urlparse
 import numpy as np
 import pandas as pd
 import torch
+
+from . import settings
 
 IMAGE_MAGIC = 2051  # IDX header of an unsigned-byte 3-D array
 LABEL_MAGIC = 2049  # IDX header of an unsigned-byte 1-D array
@@ -295,7 +296,7 @@ def load_sample(test_fraction: float = 0.2, seed: int = 0) -> Dataset:
 
 def local_candidates(name: str, data_dir: Path | str | None = None) -> list[Path]:
     """Folders to look in for local IDX files, in order."""
-    env = os.environ.get(ENV_VARS[name])
+    env = settings.get(ENV_VARS[name])
     roots = [Path(p) for p in (data_dir, env) if p]
     if name == "fashion-mnist":
         roots.append(DEBIAN_FASHION_DIR)
@@ -312,7 +313,7 @@ def load_dataset(
     if name not in DATASETS:
         raise DataError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}.")
     var = ENV_VARS[name]
-    env = os.environ.get(var)
+    env = settings.get(var)
     if not data_dir and env and not Path(env).is_dir():
         fallback = " to use a download or the embedded sample" if name == "mnist" else ""
         raise DataError(

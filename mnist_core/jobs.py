@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import protocol as p
+from . import settings
 from .feed import FEED_EVERY_S, Feed, new_token
 from .health import HealthStats
 from .outcomes import outcome
@@ -46,21 +47,6 @@ MAX_HEALTH_LOG = 2_000  # health readings a job keeps for a chart; beyond, every
 READY_TIMEOUT_S = 600.0  # a process that is not warm by then is replaced
 
 
-def _env_int(name: str, default: int) -> int:
-    try:
-        return max(1, int(os.environ.get(name, default)))
-    except ValueError:
-        return default
-
-
-def default_max_concurrent() -> int:
-    """``MNIST_MAX_JOBS``, else 1: on a 2-core machine two runs only slow each other down."""
-    return _env_int("MNIST_MAX_JOBS", 1)
-
-
-def default_max_waiting() -> int:
-    """``MNIST_MAX_QUEUE``, else 20: how many jobs may wait for a trainer."""
-    return _env_int("MNIST_MAX_QUEUE", 20)
 
 
 class QueueError(ValueError):
@@ -254,8 +240,8 @@ class JobQueue:
         """``feed``: where each job's live feed is written for its page (mnist_core.feed), or None for none."""
         self.root = runs_root(root).resolve()  # the trainer may not share our idea of "."
         self.feed = feed
-        self.max_concurrent = max_concurrent or default_max_concurrent()
-        self.max_waiting = max_waiting or default_max_waiting()
+        self.max_concurrent = max_concurrent or settings.get("MNIST_MAX_JOBS")  # on 2 cores, two runs slow each other
+        self.max_waiting = max_waiting or settings.get("MNIST_MAX_QUEUE")
         self.data_dir = str(data_dir) if data_dir else None  # else the trainer looks where load_dataset does
         self.preload, self.allow_download = tuple(preload), allow_download
         self._jobs: dict[str, Job] = {}
@@ -444,7 +430,7 @@ class JobQueue:
 
     def _spawn(self) -> TrainerProcess:
         package_root = str(Path(__file__).resolve().parents[1])
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+        env = settings.child_env(PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
         args = ["--preload", ",".join(self.preload)]
         if self.data_dir:
             args += ["--data-dir", self.data_dir]

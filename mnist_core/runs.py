@@ -42,6 +42,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from safetensors.torch import save_file
 
+from . import settings
 from .data import DATASETS, TITLES, Dataset
 from .model import TutorialCNN
 from .outcomes import ENDINGS
@@ -97,7 +98,7 @@ class RunError(Exception):
 
 def runs_root(path: Path | str | None = None) -> Path:
     """The folder that holds the runs: argument, ``MNIST_RUNS_DIR`` or ``./runs``."""
-    return Path(path or os.environ.get("MNIST_RUNS_DIR") or "runs")
+    return Path(path or settings.get("MNIST_RUNS_DIR"))
 
 
 def new_run_id(config: TrainConfig) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from . import settings
 from .data import DATASETS, Dataset
 from .model import INIT_STYLES, TutorialCNN, as_input, build_model
 from .outcomes import collapse_note, judge_ending, near_chance, top_answer_share
@@ -406,7 +407,7 @@ class StepClock(Callback):
 
     @classmethod
     def from_env(cls, label: str) -> StepClock | None:
-        folder = os.environ.get(STEP_LOG_ENV)
+        folder = settings.get(STEP_LOG_ENV)
         return cls(folder, label) if folder else None
 
     def on_train_start(self, trainer: Trainer) -> None:

@@ -35,6 +35,7 @@ from typing import Any
 import optuna
 import pandas as pd
 
+from . import settings
 from .data import Dataset
 from .jobs import JobQueue, QueueError
 from .runs import RunError, finish_run, runs_root, tag_run
@@ -147,7 +148,7 @@ class SearchSpace:
 def default_storage(root: Path | str | None = None) -> str:
     """``MNIST_TUNE_STORAGE`` (a storage other machines reach too), else SQLite in the runs folder: embedded,
     nothing to start."""
-    if url := os.environ.get("MNIST_TUNE_STORAGE"):
+    if url := settings.get("MNIST_TUNE_STORAGE"):
         return url
     folder = runs_root(root).resolve()
     return f"sqlite:///{folder / STORAGE_FILE}"

@@ -31,6 +31,7 @@ from typing import TextIO
 import torch
 
 from . import protocol as p
+from . import settings
 from .data import DATASETS, Dataset, load_dataset
 from .health import HealthMonitor, HealthStats
 from .lr_find import SUGGESTION_RULE, lr_find
@@ -317,20 +318,13 @@ def watched_digit(watch: int | list[int], dataset: Dataset) -> torch.Tensor:
 
 def max_pause_s() -> float:
     """``MNIST_MAX_PAUSE_S``, else 600: a run paused longer is stopped and saved, freeing its trainer."""
-    try:
-        return max(1.0, float(os.environ.get("MNIST_MAX_PAUSE_S", "600")))
-    except ValueError:
-        return 600.0
+    return settings.get("MNIST_MAX_PAUSE_S")
 
 
 def fixed_threads() -> int | None:
     """``MNIST_TRAIN_THREADS``, where set to 1 or more: train with that many CPU threads. None (unset, 0 or
     not a number): a warm trainer finds the fastest count while it trains (``ThreadTuner``)."""
-    try:
-        threads = int(os.environ.get("MNIST_TRAIN_THREADS", ""))
-    except ValueError:
-        return None
-    return threads if threads > 0 else None
+    return settings.get("MNIST_TRAIN_THREADS") or None
 
 
 def trainer_threads() -> int:
@@ -344,10 +338,7 @@ def lower_priority() -> None:
     they leave (``MNIST_TRAIN_NICE`` steps of niceness, default 19; 0 to keep the server's priority).
     On Linux a nice value is per thread, so every thread of this process so far is lowered (threads made
     later inherit it)."""
-    try:
-        steps = int(os.environ.get("MNIST_TRAIN_NICE", "19"))
-    except ValueError:
-        steps = 19
+    steps = settings.get("MNIST_TRAIN_NICE")
     if steps <= 0 or not hasattr(os, "nice"):  # Windows has no nice values
         return
     tasks = Path("/proc/self/task")

@@ -3,12 +3,12 @@ and what a saved run's report needs, cached per run."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import streamlit as st
 import torch
 
+from mnist_core import settings
 from mnist_core.data import DATASETS, ENV_VARS, TITLES, DataError, Dataset, load_dataset
 from mnist_core.outcomes import OUTCOMES, outcome
 from mnist_core.report import predict, run_test_set
@@ -62,7 +62,7 @@ def _advice(name: str) -> str:
     if name != "mnist":
         return "Choose MNIST in the sidebar to go on, or fix the files and press **Try again**."
     var = ENV_VARS[name]
-    if os.environ.get(var):
+    if settings.get(var):
         return (
             f"Fix the files named above, or unset `{var}` and restart the app: when no folder is set, "
             "MNIST is downloaded or the embedded 5,000-digit sample is used. Then press **Try again**."
