@@ -20,7 +20,7 @@ from ui.charts import loss_figure, lr_find_figure
 from ui.common import KEEP, current, outcome_box
 from ui.inside import chosen_digit, health_panel, watch_panel
 from ui.live_chart import live_chart
-from ui.state import job_queue, owner, session_job
+from ui.state import client_address, job_queue, owner, session_job
 
 dataset, device = current()
 CODE = {
@@ -120,6 +120,8 @@ def queue_job(task: str = "train") -> Job | None:
             allow_download=dataset.source_kind != "sample",
             task=task,
             watch=chosen_digit(dataset)[0] if task == "train" else None,
+            address=client_address(),
+            sizes=(dataset.n_train, dataset.n_test),
         )
     except ValueError as exc:
         st.session_state["control_error"] = str(exc)

@@ -20,8 +20,8 @@ from mnist_core.tune import (
     study_names,
     trials_table,
 )
-from ui.common import KEEP, current
-from ui.state import job_queue, owner
+from ui.common import KEEP, as_text, current
+from ui.state import client_address, job_queue, owner, viewer
 
 METHODS = {
     "grid": "every combination once (the learning rate at 1 value per decade)",
@@ -134,8 +134,9 @@ with st.container(border=True):
     def start() -> None:
         name = st.session_state["keep_tune_study"].strip()
         try:
-            open_study(storage, name, chosen_space())  # creates the study, or checks it searches this space
-            start_study(queue, study_owner, storage, name, int(st.session_state["keep_tune_trials"]))
+            open_study(storage, name, chosen_space(), owner=viewer())  # creates it, or checks it searches this space
+            trials = int(st.session_state["keep_tune_trials"])
+            start_study(queue, study_owner, storage, name, trials, run_owner=viewer(), address=client_address())
             st.session_state["tune_view"] = name
             st.session_state.pop("tune_error", None)
         except (ValueError, QueueError) as exc:
@@ -148,18 +149,16 @@ with st.container(border=True):
         st.rerun()
 
 if error := st.session_state.get("tune_error"):
-    st.error(f"The study did not start: {error}")
+    st.error(as_text(f"The study did not start: {error}"))
 
-names = study_names(storage)
+names = study_names(storage, viewer())
 if not names:
     st.info("No study yet: choose what to search above and press **Start the study**.")
     st.stop()
 if driver is not None and st.session_state.get("tune_view") not in names:
     st.session_state["tune_view"] = driver.study_name
-view = st.selectbox("Study to show", names, key="tune_view", help="every study in the storage, from every worker")
-st.caption(
-    f"Storage: `{storage}`. Workers elsewhere join with `python -m mnist_core tune-worker --study {view} "
-    "--storage URL`; their trials appear here too."
+view = st.selectbox(
+    "Study to show", names, key="tune_view", help="your studies, and those started on this server's command line"
 )
 
 
@@ -179,7 +178,7 @@ def show_study(name: str) -> None:
                 where = f": epoch {h.epoch}/{job.config.epochs}, step {h.step}/{h.total_steps}"
             st.info(f"Trial {current_trial.number} training ({format_params(current_trial.params)}){where}.")
         elif not mine.running and mine.message:
-            st.warning(mine.message)
+            st.warning(as_text(mine.message))  # it may quote a study's name
 
     table = trials_table(study)
     savings = pruning_savings(study)

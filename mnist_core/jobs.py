@@ -33,8 +33,18 @@ from . import settings
 from .feed import FEED_EVERY_S, Feed, new_token
 from .health import HealthStats
 from .outcomes import outcome
-from .runs import describe_schedule, new_run_id, runs_root
-from .train import EpochMetrics, History, TrainConfig, check_knob, epoch_line, plateau_warning
+from .owners import QuotaError, make_room, owner_id
+from .runs import describe_schedule, list_run_metas, new_run_id, runs_root
+from .train import (
+    EpochMetrics,
+    History,
+    TrainConfig,
+    batches_per_epoch,
+    check_knob,
+    epoch_line,
+    over_budget,
+    plateau_warning,
+)
 from .visual import Smoother, live_chart_data
 from .watch import DigitView
 from .worker import NOTHING_TRAINED
@@ -45,8 +55,7 @@ Progress = tuple[float | None, str]  # share done (None: not started) and the li
 KEEP_FINISHED = 100  # finished jobs remembered in memory (their runs stay on disk regardless)
 MAX_HEALTH_LOG = 2_000  # health readings a job keeps for a chart; beyond, every other one is dropped
 READY_TIMEOUT_S = 600.0  # a process that is not warm by then is replaced
-
-
+RUN_BYTES = 1_200_000  # a saved run but its batch losses: weights, snapshots, epochs, report (about 1 MB)
 
 
 class QueueError(ValueError):
@@ -76,6 +85,8 @@ class Job:
     id: str  # also the name of its run folder
     config: TrainConfig
     owner: str = field(default="", repr=False)  # the secret of the session that started it
+    run_owner: str = ""  # owners.owner_id its saved run belongs to ("" for none: shared)
+    address: str | None = field(default=None, repr=False)  # the client address it came from, where known
     task: str = "train"  # or "lr-find": the learning-rate range test, whose result is ``lr_curve``
     allow_download: bool = True  # False when the server already knows there is no network
     submitted_at: float = field(default_factory=time.time)
@@ -266,25 +277,37 @@ class JobQueue:
         allow_download: bool = True,
         task: str = "train",
         watch: int | list[int] | None = None,
+        run_owner: str | None = None,
+        address: str | None = None,
+        sizes: tuple[int, int] | None = None,
     ) -> Job:
-        """Queue a run (or an lr-find ``task``) for ``owner``; raises ValueError (QueueError for the queue's limits).
-        ``watch``: a digit to follow while it trains (a test-set index or 784 pixels 0-255), seen in ``job.watch``."""
+        """Queue a run (or an lr-find ``task``) for ``owner``; raises ValueError (QueueError for this server's limits).
+        ``watch``: a digit to follow while it trains (a test-set index or 784 pixels 0-255), seen in ``job.watch``.
+        ``run_owner``: whose the saved run is (an owners.owner_id; default: ``owner``'s). ``address``: the client's
+        address, where known: a few jobs per address, whatever cookies it keeps. ``sizes``: the data set's
+        (train, test) images, to refuse at once a run that is more work than this server allows one run."""
         config.validate()
         if task not in p.TASKS:
             raise QueueError(f"unknown task {task!r}")
         if problem := p.check_watch(watch):
             raise QueueError(problem[0].upper() + problem[1:] + ".")
+        if sizes is not None and task == "train":
+            if problem := over_budget(config, *sizes, settings.get("MNIST_MAX_JOB_IMAGES")):
+                raise QueueError(problem)
+        run_owner = owner_id(owner) if run_owner is None else run_owner
+        if task == "train":  # what the run will need on disk: one line per step, the weights and snapshots
+            steps = batches_per_epoch(sizes[0], config.batch_size) * config.epochs if sizes else 0
+            try:
+                make_room(self.root, run_owner, RUN_BYTES + 24 * steps, list_run_metas(self.root))
+            except QuotaError as exc:
+                raise QueueError(str(exc)) from None
         with self._cond:
-            if owner and any(j.owner == owner and not j.done for j in self._jobs.values()):
-                raise QueueError("You already have a run training or waiting: stop it before starting another.")
-            if len(self._waiting) >= self.max_waiting:
-                raise QueueError(
-                    f"The training queue is full ({len(self._waiting)} runs waiting). Try again in a few minutes."
-                )
+            self._check_share(owner, address)
             run_id = new_run_id(config)
             while run_id in self._jobs:  # one second and 16 random bits: rare, but never two jobs in one folder
                 run_id = new_run_id(config)
             job = Job(run_id, config, owner=owner, task=task, allow_download=allow_download, folder=self.root / run_id)
+            job.run_owner, job.address = run_owner, address
             job.watch_digit = watch
             if self.feed is not None:
                 job.feed_token = new_token()
@@ -294,6 +317,22 @@ class JobQueue:
             self._publish(job)
             self._cond.notify_all()
         return job
+
+    def _check_share(self, owner: str, address: str | None) -> None:
+        """QueueError if ``owner`` (or the client ``address``) has its share of the queue already, or it is full."""
+        active = [j for j in self._jobs.values() if not j.done]
+        if owner and any(j.owner == owner for j in active):
+            raise QueueError("You already have a run training or waiting: stop it before starting another.")
+        most = settings.get("MNIST_MAX_JOBS_PER_ADDRESS")
+        if address and sum(j.address == address for j in active) >= most:
+            raise QueueError(
+                f"{most} runs from your network are training or waiting already, the most this server takes from "
+                "one address. Try again when one of them ends."
+            )
+        if len(self._waiting) >= self.max_waiting:
+            raise QueueError(
+                f"The training queue is full ({len(self._waiting)} runs waiting). Try again in a few minutes."
+            )
 
     def get(self, job_id: str | None) -> Job | None:
         return self._jobs.get(job_id) if job_id else None
@@ -521,7 +560,9 @@ class JobQueue:
             job.outcome, job.message = "cancelled", NOTHING_TRAINED
             return
         config, root = job.config.to_dict(), str(self.root)
-        trainer.give(p.Job(job.id, config, root, self.data_dir, job.allow_download, job.task, job.watch_digit))
+        trainer.give(
+            p.Job(job.id, config, root, self.data_dir, job.allow_download, job.task, job.watch_digit, job.run_owner)
+        )
         if job.stop_requested:  # Stop pressed while we were handing it over
             trainer.send(p.Control(action="stop", job_id=job.id))
         h = job.history

@@ -50,6 +50,7 @@ class Job(Message):
     # the digit to follow through the network (Watch messages): an index into the test set, or the 784 pixels
     # (0-255, row by row) of a 28x28 digit; None for none
     watch: int | list[int] | None = None
+    owner: str = ""  # owners.owner_id of the visitor the run is saved for; "" for none (shared)
 
 
 DIGIT_PIXELS = 28 * 28

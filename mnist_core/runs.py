@@ -46,6 +46,7 @@ from . import settings
 from .data import DATASETS, TITLES, Dataset
 from .model import TutorialCNN
 from .outcomes import ENDINGS
+from .owners import OWNER_ID, QuotaError, make_room, visible
 from .report import Report, build_report, per_class_table
 from .train import (
     CONFIG_FIELDS,
@@ -90,6 +91,9 @@ MAX_ARCHIVE_BYTES = sum(ARCHIVE_FILES.values()) + 64_000
 MAX_ARCHIVE_ENTRIES = 16  # the seven files, a folder entry some zip tools add, and room to spare
 _MAX_DIRECTORY_BYTES = MAX_ARCHIVE_ENTRIES * 1_024  # the zip's central directory: one short record per entry
 _SAFE_ID = set(string.ascii_letters + string.digits + "-._")
+# float8 and other exotic floats cannot be converted on every machine: a run's weights are one of these
+WEIGHT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+STUDY_STORE = "tune.db"  # the default Optuna storage in the runs folder, with SQLite's -journal, -wal, -shm beside it
 
 
 class RunError(Exception):
@@ -220,7 +224,8 @@ def _table(raw: bytes, where: str, columns: tuple[str, ...], most: int) -> dict[
     if header != ",".join(columns).encode():
         found = header[:60].decode("utf-8", "replace")
         raise RunError(f"{where}: the columns must be {','.join(columns)}, not {found!r}.")
-    if raw.count(b"\n") > most + 1:  # counted before parsing: the header, then one line per row
+    ends = raw.count(b"\n") + raw.count(b"\r") - raw.count(b"\r\n")  # pandas ends a row at each of \n, \r\n, \r
+    if ends > most + 1:  # counted before parsing: the header, then one line per row
         raise RunError(f"{where}: more than {most:,} rows.")
     try:
         frame = pd.read_csv(io.BytesIO(raw), engine="c")
@@ -329,6 +334,8 @@ class RunMeta:
     imported: bool = False  # added from an archive: import_run sets it, whatever the archive said
     study: str = ""  # the hyperparameter study (mnist_core.tune) that ran it as a trial; "" for none
     trial: int | None = None  # its trial number in that study
+    owner: str = ""  # owners.owner_id of the browser that made it; "" for the CLI and tune workers (shared)
+    shared: bool = False  # its owner shows it to every visitor (read-only)
     format: int = FORMAT_VERSION
 
     def to_dict(self) -> dict:
@@ -391,6 +398,8 @@ class RunMeta:
             imported=f("imported", lambda v: v if isinstance(v, bool) else _fail("must be true or false", v), False),
             study=f("study", lambda v: _text(v, MAX_LABEL), ""),
             trial=f("trial", lambda v: None if v is None else _whole(v, 0, 10_000_000), None),
+            owner=f("owner", lambda v: v if v == "" or OWNER_ID.fullmatch(str(v)) else _fail("must be an id", v), ""),
+            shared=f("shared", lambda v: v if isinstance(v, bool) else _fail("must be true or false", v), False),
             format=fmt,
         )
 
@@ -532,10 +541,10 @@ def _weights(raw: bytes, where: str, status: str) -> TutorialCNN:
             f"{where}: weights do not fit the tutorial's model (missing {missing}, unexpected {_shown(extra)})."
         )
     for name, tensor in state.items():
-        if tensor.shape != expected[name].shape or not tensor.is_floating_point():
+        if tensor.shape != expected[name].shape or tensor.dtype not in WEIGHT_DTYPES:
             raise RunError(
                 f"{where}: {name} has shape {tuple(tensor.shape)} {tensor.dtype}, "
-                f"expected {tuple(expected[name].shape)} floats."
+                f"expected {tuple(expected[name].shape)} floats (float16, bfloat16, float32 or float64)."
             )
     state = {k: v.float() for k, v in state.items()}
     if status != "diverged" and not all(torch.isfinite(v).all() for v in state.values()):
@@ -568,10 +577,10 @@ def _snapshots(raw: bytes, where: str, meta: RunMeta) -> dict[int, dict[str, tor
         step, name = int(match[1]), match[2]
         if step > meta.steps:
             raise RunError(f"{where}: a snapshot at step {step:,} of a run of {meta.steps:,} steps.")
-        if tensor.shape != expected[name].shape or not tensor.is_floating_point():
+        if tensor.shape != expected[name].shape or tensor.dtype not in WEIGHT_DTYPES:
             raise RunError(
                 f"{where}: {key} has shape {tuple(tensor.shape)} {tensor.dtype}, "
-                f"expected {tuple(expected[name].shape)} floats."
+                f"expected {tuple(expected[name].shape)} floats (float16, bfloat16, float32 or float64)."
             )
         if not torch.isfinite(tensor).all():
             raise RunError(f"{where}: {key} holds NaN or infinite numbers.")
@@ -634,10 +643,11 @@ def save_run(
     status: str | None = None,
     message: str | None = None,
     snapshots: dict[str, torch.Tensor] | None = None,
+    owner: str = "",
 ) -> Path:
     """Write ``trainer``'s run to its folder and return the folder. ``status`` and ``message`` override the
     history's (a checkpoint of a run still training is saved as "interrupted"). ``snapshots`` (keys from
-    ``snapshot_key``) go to snapshots.safetensors.
+    ``snapshot_key``) go to snapshots.safetensors. ``owner``: the owners.owner_id of the visitor it is for.
 
     It keeps what the schema accepts: the first MAX_BATCH_LOSSES batch losses, finite numbers, the first
     MAX_MESSAGE characters of the message. Weights that are no longer finite make the run "diverged".
@@ -674,6 +684,7 @@ def save_run(
         started_at=h.started_at,
         saved_at=time.time(),
         test_acc=report.test_acc if report else (epochs[-1].test_acc if epochs else None),
+        owner=owner,
     )
     run_json = json.dumps(meta.to_dict(), indent=2).encode()
     RunMeta.from_dict(json.loads(run_json), str(folder / "run.json"))  # what load_run will check, checked now
@@ -735,6 +746,7 @@ def finish_run(
     root: Path | str | None = None,
     run_id: str | None = None,
     snapshots: dict[str, torch.Tensor] | None = None,
+    owner: str = "",
 ) -> tuple[Path | None, Report | None, str]:
     """Report on an ended run and save it; returns (folder or None, report or None, the run's message).
 
@@ -749,7 +761,8 @@ def finish_run(
         except Exception as exc:
             message += f" The report could not be computed: {exc}"
     try:
-        return save_run(trainer, report, root=root, run_id=run_id, snapshots=snapshots), report, message
+        folder = save_run(trainer, report, root=root, run_id=run_id, snapshots=snapshots, owner=owner)
+        return folder, report, message
     except Exception as exc:
         return None, report, message + f" The run could not be saved: {exc}"
 
@@ -798,13 +811,32 @@ def load_snapshots(path: Path | str) -> dict[int, dict[str, torch.Tensor]]:
 
 
 def tag_run(path: Path | str, study: str, trial: int, message: str | None = None) -> RunMeta:
-    """Mark a saved run as trial ``trial`` of ``study`` (``message``, if given, replaces its message); run.json
-    is replaced by a rename, so a reader sees the old file or the new one, never half of one."""
-    path = Path(path)
+    """Mark a saved run as trial ``trial`` of ``study`` (``message``, if given, replaces its message)."""
     meta = read_meta(path)
     meta.study, meta.trial = study[:MAX_LABEL], int(trial)
     if message is not None:
         meta.message = message[:MAX_MESSAGE]
+    return _rewrite_meta(Path(path), meta)
+
+
+def share_run(path: Path | str, viewer: str, shared: bool) -> RunMeta:
+    """Show the run to every visitor (read-only), or to its owner only again; only its owner may."""
+    meta = read_meta(path)
+    _check_owner(Path(path), meta, viewer, "share")
+    meta.shared = bool(shared)
+    return _rewrite_meta(Path(path), meta)
+
+
+def _check_owner(path: Path, meta: RunMeta, viewer: str | None, verb: str) -> None:
+    """RunError unless ``viewer`` owns the run (None: the command line, which may do anything)."""
+    if viewer is None or (viewer and meta.owner == viewer):
+        return
+    whose = "is shared by this server" if not meta.owner else "belongs to another visitor"
+    raise RunError(f"{path.name} {whose}; only its owner can {verb} it.")
+
+
+def _rewrite_meta(path: Path, meta: RunMeta) -> RunMeta:
+    """run.json replaced by a rename, so a reader sees the old file or the new one, never half of one."""
     raw = json.dumps(meta.to_dict(), indent=2).encode()
     RunMeta.from_dict(json.loads(raw), str(path / "run.json"))  # what load_run will check, checked now
     tmp = path / f".run.json.{secrets.token_hex(4)}.partial"
@@ -831,12 +863,6 @@ def list_run_metas(root: Path | str | None = None) -> list[tuple[Path, RunMeta |
         except RunError:
             out.append((path, None))
     return out
-
-
-def newest_trained_run(runs: list[tuple[Path, RunMeta | None]]) -> str | None:
-    """The id of the run trained here (not imported) that was saved last, or None: what a new visitor sees first."""
-    trained = [(meta.saved_at, path.name) for path, meta in runs if meta is not None and not meta.imported]
-    return max(trained)[1] if trained else None
 
 
 def describe_schedule(name: str, schedule: list[tuple[int, float]], most: int = 8) -> str:
@@ -866,16 +892,21 @@ TABLE_COLUMNS = (  # what a learner compares first comes first: how it ended and
     "device",
     "imported",
     "study",
+    "yours",
+    "shared",
     "run",
 )
 
 
-def runs_table(root: Path | str | None = None) -> pd.DataFrame:
-    """One row per saved run (damaged ones included, marked so): hyperparameters, status and speed."""
+def runs_table(root: Path | str | None = None, viewer: str | None = None) -> pd.DataFrame:
+    """One row per saved run ``viewer`` may see (None: every run, damaged ones included and marked so):
+    hyperparameters, status and speed; ``yours`` marks the viewer's own."""
     rows = []
     for path, meta in list_run_metas(root):
+        if not visible(meta, viewer):
+            continue
         if meta is None:
-            rows.append({"run": path.name, "status": "damaged"})
+            rows.append({"run": path.name, "status": "damaged", "yours": False, "shared": False})
             continue
         cfg = meta.config
         rows.append(
@@ -893,6 +924,8 @@ def runs_table(root: Path | str | None = None) -> pd.DataFrame:
                 "steps": meta.steps,
                 "imported": meta.imported,
                 "study": f"{meta.study} #{meta.trial}" if meta.study else "",
+                "yours": bool(viewer) and meta.owner == viewer,
+                "shared": meta.shared,
             }
         )
     return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
@@ -984,10 +1017,13 @@ def _unpack(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> bytes
     return content
 
 
-def import_run(data: bytes, root: Path | str | None = None) -> Path:
-    """Add a run from an archive made by ``export_run``. Untrusted: every file is bounded in size before it is
-    unpacked and checked with the same schema as any run folder before anything is written, weights are read
-    with safetensors (never unpickled), and the run is marked imported. A refused archive changes nothing."""
+def import_run(data: bytes, root: Path | str | None = None, owner: str = "") -> Path:
+    """Add a run from an archive made by ``export_run`` for ``owner`` (an owners.owner_id; "" from the command
+    line: shared). Untrusted: every file is bounded in size before it is unpacked and checked with the same
+    schema as any run folder before anything is written, weights are read with safetensors (never unpickled),
+    and the run is marked imported, private to ``owner``. It gets a new id (the archive's folder name and
+    48 random bits), so it never takes the place of a run that is or was here. A refused archive changes
+    nothing; one that does not fit the owner's or the server's disk budget is refused."""
     if len(data) > MAX_ARCHIVE_BYTES:
         raise RunError(f"the archive is {len(data):,} bytes; the limit is {MAX_ARCHIVE_BYTES:,}.")
     _check_directory(data)
@@ -1000,23 +1036,29 @@ def import_run(data: bytes, root: Path | str | None = None) -> Path:
     except (RuntimeError, NotImplementedError, ValueError) as exc:  # encrypted, an unknown compression
         raise RunError(f"the archive cannot be unpacked ({str(exc)[:200]}).") from None
     meta, _, _, _ = _parse(files, lambda name: members[name].filename, with_model=True)
-    meta.imported = True  # whatever the archive said: a run from elsewhere is never another visitor's default
+    # whatever the archive said: a run from elsewhere is its importer's, private, never another visitor's default
+    meta.imported, meta.owner, meta.shared = True, owner, False
     files["run.json"] = json.dumps(meta.to_dict(), indent=2).encode()
 
-    run_id = PurePosixPath(members["run.json"].filename).parent.name
-    if not run_id or not set(run_id) <= _SAFE_ID or run_id.startswith(".") or len(run_id) > 100:
-        run_id = "imported-" + secrets.token_hex(4)
-    run_id = run_id.removesuffix(".partial")
+    name = PurePosixPath(members["run.json"].filename).parent.name
+    if name.lower().startswith(STUDY_STORE):
+        raise RunError(f"the archive's folder is named {name!r}, like this app's study store; rename the folder.")
+    if not name or not set(name) <= _SAFE_ID or name.startswith(".") or len(name) > 80:
+        name = "imported"
     root = runs_root(root)
     root.mkdir(parents=True, exist_ok=True)
+    try:
+        make_room(root, owner, sum(map(len, files.values())), list_run_metas(root))
+    except QuotaError as exc:
+        raise RunError(str(exc)) from None
     tmp = root / f".import-{secrets.token_hex(4)}.partial"
     tmp.mkdir()
     try:
-        for name, content in files.items():
-            (tmp / name).write_bytes(content)
-        target = root / run_id
-        if target.exists():
-            target = root / f"{run_id}-imported-{secrets.token_hex(2)}"
+        for file_name, content in files.items():
+            (tmp / file_name).write_bytes(content)
+        target = root / f"{name.removesuffix('.partial')}-i{secrets.token_hex(6)}"
+        while target.exists():  # 48 random bits: never in practice, but never two imports in one folder
+            target = root / f"{name.removesuffix('.partial')}-i{secrets.token_hex(6)}"
         tmp.rename(target)
         return target
     except OSError as exc:
@@ -1025,9 +1067,17 @@ def import_run(data: bytes, root: Path | str | None = None) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def delete_run(path: Path | str, root: Path | str | None = None) -> None:
-    """Delete one run folder; only folders directly under the runs root."""
+def delete_run(path: Path | str, viewer: str | None, root: Path | str | None = None) -> None:
+    """Delete one run folder directly under the runs root; a visitor (``viewer``, an owner id) only their own,
+    the command line (None) any."""
     path = Path(path).resolve()
     if path.parent != runs_root(root).resolve() or not (path / "run.json").exists():
-        raise RunError(f"{path} is not a run folder under {runs_root(root)}.")
+        raise RunError(f"{path.name} is not a run folder here.")
+    try:
+        meta = read_meta(path)
+    except RunError:
+        if viewer is not None:  # whose it is cannot be read: only the command line may remove it
+            raise RunError(f"{path.name} is damaged, so whose it is cannot be read; it was not deleted.") from None
+    else:
+        _check_owner(path, meta, viewer, "delete")
     shutil.rmtree(path)

@@ -187,6 +187,35 @@ def batches_per_epoch(n_train: int, batch_size: int) -> int:
     return max(1, n_train // batch_size) if n_train > 0 else 0
 
 
+def planned_images(config: TrainConfig, n_train: int, n_test: int) -> dict[str, int]:
+    """Images a run processes if it runs to the end, by what processes them: training, each epoch's test (and
+    validation) pass, the loss recorder's passes over the training set, and the report's final pass."""
+    n_val = held_out(n_train, config.validation)
+    n_fit = n_train - n_val
+    steps = batches_per_epoch(n_fit, config.batch_size) * config.epochs
+    return {
+        "training": n_fit * config.epochs,
+        "evaluation": (n_test + n_val) * config.epochs + n_train + n_test,
+        "recorder": (steps // config.record_every) * n_fit if config.record_every else 0,
+    }
+
+
+def over_budget(config: TrainConfig, n_train: int, n_test: int, most: int) -> str | None:
+    """Why a run is more work than this server allows one run (``most`` images), with what to change; or None."""
+    parts = planned_images(config, n_train, n_test)
+    total = sum(parts.values())
+    if total <= most:
+        return None
+    if parts["recorder"] > parts["training"]:
+        fix = "record the whole-train-set loss less often (a larger N), or turn it off"
+    else:
+        fix = "train fewer epochs"
+    return (
+        f"This run would process {total:,} images ({parts['recorder']:,} of them for the loss recorder); "
+        f"this server allows {most:,} per run so that every visitor gets a turn: {fix}."
+    )
+
+
 def batch_bounds(n_train: int, batch_size: int) -> list[tuple[int, int]]:
     """(start, stop) of each batch of an epoch, in order: the remainder joins the last batch.
 
@@ -604,6 +633,30 @@ class LossRecorder(Callback):
     def on_batch_end(self, trainer: Trainer, step: int, epoch: int, loss: float) -> None:
         if step % self.every == 0:
             trainer.history.full_losses.append((step, trainer.train_set_loss()))
+
+
+class Budget(Callback):
+    """Stops a run that passes this server's limits on work (images, evaluations included) or time, and says so."""
+
+    def __init__(self, most_images: int, most_seconds: float) -> None:
+        self.most_images, self.most_seconds = most_images, most_seconds
+        self.started = time.monotonic()
+
+    def used(self, trainer: Trainer) -> int:
+        """Images processed so far: training, each finished epoch's evaluation, the loss recorder's passes."""
+        h, n_fit = trainer.history, trainer.n_fit
+        per_epoch_eval = trainer.dataset.n_test + trainer.dataset.n_train - n_fit
+        return h.images_done + len(h.epochs) * per_epoch_eval + len(h.full_losses) * n_fit
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        self.started = time.monotonic()
+
+    def on_batch_end(self, trainer: Trainer, step: int, epoch: int, loss: float) -> None:
+        if self.used(trainer) > self.most_images:
+            trainer.control.stop("stopped", f"Reached this server's limit of {self.most_images:,} images per run")
+        elif time.monotonic() - self.started > self.most_seconds:
+            minutes = self.most_seconds / 60
+            trainer.control.stop("stopped", f"Reached this server's limit of {minutes:g} minutes per run")
 
 
 class Trainer:

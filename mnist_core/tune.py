@@ -22,11 +22,13 @@ to be trusted, e.g. NFS).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
 import socket
 import threading
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,19 +36,24 @@ from typing import Any
 
 import optuna
 import pandas as pd
+from optuna.storages._heartbeat import get_heartbeat_thread  # public only through study.optimize
 
 from . import settings
 from .data import Dataset
 from .jobs import JobQueue, QueueError
-from .runs import RunError, finish_run, runs_root, tag_run
+from .runs import STUDY_STORE, RunError, finish_run, runs_root, tag_run
 from .train import Callback, EpochMetrics, TrainConfig, Trainer, check_knob, log_values
 
 SAMPLERS = ("grid", "random", "TPE")  # how a study picks its next trial
 PRUNE_AFTER_TRIALS = 2  # the median pruner compares with this many finished trials at least
 TPE_STARTUP_TRIALS = 5  # TPE samples at random until this many trials have finished
+# A trial's process says it is alive every HEARTBEAT_S; one silent for GRACE_S (its process was killed) is
+# marked failed and tried once more, so a grid never keeps a point that no one trains.
+HEARTBEAT_S = 20
+GRACE_S = 120
 IMPORTANCE_AFTER = 4  # finished trials before parameter importances are worth drawing
 USER_STOPS = ("stopped", "cancelled", "interrupted")  # endings that say nothing of the hyperparameters
-STORAGE_FILE = "tune.db"  # the default storage: SQLite in the runs folder
+STORAGE_FILE = STUDY_STORE  # the default storage: SQLite in the runs folder
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per trial is the caller's business
 
@@ -183,7 +190,15 @@ def _storage(url: str) -> optuna.storages.BaseStorage:
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         kwargs = {"connect_args": {"timeout": 60}}  # other workers may hold the lock for a moment
-    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            url,
+            engine_kwargs=kwargs,
+            heartbeat_interval=HEARTBEAT_S,
+            grace_period=GRACE_S,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
+        )
 
 
 def make_sampler(space: SearchSpace, seed: int | None = None) -> optuna.samplers.BaseSampler:
@@ -200,15 +215,32 @@ def make_pruner() -> optuna.pruners.BasePruner:
     return optuna.pruners.MedianPruner(n_startup_trials=PRUNE_AFTER_TRIALS, n_warmup_steps=0)
 
 
-def study_names(storage: str | optuna.storages.BaseStorage) -> list[str]:
-    """The studies in a storage, newest first."""
+def study_names(storage: str | optuna.storages.BaseStorage, viewer: str | None = None) -> list[str]:
+    """The studies in a storage that ``viewer`` (an owners.owner_id; None: the command line) may see, newest
+    first: their own and those made outside the app (which have no owner)."""
     try:
         if isinstance(storage, str):
             storage = open_storage(storage)
         summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
     except Exception:  # an empty or missing SQLite file has no tables yet
         return []
-    return [s.study_name for s in sorted(summaries, key=lambda s: s._study_id, reverse=True)]
+    seen = [s for s in summaries if viewer is None or s.user_attrs.get("owner", "") in ("", viewer)]
+    return [s.study_name for s in sorted(seen, key=lambda s: s._study_id, reverse=True)]
+
+
+def ask(study: optuna.Study) -> optuna.Trial:
+    """The next trial, after failing those whose process stopped saying it is alive (GRACE_S)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)  # we keep the heartbeat ourselves
+        optuna.storages.fail_stale_trials(study)
+        return study.ask()
+
+
+def heartbeat(trial: optuna.Trial) -> contextlib.AbstractContextManager:
+    """Say the trial is alive every HEARTBEAT_S while it trains (storages with heartbeats only). Optuna does this
+    inside ``study.optimize``; trials here are asked and told by hand, so they start the same thread."""
+    return get_heartbeat_thread(trial._trial_id, trial.study._storage)
 
 
 def open_study(
@@ -216,17 +248,21 @@ def open_study(
     name: str,
     space: SearchSpace | None = None,
     sampler_seed: int | None = None,
+    owner: str | None = None,
 ) -> tuple[optuna.Study, SearchSpace]:
     """Create the study ``name`` searching ``space``, or join it if it exists (``space`` None: it must).
 
     The space is stored with the study, so a worker needs only the storage and the name. Joining with
-    another space is an error: the trials would not be comparable.
+    another space is an error: the trials would not be comparable. ``owner`` (an owners.owner_id; None: the
+    command line) owns a study it creates, and may join only its own or one made outside the app.
     """
     if isinstance(storage, str):
         storage = open_storage(storage)
     if not name or len(name) > 100:
         raise ValueError("a study needs a name of 1 to 100 characters.")
     existing = name in study_names(storage)
+    if existing and name not in study_names(storage, owner):
+        raise ValueError("another visitor has a study of that name; choose another name.")
     if not existing:
         if space is None:
             raise ValueError(f"there is no study {name!r} in this storage; start it with `python -m mnist_core tune`.")
@@ -234,6 +270,8 @@ def open_study(
         study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True)
         if "space" not in study.user_attrs:
             study.set_user_attr("space", space.to_dict())
+            if owner:
+                study.set_user_attr("owner", owner)
     stored = optuna.load_study(study_name=name, storage=storage).user_attrs.get("space")
     if stored is None:
         raise ValueError(f"the study {name!r} was not made by this app (it has no search space).")
@@ -374,21 +412,22 @@ def run_trials(
     for _ in range(trials_left(study, space, n_trials)):
         if stop_event is not None and stop_event.is_set():
             break
-        trial = study.ask()
+        trial = ask(study)
         trial.set_user_attr("worker", worker_name())
         params = space.suggest(trial)
         config = space.config(params)
         pruning = _Pruning(study.study_name, trial, config.epochs)
         trainer = Trainer(config, dataset, callbacks=[pruning, *callbacks], stop_event=stop_event)
-        try:
-            trainer.run()
-        except KeyboardInterrupt:
-            trainer.history.status, trainer.history.message = "stopped", "Stopped with Ctrl-C."
-            stop_event = stop_event or threading.Event()
-            stop_event.set()
-        run_dir, _, message = finish_run(trainer, dataset, root=root)
-        h = trainer.history
-        result = finish_trial(study, trial, params, config, h.epochs, h.status, run_dir, pruning.pruned, message)
+        with heartbeat(trial):
+            try:
+                trainer.run()
+            except KeyboardInterrupt:
+                trainer.history.status, trainer.history.message = "stopped", "Stopped with Ctrl-C."
+                stop_event = stop_event or threading.Event()
+                stop_event.set()
+            run_dir, _, message = finish_run(trainer, dataset, root=root)
+            h = trainer.history
+            result = finish_trial(study, trial, params, config, h.epochs, h.status, run_dir, pruning.pruned, message)
         results.append(result)
         if on_trial is not None:
             on_trial(result)
@@ -421,6 +460,8 @@ class StudyDriver:
     storage: str
     study_name: str
     n_trials: int
+    run_owner: str = ""  # owners.owner_id of the visitor whose runs the trials are
+    address: str | None = None  # the visitor's client address, where known (the queue's per-address limit)
     poll_s: float = 0.1
     results: list[TrialResult] = field(default_factory=list)
     current: CurrentTrial | None = None
@@ -467,12 +508,16 @@ class StudyDriver:
             self.current = None
 
     def _trial(self, study: optuna.Study, space: SearchSpace) -> TrialResult:
-        trial = study.ask()
+        trial = ask(study)
+        with heartbeat(trial):
+            return self._train(study, space, trial)
+
+    def _train(self, study: optuna.Study, space: SearchSpace, trial: optuna.Trial) -> TrialResult:
         trial.set_user_attr("worker", f"server {worker_name()}")
         params = space.suggest(trial)
         config = space.config(params)
         try:
-            job = self.queue.submit(config, owner=self.owner)
+            job = self.queue.submit(config, owner=self.owner, run_owner=self.run_owner, address=self.address)
         except (QueueError, ValueError) as exc:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             self.message = f"The queue refused a trial: {exc}"
@@ -510,13 +555,22 @@ _drivers: dict[str, StudyDriver] = {}
 _drivers_lock = threading.Lock()
 
 
-def start_study(queue: JobQueue, owner: str, storage: str, study_name: str, n_trials: int) -> StudyDriver:
+def start_study(
+    queue: JobQueue,
+    owner: str,
+    storage: str,
+    study_name: str,
+    n_trials: int,
+    run_owner: str = "",
+    address: str | None = None,
+) -> StudyDriver:
     """Start a driver for ``owner`` (one at a time); the study must exist (``open_study``)."""
     with _drivers_lock:
         old = _drivers.get(owner)
         if old is not None and old.running:
             raise QueueError("A study of yours is running: stop it before starting another.")
-        driver = _drivers[owner] = StudyDriver(queue, owner, storage, study_name, n_trials).start()
+        driver = StudyDriver(queue, owner, storage, study_name, n_trials, run_owner, address)
+        driver = _drivers[owner] = driver.start()
         return driver
 
 

@@ -37,7 +37,7 @@ from .health import HealthMonitor, HealthStats
 from .lr_find import SUGGESTION_RULE, lr_find
 from .runs import finish_run, save_run
 from .threads import ThreadTuner, usable_cores
-from .train import Callback, EpochMetrics, RunControl, StepClock, TrainConfig, Trainer
+from .train import Budget, Callback, EpochMetrics, RunControl, StepClock, TrainConfig, Trainer
 from .watch import DigitView, DigitWatcher, SnapshotRecorder, digit_image, replay
 
 SEND_EVERY_S = 0.1  # how often new losses are sent; the first loss of a run goes at once
@@ -224,7 +224,8 @@ class WarmProcess:
         try:
             config = TrainConfig.from_dict(job.config)
             dataset = self.dataset(config.dataset, job.data_dir, job.allow_download)
-            callbacks = [sender, recorder, HealthMonitor(on_stats=self.send_health)]
+            budget = Budget(settings.get("MNIST_MAX_JOB_IMAGES"), settings.get("MNIST_MAX_JOB_S"))
+            callbacks = [sender, recorder, HealthMonitor(on_stats=self.send_health), budget]
             # from what the last run that tuned learnt: the machine is likely as busy as it was
             tuner = ThreadTuner(start=torch.get_num_threads(), after=self.tuner) if self.tune_threads else None
             if tuner is not None:
@@ -247,7 +248,9 @@ class WarmProcess:
         trainer.run()
         if tuner is not None and tuner.active:  # not a run stopped before its first batch, nor one on a GPU
             self.tuner = tuner
-        run_dir, _, message = finish_run(trainer, dataset, job.root, job.job_id, snapshots=recorder.tensors())
+        run_dir, _, message = finish_run(
+            trainer, dataset, job.root, job.job_id, snapshots=recorder.tensors(), owner=job.owner
+        )
         if run_dir is not None and image is not None:
             self.send_replay(run_dir, image)
         self.send(p.Done(status=trainer.history.status, message=message, run_dir=run_dir and str(run_dir)))
@@ -299,7 +302,9 @@ class WarmProcess:
                 from .report import build_report
 
                 report = build_report(trainer.model, trainer.dataset)
-            save_run(trainer, report, job.root, job.job_id, status="interrupted", message=message, snapshots=snapshots)
+            save_run(
+                trainer, report, job.root, job.job_id, "interrupted", message, snapshots=snapshots, owner=job.owner
+            )
         except Exception as exc:  # a checkpoint that fails must not end the run
             print(f"checkpoint failed: {exc}", file=sys.stderr)
 

@@ -29,6 +29,7 @@ from streamlit.testing.v1 import AppTest
 from mnist_core import runs
 from mnist_core.model import build_model
 from mnist_core.report import build_report
+from mnist_core.owners import default_run, owner_id
 from mnist_core.runs import (
     ARCHIVE_FILES,
     MAX_BATCH_LOSSES,
@@ -41,7 +42,6 @@ from mnist_core.runs import (
     import_run,
     list_run_metas,
     load_run,
-    newest_trained_run,
     runs_table,
     save_run,
 )
@@ -441,17 +441,19 @@ def test_an_archive_over_the_total_limit(target):
 
 
 def test_imported_flag_cannot_be_faked(source, target):
-    added = import_run(zip_of(edit_json(dict(source), "run.json", imported=False)), root=target)
+    files = edit_json(dict(source), "run.json", imported=False, owner=owner_id("forger"), shared=True)
+    added = import_run(zip_of(files), root=target, owner=owner_id("importer"))
     assert load_run(added).meta.imported is True
-    assert json.loads((added / "run.json").read_text())["imported"] is True
-    assert newest_trained_run(list_run_metas(target)) is None  # nobody's default
+    stored = json.loads((added / "run.json").read_text())
+    assert stored["imported"] is True and stored["owner"] == owner_id("importer") and stored["shared"] is False
+    assert default_run(list_run_metas(target), owner_id("someone else"), "mnist") is None  # nobody else's default
 
 
 @pytest.mark.parametrize("folder", ["zzzz ![x](https://evil.example)", "ｚｚｚｚ", "..", ".hidden", "a" * 200, ""])
 def test_unsafe_folder_names_become_a_plain_id(source, target, folder):
     files = {f"{folder}/{k}" if folder else k: v for k, v in source.items()}
     added = import_run(zip_of(files, folder=""), root=target)
-    assert added.name.startswith("imported-") and set(added.name) <= set("imported-0123456789abcdef")
+    assert added.name.startswith("imported-i") and set(added.name) <= set("imported-0123456789abcdef")
     assert added.parent == target
 
 
@@ -610,9 +612,9 @@ def rendered_markup(at: AppTest) -> str:
 
 
 def test_report_and_predict_render_the_worst_accepted_run(runs_dir, worst_archive, sample):
-    name = import_run(worst_archive, root=runs_dir).name
+    name = import_run(worst_archive, root=runs_dir).name  # from the command line: shared
     at = open_page("app_pages/4_Report.py")
-    assert at.selectbox(key="run_picker").value is None  # someone else's import: not chosen for a new visitor
+    assert f"{name} (shared)" in at.selectbox(key="run_picker").options
     at.selectbox(key="run_picker").set_value(name).run()
     assert not at.exception, at.exception
     assert any(m.label == "Test accuracy" for m in at.metric)
@@ -638,27 +640,26 @@ def test_predict_refuses_a_diverged_run(runs_dir, source):
     assert not at.file_uploader
 
 
-def test_an_imported_zzzz_run_is_not_a_new_visitors_default(runs_dir, source, blobs):
+def test_another_visitors_zzzz_import_is_not_seen_by_a_new_visitor(runs_dir, source, blobs):
     trainer = train(TrainConfig(epochs=1, batch_size=64), blobs)
-    mine = save_run(trainer, build_report(trainer.model, blobs), root=runs_dir).name
-    zzzz = import_run(zip_of(source, folder="zzzz-look-at-me"), root=runs_dir).name
-    assert zzzz == "zzzz-look-at-me" and sorted([mine, zzzz])[-1] == zzzz  # it would sort first
+    shared = save_run(trainer, build_report(trainer.model, blobs), root=runs_dir).name  # the command line's
+    zzzz = import_run(zip_of(source, folder="zzzz-look-at-me"), root=runs_dir, owner=owner_id("another")).name
+    assert zzzz.startswith("zzzz-look-at-me-i") and sorted([shared, zzzz])[-1] == zzzz  # it would sort first
     for page, key in (("app_pages/4_Report.py", "run_picker"), ("app_pages/6_Predict.py", "predict_run")):
         at = open_page(page)
-        options = at.selectbox(key=key).options
-        assert options[0] == f"{zzzz} (imported)"
-        assert at.selectbox(key=key).value == mine
+        assert at.selectbox(key=key).options == [f"{shared} (shared)"]
+        assert at.selectbox(key=key).value == shared
 
     # the session that imports it sees it
     at = open_page("app_pages/5_Runs.py")
     at.file_uploader[0].set_value(("z.zip", zip_of(source, folder="zzzz-mine"), "application/zip")).run()
     assert not at.exception and any("zzzz-mine" in s.value for s in at.success)
     at.switch_page("app_pages/4_Report.py").run()
-    assert at.selectbox(key="run_picker").value == "zzzz-mine"
+    assert at.selectbox(key="run_picker").value.startswith("zzzz-mine-i")
 
 
-def test_only_imported_runs_means_no_default(runs_dir, source):
-    import_run(zip_of(source, folder="zzzz"), root=runs_dir)
+def test_only_a_stopped_shared_run_means_no_default(runs_dir, source):
+    import_run(zip_of(edit_json(dict(source), "run.json", status="stopped"), folder="zzzz"), root=runs_dir)
     at = open_page("app_pages/4_Report.py")
     assert not at.error and at.selectbox(key="run_picker").value is None
     assert any("Choose a run above" in i.value for i in at.info)

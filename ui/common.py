@@ -3,6 +3,7 @@ and what a saved run's report needs, cached per run."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import streamlit as st
@@ -68,6 +69,12 @@ def _advice(name: str) -> str:
             "MNIST is downloaded or the embedded 5,000-digit sample is used. Then press **Try again**."
         )
     return "Fix the problem named above, then press **Try again**."
+
+
+def as_text(text: str) -> str:
+    """``text`` for a markdown element, shown exactly as written: a name from storage or an archive never
+    becomes a link, an image or formatting."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$:])", r"\\\1", text)
 
 
 def sidebar() -> None:

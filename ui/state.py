@@ -12,7 +12,8 @@ import streamlit as st
 from mnist_core.data import DATASETS, DataError
 from mnist_core.feed import Feed
 from mnist_core.jobs import Job, JobQueue
-from mnist_core.runs import Run, RunError, list_run_metas, list_runs, load_run, newest_trained_run, runs_root
+from mnist_core.owners import default_run, is_mine, mark_seen, owner_id, visible
+from mnist_core.runs import Run, RunError, RunMeta, list_run_metas, load_run, read_meta, runs_root
 
 from .common import shared_dataset
 
@@ -69,25 +70,62 @@ def _cookie() -> str:
 
 
 def owner() -> str:
-    """This browser's secret: it owns the jobs it starts. Kept in a cookie (never in a page or a URL) so a
-    refresh, a new session of the same browser, finds its run again and no other visitor can steer it."""
+    """This browser's secret: it owns the jobs it starts and the runs they save. It lives in a cookie that the
+    browser makes itself (``keep_owner_cookie``), so it is never in a page or a URL; a refresh or a second tab
+    finds the same runs, and no other visitor can steer or delete them. A session without the cookie (before
+    its first reload, or in a browser that refuses cookies) has a secret of its own, kept on the server."""
     if "owner" not in st.session_state:
         token = _cookie()
         st.session_state["owner"] = token if _TOKEN.fullmatch(token) else secrets.token_urlsafe(32)
     return st.session_state["owner"]
 
 
+def viewer() -> str:
+    """This browser's owner id: what its runs store, and whose runs and studies it sees (mnist_core.owners)."""
+    return owner_id(owner())
+
+
+def client_address() -> str | None:
+    """The client's network address, where Streamlit knows it (not on localhost): the queue's per-address limit."""
+    try:
+        return st.context.ip_address
+    except Exception:  # AppTest has no connection
+        return None
+
+
+# The browser makes its own secret (32 random bytes) if it has none, then reloads once so that the server
+# reads it from the cookie; a browser that refuses the cookie reloads only once (sessionStorage says so).
+# Two tabs opened at once share whichever secret was stored first: the second finds the cookie set.
+_COOKIE_SCRIPT = """<script>
+(() => {
+  const name = "%s", has = document.cookie.split("; ").some((c) => c.startsWith(name + "="));
+  if (!has) {
+    const bytes = crypto.getRandomValues(new Uint8Array(32));
+    const token = btoa(String.fromCharCode(...bytes)).replace(/[+]/g, "-").replace(/[/]/g, "_").replace(/=+$/, "");
+    const secure = location.protocol === "https:" ? "; Secure" : "";
+    document.cookie = `${name}=${token}; path=/; max-age=31536000; SameSite=Strict${secure}`;
+  }
+  if (!sessionStorage.getItem("mnist_owner_reloaded")) {
+    sessionStorage.setItem("mnist_owner_reloaded", "1");
+    location.reload();
+  }
+})();
+</script>"""
+
+
 def keep_owner_cookie() -> None:
-    """Store the owner secret in this browser (once per session, if it is not there yet)."""
-    token = owner()
-    if _cookie() == token or st.session_state.get("owner_cookie_sent"):
+    """A session without the owner cookie asks the browser to make one and come back with it (once); a session
+    with it marks its owner as seen (their runs are kept first when the disk is full)."""
+    if _TOKEN.fullmatch(_cookie()):
+        if not st.session_state.get("owner_seen"):
+            st.session_state["owner_seen"] = True
+            mark_seen(viewer(), runs_root())
         return
-    st.session_state["owner_cookie_sent"] = True
+    if st.session_state.get("owner_cookie_asked") or not st.context.headers:  # AppTest: no browser
+        return
+    st.session_state["owner_cookie_asked"] = True
     with st.sidebar:
-        st.html(
-            f"<script>document.cookie = '{OWNER_COOKIE}={token}; path=/; max-age=31536000; SameSite=Strict';</script>",
-            unsafe_allow_javascript=True,
-        )
+        st.html(_COOKIE_SCRIPT % OWNER_COOKIE, unsafe_allow_javascript=True)
 
 
 def session_job() -> Job | None:
@@ -101,14 +139,23 @@ def _cached_run(path: str, saved_at: float) -> Run:
     return load_run(path)
 
 
+def visible_runs() -> list[tuple[Path, RunMeta]]:
+    """The runs this browser may see, newest first: its own and the shared ones (mnist_core.owners)."""
+    me = viewer()
+    return [(path, meta) for path, meta in list_run_metas() if visible(meta, me)]
+
+
 def run_ids() -> list[str]:
-    return [p.name for p in list_runs()]
+    return [path.name for path, _ in visible_runs()]
 
 
 def get_run(run_id: str) -> Run | None:
-    """A saved run with its model, or None with a message on the page if it is damaged."""
+    """A saved run this browser may see, with its model; None with a message on the page if it is damaged
+    or not this browser's to see."""
     path = runs_root() / run_id
     try:
+        if not visible(read_meta(path), viewer()):
+            raise RunError("it belongs to another visitor, who has not shared it.")
         return _cached_run(str(path), path.joinpath("run.json").stat().st_mtime)
     except (RunError, OSError) as exc:
         st.error(f"Run `{run_id}` cannot be read.")
@@ -117,28 +164,29 @@ def get_run(run_id: str) -> Run | None:
 
 
 def run_picker(label: str = "Run", key: str = "run_picker") -> str | None:
-    """A select box of saved runs, newest first, imported ones marked; None while none is chosen.
+    """A select box of the runs this browser may see, newest first, its own marked; None while none is chosen.
 
-    It starts on this session's choice or latest run, else on the newest run trained on this server:
-    a run imported from an archive is the default only for the session that imported it.
+    It starts on this session's choice or latest run, else on this browser's newest run, else on the best
+    finished shared run of the data set in use (never a collapsed or diverged one).
     """
-    runs = list_run_metas()
+    runs = visible_runs()
     ids = [path.name for path, _ in runs]
     if not ids:
         return None
-    imported = {path.name for path, meta in runs if meta is not None and meta.imported}
+    me = viewer()
+    mine = {path.name for path, meta in runs if is_mine(meta, me)}
     current = st.session_state.get("selected_run")
     if current not in ids:
         job = session_job()  # after a refresh: this browser's run, saved under its job's id
         current = job.id if job is not None else None
     if current not in ids:
-        current = newest_trained_run(runs)
+        current = default_run(runs, me, st.session_state.get("dataset_name", "mnist"))
     choice = st.selectbox(
         label,
         ids,
         index=ids.index(current) if current in ids else None,
         key=key,
-        format_func=lambda run_id: f"{run_id} (imported)" if run_id in imported else run_id,
+        format_func=lambda run_id: f"{run_id} (yours)" if run_id in mine else f"{run_id} (shared)",
         placeholder="Choose a run",
     )
     if choice is not None:
@@ -151,7 +199,7 @@ def chosen_run(label: str, key: str, empty: str) -> Run:
     run_id = run_picker(label, key=key)
     if run_id is None:
         if run_ids():
-            st.info("Choose a run above: runs added from archives by other visitors are never chosen for you.")
+            st.info("Choose a run above: none of yours is saved yet, and no shared run has finished well.")
         else:
             st.info(empty)
             st.page_link("app_pages/3_Train.py", label="Go to Train", icon=":material/show_chart:")

@@ -1,0 +1,137 @@
+"""Who a saved run belongs to, what a visitor sees, and how much disk each visitor may use.
+
+A run trained or imported in the app stores ``owner_id(secret)``: a one-way hash of its browser's secret,
+never the secret. Runs made outside the app (the CLI, tune workers) have no owner and are shared, and an
+owner may share a run of theirs; every visitor sees shared runs, read-only. Disk is bounded twice: per owner
+(``MNIST_OWNER_DISK_MB``) and for the server (``MNIST_RUNS_DISK_MB``); when the server is full, the oldest
+runs of owners not seen for ``MNIST_IDLE_OWNER_S`` go first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import settings
+
+if TYPE_CHECKING:
+    from .runs import RunMeta
+
+OWNER_ID = re.compile(r"[0-9a-f]{32}")
+SEEN_FOLDER = ".owners"  # under the runs folder: one empty file per owner, its mtime when last seen
+
+
+class QuotaError(Exception):
+    """A run could not be stored: a visitor's or the server's disk budget is used up. The message says which."""
+
+
+def owner_id(secret: str) -> str:
+    """The id a run stores for the browser whose secret is ``secret``; "" for none."""
+    return hashlib.sha256(b"mnist-owner\0" + secret.encode()).hexdigest()[:32] if secret else ""
+
+
+def is_mine(meta: RunMeta, viewer: str) -> bool:
+    return bool(viewer) and meta.owner == viewer
+
+
+def is_shared(meta: RunMeta) -> bool:
+    """Made outside the app, or shared by its owner: every visitor may see it, none but its owner change it."""
+    return not meta.owner or meta.shared
+
+
+def visible(meta: RunMeta | None, viewer: str | None) -> bool:
+    """Whether ``viewer`` (an owner id; None: the command line, which sees everything) may see the run."""
+    if viewer is None:
+        return True
+    return meta is not None and (is_shared(meta) or is_mine(meta, viewer))
+
+
+def default_run(runs: list[tuple[Path, RunMeta | None]], viewer: str, dataset: str) -> str | None:
+    """The run a page opens on: the viewer's newest, else the best finished shared run of ``dataset``
+    (never a collapsed, diverged or stopped one), else None."""
+    mine = [(m.saved_at, p.name) for p, m in runs if m is not None and is_mine(m, viewer)]
+    if mine:
+        return max(mine)[1]
+    shared = [
+        (m.test_acc or 0.0, m.saved_at, p.name)
+        for p, m in runs
+        if m is not None and is_shared(m) and m.status == "finished" and m.config.dataset == dataset
+    ]
+    return max(shared)[2] if shared else None
+
+
+# --------------------------------------------------------------------------- disk
+
+
+def folder_bytes(path: Path) -> int:
+    total = 0
+    with os.scandir(path) as entries:
+        for entry in entries:
+            if entry.is_file(follow_symlinks=False):
+                total += entry.stat(follow_symlinks=False).st_size
+    return total
+
+
+def mark_seen(viewer: str, root: Path) -> None:
+    """Note that ``viewer`` is using the app now: their runs are not the first to go when the disk is full."""
+    if not OWNER_ID.fullmatch(viewer or ""):
+        return
+    folder = root / SEEN_FOLDER
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / viewer).touch()
+    except OSError:
+        pass  # a read-only runs folder stores nothing anyway
+
+
+def last_seen(owner: str, root: Path) -> float:
+    try:
+        return (root / SEEN_FOLDER / owner).stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _mb(n: float) -> str:
+    return f"{n / 1e6:,.1f} MB"
+
+
+def make_room(root: Path, viewer: str, incoming: int, runs: list[tuple[Path, RunMeta | None]]) -> None:
+    """Make sure ``incoming`` more bytes of ``viewer``'s fit, or raise QuotaError saying what to do.
+
+    ``runs``: every run folder with its run.json (``list_run_metas``). The server's budget, when full, is freed
+    from the oldest runs of owners not seen for ``MNIST_IDLE_OWNER_S``; runs without an owner are never deleted.
+    """
+    sizes = {path: folder_bytes(path) for path, _ in runs}
+    if viewer:
+        quota = settings.get("MNIST_OWNER_DISK_MB") * 1e6
+        used = sum(sizes[p] for p, m in runs if m is not None and m.owner == viewer)
+        if used + incoming > quota:
+            raise QuotaError(
+                f"Your runs use {_mb(used)} of the {_mb(quota)} each visitor may keep on this server. "
+                "Delete some of your runs on the Runs page, then try again."
+            )
+    total_budget = settings.get("MNIST_RUNS_DISK_MB") * 1e6
+    total = sum(sizes.values())
+    if total + incoming <= total_budget:
+        return
+    idle_before = time.time() - settings.get("MNIST_IDLE_OWNER_S")
+    evictable = sorted(
+        (m.saved_at, p)
+        for p, m in runs
+        if m is not None and m.owner and m.owner != viewer and last_seen(m.owner, root) < idle_before
+    )
+    for _, path in evictable:
+        if total + incoming <= total_budget:
+            break
+        shutil.rmtree(path, ignore_errors=True)
+        total -= sizes[path]
+    if total + incoming > total_budget:
+        raise QuotaError(
+            f"This server's disk for runs is full ({_mb(total)} of {_mb(total_budget)}). "
+            "Try again later, or delete some of your runs on the Runs page."
+        )
