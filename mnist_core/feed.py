@@ -13,8 +13,10 @@ the epoch's line above it. The page reruns only when its layout changes: the fee
 
 The token is 128 random bits, so a feed can be read only by the page that was given its address; it holds a
 run's losses and its place in the line, nothing else. Writes replace the file whole (write, then rename).
-A feed that cannot be read (its file could not be written) makes the page redraw itself from the server
-every 10 failed fetches (ui/live_chart.js): slower, never stale.
+A feed that cannot be read (its file could not be written, and was removed) makes the page redraw itself
+from the server every 10 failed fetches (ui/live_chart.js): slower, never stale. Each write carries a
+sequence number: a training job's feed whose number stops moving for 10 s (a file that could be neither
+written nor removed) makes the page redraw itself too. An ended job's feed is removed FEED_KEEP_S after.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pathlib import Path
 FEED_EVERY_S = 0.2  # the newest losses are written at most this often per job
 FEED_POLL_S = 0.24  # how often a page fetches its feed while its job trains (ui/live_chart.js): 4.2 a second
 FEED_WAIT_POLL_S = 0.5  # and while it waits: its place changes once a run, its start is half a second away at most
+FEED_KEEP_S = 30.0  # an ended job's feed is removed this long after its end: its page has redrawn by then
 
 
 def new_token() -> str:

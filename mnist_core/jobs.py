@@ -30,7 +30,7 @@ from pathlib import Path
 
 from . import protocol as p
 from . import settings
-from .feed import FEED_EVERY_S, Feed, new_token
+from .feed import FEED_EVERY_S, FEED_KEEP_S, Feed, new_token
 from .health import HealthStats
 from .outcomes import outcome
 from .owners import QuotaError, make_room, owner_id
@@ -110,6 +110,7 @@ class Job:
     feed_url: str | None = None  # where its page polls its live feed (mnist_core.feed); None without a feed
     feed_token: str = field(default="", repr=False)
     fed_at: float = field(default=0.0, repr=False)  # time.monotonic() of its last feed write
+    fed: int = field(default=0, repr=False)  # feed writes so far: the page sees a feed that stopped changing
     # its batch losses smoothed so far: each feed write smooths only the new ones
     smoother: Smoother = field(default_factory=Smoother, repr=False, compare=False)
 
@@ -634,6 +635,7 @@ class JobQueue:
         waiting = self.waiting_line(job.id) if snap.state == "queued" else None
         progress, notes, warning = job.live_lines(waiting)
         payload: dict = {
+            "seq": job.fed,
             "mode": snap.mode,
             "state": snap.state,
             "progress": progress,
@@ -656,8 +658,13 @@ class JobQueue:
         """Write ``job``'s feed (``feed_payload``)."""
         if self.feed is None:
             return
-        job.fed_at = time.monotonic()
-        self.feed.publish(job.feed_token, self.feed_payload(job))
+        job.fed_at, job.fed = time.monotonic(), job.fed + 1
+        if not self.feed.publish(job.feed_token, self.feed_payload(job)):
+            self.feed.remove(job.feed_token)  # an old feed must not be read as the news: the page then redraws
+        if job.done:  # its page has the outcome within a poll and redraws from the server; the digit goes too
+            timer = threading.Timer(FEED_KEEP_S, self.feed.remove, (job.feed_token,))
+            timer.daemon = True
+            timer.start()
 
     def _publish_places(self) -> None:
         """The line moved: every waiting job's place changed."""

@@ -285,3 +285,14 @@ def test_a_dead_workers_trial_is_failed_and_tried_again(tmp_path, monkeypatch):
         assert again.params == dead.params and again.number > dead.number  # the same point, trained again
     finally:
         tune.forget_storages()
+
+
+def test_uploads_are_capped_at_the_largest_archive_a_run_can_be():
+    import tomllib
+    from pathlib import Path
+
+    from mnist_core.runs import MAX_ARCHIVE_BYTES
+
+    config = tomllib.loads((Path(__file__).parents[1] / ".streamlit" / "config.toml").read_text())
+    limit_mb = config["server"]["maxUploadSize"]  # Streamlit's megabytes are MiB
+    assert MAX_ARCHIVE_BYTES <= limit_mb * 2**20 < MAX_ARCHIVE_BYTES + 2**20

@@ -151,9 +151,11 @@ def test_report_of_a_collapsed_run_says_so_and_its_charts_stay_readable(runs_dir
     trainer = train(TrainConfig(epochs=2, optimiser="ADAM", lr=1.0), sample)
     assert trainer.history.status == "collapsed"
     assert max(trainer.history.batch_losses) > 1000 * min(trainer.history.batch_losses)  # the spike
-    finish_run(trainer, sample, root=runs_dir)
+    folder, _, _ = finish_run(trainer, sample, root=runs_dir)
 
     at = open_page("app_pages/4_Report.py")
+    assert at.selectbox(key="run_picker").value is None  # a collapsed run is never a new visitor's default
+    at.selectbox(key="run_picker").set_value(folder.name).run()
     assert not at.success and any("collapsed to chance" in w.value for w in at.warning)
     assert any("chance level" in t.value for t in at.text)
     loss, epochs = (json.loads(c.proto.spec) for c in at.get("plotly_chart")[:2])
@@ -255,7 +257,10 @@ def test_runs_page_table_compare_and_archives(runs_dir, sample, tmp_path_factory
     at = open_page("app_pages/5_Runs.py")
     at.file_uploader[0].set_value(("run.zip", archive, "application/zip")).run()
     assert not at.exception and any(first.name in s.value for s in at.success)
-    assert [p.name for p in list_runs(other)] == [first.name]
+    (added,) = list_runs(other)
+    assert added.name.startswith(first.name + "-i")  # a new id, never one a run had
+    mine = at.dataframe[0].value  # the first table is the visitor's own runs: an import is its importer's
+    assert list(mine["run"]) == [added.name]
 
 
 def test_predict_page_reads_an_uploaded_digit(runs_dir, sample):

@@ -28,8 +28,8 @@ from streamlit.testing.v1 import AppTest
 
 from mnist_core import runs
 from mnist_core.model import build_model
-from mnist_core.report import build_report
 from mnist_core.owners import default_run, owner_id
+from mnist_core.report import build_report
 from mnist_core.runs import (
     ARCHIVE_FILES,
     MAX_BATCH_LOSSES,

@@ -221,6 +221,13 @@ async function poll(chart) {
     if (response.ok) {
       const feed = await response.json();
       if (chart.feed !== url) return; // the page has redrawn meanwhile (paused, ended): it shows the newer state
+      // A training job's feed that stops changing (it can no longer be written): redraw from the server.
+      const seen = Date.now();
+      if (feed.seq !== chart.seq) [chart.seq, chart.seqAt] = [feed.seq, seen];
+      else if (feed.state === "running" && seen - chart.seqAt > 10000) {
+        chart.seqAt = seen;
+        chart.setTriggerValue("mode", `stale#${feed.seq}`);
+      }
       if (feed.chart) show(chart, feed.chart, feed.progress, feed.notes, feed.warning);
       if (feed.outcome) { // how it ended, at once: the page's own redraw follows
         chart.outcome.className = `outcome ${feed.outcome[0]}`;

@@ -22,6 +22,19 @@ CHROMIUM_FLAGS = [
 ]
 
 
+OWNER_COOKIE = "mnist_owner"  # ui/state.py's
+
+
+def returning_visitor(browser, url: str, **context_args):
+    """A browser context that has visited before: it holds an owner cookie, so its first page load is not
+    followed by the one reload a fresh browser makes to store its owner secret (ui/state.keep_owner_cookie)."""
+    import secrets
+
+    context = browser.new_context(**context_args)
+    context.add_cookies([{"name": OWNER_COOKIE, "value": secrets.token_urlsafe(32), "url": url}])
+    return context
+
+
 def chromium_path() -> str | None:
     for candidate in (os.environ.get("CHROMIUM_PATH"), "/usr/bin/chromium"):
         if candidate and Path(candidate).exists():

@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 import pytest
-from appserver import CHROMIUM_FLAGS, ROOT, chromium_path, free_port, start_server, stop_server, wait_healthy
+from appserver import (
+    CHROMIUM_FLAGS,
+    ROOT,
+    chromium_path,
+    free_port,
+    returning_visitor,
+    start_server,
+    stop_server,
+    wait_healthy,
+)
 from playwright.sync_api import expect
 
 # A page redraw on a busy 2-core machine can take longer than Playwright's default 5 s.
@@ -43,9 +52,9 @@ def browser():
 
 
 @pytest.fixture
-def page(browser, request):
-    """A fresh page; on failure its screenshot goes to tests/e2e/screenshots/."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+def page(browser, server, request):
+    """A returning visitor's page; on failure its screenshot goes to tests/e2e/screenshots/."""
+    context = returning_visitor(browser, server["url"], viewport={"width": 1400, "height": 1000})
     pg = context.new_page()
     pg.set_default_timeout(60_000)
     yield pg

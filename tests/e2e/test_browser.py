@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 
-from appserver import LAST_STEP_JS
+from appserver import LAST_STEP_JS, returning_visitor
 from helpers import confidently_right, digit_png, trained_run
 from playwright.sync_api import Page, expect
 
@@ -111,7 +111,7 @@ def test_train_pause_step_change_lr_refresh_stop(server, page: Page):
 def test_a_queued_job_is_cancelled_at_once_and_others_cannot_see_it(server, browser, page: Page):
     """Two visitors: the second waits behind the first, cannot see or steer the first's run, and Cancel frees
     its page at once."""
-    first = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    first = returning_visitor(browser, server["url"], viewport={"width": 1280, "height": 900}).new_page()
     first.goto(server["url"] + "/Train")
     wait_for_app(first)
     set_slider(first, "Epochs", "End", "100")
@@ -144,7 +144,7 @@ def test_a_queued_job_is_cancelled_at_once_and_others_cannot_see_it(server, brow
 def test_a_waiting_page_follows_its_feed_and_starts_by_itself(server, browser, page: Page):
     """The second visitor's page, with no timer of its own (its chart follows the live feed), moves
     from its place in line to training when the first run stops, and its chart and digit follow the run."""
-    first = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    first = returning_visitor(browser, server["url"], viewport={"width": 1280, "height": 900}).new_page()
     first.goto(server["url"] + "/Train")
     wait_for_app(first)
     set_slider(first, "Epochs", "End", "100")
