@@ -16,11 +16,14 @@ import time
 from dataclasses import fields
 from inspect import signature
 
+import torch
+
 from .data import DataError, load_dataset
 from .lr_find import SUGGESTION_RULE, LrFindResult, lr_find
 from .model import first_prediction, format_layer_table, layer_table
 from .report import Report, build_report
 from .runs import RunError, finish_run, load_run
+from .threads import CpuLoad, run_threads, starting_threads
 from .train import CONFIG_FIELDS, Callback, EpochMetrics, StepClock, TrainConfig, Trainer
 
 
@@ -68,11 +71,13 @@ def print_report(report: Report) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     config = _config_from_args(args)
+    load = CpuLoad()  # what else the machine does while the data loads: the run starts on the free cores
     try:
         config.validate()
         dataset = load_dataset(config.dataset, data_dir=args.data_dir, allow_download=not args.offline)
         clock = StepClock.from_env("cli")
-        trainer = Trainer(config, dataset, callbacks=[ProgressBar()] + ([clock] if clock else []))
+        callbacks = [ProgressBar(), *([clock] if clock else []), *run_threads(load)]
+        trainer = Trainer(config, dataset, callbacks=callbacks)
     except (ValueError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -141,7 +146,9 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     config = TrainConfig(**{name: getattr(args, name) for name in LR_FIND_FIELDS})
     try:
         config.validate()
+        load = CpuLoad()
         dataset = load_dataset(config.dataset, data_dir=args.data_dir, allow_download=not args.offline)
+        torch.set_num_threads(starting_threads(load))  # a second's test: too short to tune, started on free cores
         result = lr_find(config, dataset, start_lr=args.start_lr, end_lr=args.end_lr, steps=args.steps)
     except (ValueError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -197,12 +204,9 @@ def _space_from_args(args: argparse.Namespace):
 
 def cmd_tune(args: argparse.Namespace) -> int:
     """Create or join a study and train its trials here; the last line names the best trial."""
-    import torch
-
-    from .threads import usable_cores
     from .tune import best_trial, default_storage, describe_space, format_params, open_study, run_trials
-    from .worker import fixed_threads
 
+    load = CpuLoad()
     storage = args.storage or default_storage(args.runs_dir)
     try:
         space = _space_from_args(args) if args.command == "tune" else None
@@ -211,9 +215,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     except (ValueError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    # All cores but one (or MNIST_TRAIN_THREADS). Trials are short and a study often shares its machine with
-    # other workers; measured on 2 busy cores, 2 threads made a 12-trial study 6x slower.
-    torch.set_num_threads(fixed_threads() or max(1, usable_cores() - 1))
+    # Trials often share the machine with other workers: each starts on the free cores, then tunes its count.
+    starting = starting_threads(load)
     before = len(study.trials)
     print(f"study {args.study!r} in {storage}: {describe_space(space)}; {before} trial(s) so far")
     print(
@@ -228,7 +231,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
             f"({result.epochs_done} epochs) {result.message if result.state == 'failed' else ''}".rstrip()
         )
 
-    results = run_trials(study, space, dataset, args.trials, root=args.runs_dir, on_trial=say)
+    results = run_trials(study, space, dataset, args.trials, root=args.runs_dir, on_trial=say, threads=starting)
     best = best_trial(study)
     print(f"{len(results)} trial(s) here, {len(study.trials)} in the study")
     if best is None:

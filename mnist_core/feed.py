@@ -40,11 +40,13 @@ def new_token() -> str:
 class Feed:
     """The folder of feed files; ``url_prefix`` is where the browser finds it, relative to the app's address."""
 
-    def __init__(self, folder: Path | str, url_prefix: str) -> None:
+    def __init__(self, folder: Path | str, url_prefix: str, clean: bool = True) -> None:
+        """``clean``: remove every feed in the folder (a previous server's jobs are gone); a queue that replaces
+        another in the same server passes False, as the jobs' pages may still read theirs."""
         self.folder = Path(folder)
         self.url_prefix = url_prefix.rstrip("/") + "/"
         self.folder.mkdir(parents=True, exist_ok=True)
-        for old in self.folder.glob("*.json*"):  # a previous server's jobs are gone
+        for old in self.folder.glob("*.json*") if clean else ():
             old.unlink(missing_ok=True)
 
     def url(self, token: str) -> str:
@@ -63,4 +65,7 @@ class Feed:
             return False
 
     def remove(self, token: str) -> None:
-        (self.folder / f"{token}.json").unlink(missing_ok=True)
+        try:
+            (self.folder / f"{token}.json").unlink(missing_ok=True)
+        except OSError:
+            pass  # something else stands there: the page's reader stops trusting it (its sequence stops moving)

@@ -451,6 +451,10 @@ class JobQueue:
             time.sleep(0.02)
         return True
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
         """End the trainers (a running job is saved as interrupted)."""
         with self._cond:

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 import torch
 
+from . import settings
 from .train import Callback, Trainer
 
 WINDOW_S = 0.5  # seconds of training measured per count, before comparing
@@ -36,21 +38,89 @@ DROP = 0.7  # a window this much slower than the last at the same count: conditi
 BETTER_FEWER, BETTER_MORE = 1.10, 1.03
 
 
+def quota_cores(cgroup: str = "/sys/fs/cgroup") -> float | None:
+    """A container's CPU quota in cores: cgroup v2 ``cpu.max``, else cgroup v1 ``cpu.cfs_quota_us``; None if none."""
+    try:
+        with open(f"{cgroup}/cpu.max") as limits:
+            quota, period = limits.read().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    for folder in (f"{cgroup}/cpu", f"{cgroup}/cpu,cpuacct"):
+        try:
+            with open(f"{folder}/cpu.cfs_quota_us") as q, open(f"{folder}/cpu.cfs_period_us") as p:
+                quota, period = int(q.read()), int(p.read())
+            return None if quota <= 0 else quota / period
+        except (OSError, ValueError):
+            continue
+    return None
+
+
 def usable_cores() -> int:
-    """The cores this process may use: its CPU affinity, and a container's CPU quota (cgroup v2 ``cpu.max``)
-    where one is set, which ``os.cpu_count()`` does not see."""
+    """The cores this process may use: its CPU affinity, and a container's CPU quota (cgroup v1 or v2) where
+    one is set, which ``os.cpu_count()`` does not see."""
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cores = os.cpu_count() or 1
-    try:
-        with open("/sys/fs/cgroup/cpu.max") as limits:
-            quota, period = limits.read().split()[:2]
-        if quota != "max":
-            cores = min(cores, max(1, round(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
+    quota = quota_cores()
+    if quota is not None:
+        cores = min(cores, max(1, round(quota)))
     return max(1, cores)
+
+
+def fixed_threads() -> int | None:
+    """``MNIST_TRAIN_THREADS``, where set to 1 or more: train with that many CPU threads. None (unset or 0):
+    every entry point tunes its count while it trains (``ThreadTuner``)."""
+    return settings.get("MNIST_TRAIN_THREADS") or None
+
+
+class CpuLoad:
+    """How busy the machine's other processes keep the CPU, from /proc/stat: read once, then again later, and
+    the CPU time in between not spent by this process is theirs. Linux only (elsewhere: 0)."""
+
+    def __init__(self) -> None:
+        self.start = self._read()
+
+    @staticmethod
+    def _read() -> tuple[float, float, float] | None:
+        """(busy seconds of all cores, wall seconds, this process's CPU seconds), or None without /proc/stat."""
+        try:
+            with open("/proc/stat") as stat:
+                fields = [int(v) for v in stat.readline().split()[1:8]]
+        except (OSError, ValueError):
+            return None
+        ticks = os.sysconf("SC_CLK_TCK")
+        busy = (sum(fields) - fields[3] - fields[4]) / ticks  # all but idle and iowait
+        return busy, time.monotonic(), time.process_time()
+
+    def others(self) -> float:
+        """Cores the other processes kept busy since this object was made, on average."""
+        now = self._read()
+        if self.start is None or now is None or now[1] - self.start[1] < 0.05:
+            return 0.0
+        busy = (now[0] - self.start[0]) - (now[2] - self.start[2])
+        return max(0.0, busy / (now[1] - self.start[1]))
+
+
+def starting_threads(load: CpuLoad | None = None) -> int:
+    """The count a run starts with: ``fixed_threads()``, else the usable cores that ``load`` (measured while
+    the run got ready: its data loading, its model) found free; at least 1. On a 2-core machine beside one
+    busy process, 2 threads trained at 11% of their speed alone and 1 thread at 65% (docs/performance.md)."""
+    if fixed := fixed_threads():
+        return fixed
+    cores = usable_cores()
+    busy = round(load.others()) if load is not None else 0
+    return max(1, cores - busy)
+
+
+def run_threads(load: CpuLoad | None = None, after: ThreadTuner | None = None) -> list[Callback]:
+    """One rule for every entry point that trains (CLI train, lr-find, tune, tune-worker; the warm trainer has
+    its own tuner that carries over jobs): start from the free cores, then a ThreadTuner keeps the fastest
+    count while the run trains; with ``MNIST_TRAIN_THREADS`` the count is fixed and nothing is tuned."""
+    start = starting_threads(load)
+    torch.set_num_threads(start)
+    return [] if fixed_threads() else [ThreadTuner(start=start, after=after)]
 
 
 def ladder(cores: int) -> list[int]:

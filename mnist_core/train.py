@@ -281,7 +281,8 @@ def device_label(device: torch.device, cpu_threads: int | None = None) -> str:
 
 
 def evaluate(model: TutorialCNN, x: torch.Tensor, y: torch.Tensor, chunk: int = 1024) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``model`` on device tensors x (N, 1, 28, 28), y (N,).
+    """Mean cross-entropy and accuracy of ``model`` on device tensors x (N, 1, 28, 28) floats or (N, 28, 28)
+    uint8 images (made floats a chunk at a time), y (N,).
 
     Chunks of about a thousand images keep the activations in cache: measured 1.7x faster on
     the CPU than one chunk of 10,000.
@@ -290,7 +291,8 @@ def evaluate(model: TutorialCNN, x: torch.Tensor, y: torch.Tensor, chunk: int = 
     correct = torch.zeros((), device=x.device, dtype=torch.long)
     with torch.inference_mode():
         for start in range(0, len(x), chunk):
-            logits = model.logits(x[start : start + chunk])
+            xb = x[start : start + chunk]
+            logits = model.logits(as_input(xb, x.device) if xb.dtype == torch.uint8 else xb)
             yb = y[start : start + chunk]
             total_loss += F.cross_entropy(logits, yb, reduction="sum")
             correct += (logits.argmax(1) == yb).sum()
@@ -705,13 +707,14 @@ class Trainer:
 
     def _load_to_device(self) -> None:
         ds = self.dataset
-        self._x_train = as_input(ds.train_images, self.device)  # (N, 1, 28, 28)
+        # uint8 (N, 28, 28), made floats a batch at a time: a quarter of the memory (188 MB less for MNIST)
+        self._x_train = ds.train_images.to(self.device)
         self._y_train = ds.train_labels.to(self.device)
         if self.config.validation > 0:
             fit, val = (i.to(self.device) for i in validation_split(ds.n_train, self.config.validation))
             self._x_val, self._y_val = self._x_train[val], self._y_train[val]
             self._x_train, self._y_train = self._x_train[fit], self._y_train[fit]
-        self._x_test = as_input(ds.test_images, self.device)
+        self._x_test = ds.test_images.to(self.device)
         self._y_test = ds.test_labels.to(self.device)
 
     def train_set_loss(self) -> float:
@@ -775,7 +778,7 @@ class Trainer:
     ) -> torch.Tensor:
         """Train on the images ``idx``, add the batch's loss * size and correct answers to ``sums`` in place,
         and return the batch loss (a 0-d tensor; reading it would sync a GPU)."""
-        xb, yb = self._x_train[idx], self._y_train[idx]  # (B, 1, 28, 28), (B,)
+        xb, yb = as_input(self._x_train[idx], self.device), self._y_train[idx]  # (B, 1, 28, 28), (B,)
         logits = self.model.logits(xb)
         loss = F.cross_entropy(logits, yb)
         self._update_step(loss, self._params, opt)
@@ -902,7 +905,8 @@ class Trainer:
         if not h.epochs or not near_chance(h.epochs[-1].test_acc, k):
             return  # the model's answers are only needed near chance
         with torch.inference_mode():
-            answers = torch.cat([self.model.logits(x).argmax(1) for x in self._x_test.split(1024)])
+            chunks = self._x_test.split(1024)
+            answers = torch.cat([self.model.logits(as_input(x, self.device)).argmax(1) for x in chunks])
         test_acc = h.epochs[-1].test_acc
         h.status = judge_ending(h.status, test_acc, top_answer_share(answers), k)
         if h.status == "collapsed":

@@ -42,6 +42,7 @@ from . import settings
 from .data import Dataset
 from .jobs import JobQueue, QueueError
 from .runs import STUDY_STORE, RunError, finish_run, runs_root, tag_run
+from .threads import ThreadTuner, fixed_threads
 from .train import Callback, EpochMetrics, TrainConfig, Trainer, check_knob, log_values
 
 SAMPLERS = ("grid", "random", "TPE")  # how a study picks its next trial
@@ -405,10 +406,12 @@ def run_trials(
     callbacks: tuple[Callback, ...] = (),
     on_trial: Callable[[TrialResult], None] | None = None,
     stop_event: threading.Event | None = None,
+    threads: int | None = None,
 ) -> list[TrialResult]:
     """Train up to ``n_trials`` trials of ``study`` in this process (Optuna's n_trials, per process); each
-    is saved as an ordinary run under ``root``, tagged with the study."""
-    results = []
+    is saved as an ordinary run under ``root``, tagged with the study. ``threads``: the CPU threads the first
+    trial starts with; each trial then tunes its count and the next starts where it ended (None: as set)."""
+    results, tuner = [], None
     for _ in range(trials_left(study, space, n_trials)):
         if stop_event is not None and stop_event.is_set():
             break
@@ -417,7 +420,8 @@ def run_trials(
         params = space.suggest(trial)
         config = space.config(params)
         pruning = _Pruning(study.study_name, trial, config.epochs)
-        trainer = Trainer(config, dataset, callbacks=[pruning, *callbacks], stop_event=stop_event)
+        tuning = [] if threads is None or fixed_threads() else [ThreadTuner(start=threads, after=tuner)]
+        trainer = Trainer(config, dataset, callbacks=[pruning, *callbacks, *tuning], stop_event=stop_event)
         with heartbeat(trial):
             try:
                 trainer.run()
@@ -428,6 +432,7 @@ def run_trials(
             run_dir, _, message = finish_run(trainer, dataset, root=root)
             h = trainer.history
             result = finish_trial(study, trial, params, config, h.epochs, h.status, run_dir, pruning.pruned, message)
+        tuner = tuning[0] if tuning and tuning[0].active else tuner
         results.append(result)
         if on_trial is not None:
             on_trial(result)

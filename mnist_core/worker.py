@@ -36,7 +36,7 @@ from .data import DATASETS, Dataset, load_dataset
 from .health import HealthMonitor, HealthStats
 from .lr_find import SUGGESTION_RULE, lr_find
 from .runs import finish_run, save_run
-from .threads import ThreadTuner, usable_cores
+from .threads import ThreadTuner, fixed_threads, usable_cores
 from .train import Budget, Callback, EpochMetrics, RunControl, StepClock, TrainConfig, Trainer
 from .watch import DigitView, DigitWatcher, SnapshotRecorder, digit_image, replay
 
@@ -324,12 +324,6 @@ def watched_digit(watch: int | list[int], dataset: Dataset) -> torch.Tensor:
 def max_pause_s() -> float:
     """``MNIST_MAX_PAUSE_S``, else 600: a run paused longer is stopped and saved, freeing its trainer."""
     return settings.get("MNIST_MAX_PAUSE_S")
-
-
-def fixed_threads() -> int | None:
-    """``MNIST_TRAIN_THREADS``, where set to 1 or more: train with that many CPU threads. None (unset, 0 or
-    not a number): a warm trainer finds the fastest count while it trains (``ThreadTuner``)."""
-    return settings.get("MNIST_TRAIN_THREADS") or None
 
 
 def trainer_threads() -> int:

@@ -20,7 +20,7 @@ from helpers import wait_for, write_idx
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from mnist_core import tune
+from mnist_core import settings, tune
 from mnist_core.jobs import JobQueue, QueueError
 from mnist_core.owners import default_run, mark_seen, owner_id
 from mnist_core.report import build_report
@@ -296,3 +296,11 @@ def test_uploads_are_capped_at_the_largest_archive_a_run_can_be():
     config = tomllib.loads((Path(__file__).parents[1] / ".streamlit" / "config.toml").read_text())
     limit_mb = config["server"]["maxUploadSize"]  # Streamlit's megabytes are MiB
     assert MAX_ARCHIVE_BYTES <= limit_mb * 2**20 < MAX_ARCHIVE_BYTES + 2**20
+
+
+def test_every_setting_is_in_the_readme():
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("## Settings", 1)[1].split("\n## ", 1)[0]
+    assert [name for name in settings.SETTINGS if f"| `{name}` |" not in section] == []

@@ -115,7 +115,7 @@ def test_train_then_report(runs_dir, monkeypatch):
     assert (saved.config.epochs, saved.config.optimiser, saved.config.lr) == (1, "ADAM", 0.01)
     assert saved.meta["status"] == "finished"
     # The finished run's digit panel scrubs through the views the trainer replayed: the server ran no model...
-    (job,) = [j for j in ui.state._queue._jobs.values() if j.run_dir == runs[0]]
+    (job,) = [j for j in ui.state.job_queue()._jobs.values() if j.run_dir == runs[0]]
     scrub = at.select_slider(key=f"replay_{job.id}")
     assert scrub.options == [f"step {v.step}" for v in job.replay] and not replayed
     # ...until the learner follows another digit: that one is replayed here.
@@ -284,7 +284,7 @@ def test_predict_page_reads_an_uploaded_digit(runs_dir, sample):
     assert not [n for n in at.number_input if n.key == "keep_watch"]
     at.slider(key="keep_epochs").set_value(1)
     start_button(at).click().run()
-    (job,) = ui.state._queue._jobs.values()  # this test's only job
+    (job,) = ui.state.job_queue()._jobs.values()  # this test's only job
     assert isinstance(job.watch_digit, list) and len(job.watch_digit) == 784
     assert sum(job.watch_digit) > 0  # the prepared digit's ink, not a blank
 
@@ -315,7 +315,7 @@ def test_a_run_that_ends_while_the_page_draws_still_gets_its_page_redrawn(runs_d
     at.slider(key="keep_epochs").set_value(1)
     start_button(at).click().run()
     wait_for(lambda: any("Test accuracy" in s.value for s in at.run().success), timeout=240, every=0.5)
-    (job,) = ui.state._queue._jobs.values()
+    (job,) = ui.state.job_queue()._jobs.values()
     assert job.done
 
     real = Job.snapshot

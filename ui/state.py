@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import atexit
+import hashlib
 import re
 import secrets
+import sys
 import threading
 from pathlib import Path
 
 import streamlit as st
 
-from mnist_core.data import DATASETS, DataError
+from mnist_core.data import DataError
 from mnist_core.feed import Feed
 from mnist_core.jobs import Job, JobQueue
 from mnist_core.owners import default_run, is_mine, mark_seen, owner_id, visible
@@ -22,46 +25,68 @@ OWNER_COOKIE = "mnist_owner"
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{32,64}")
 
 
-_queue: JobQueue | None = None
-_queue_lock = threading.Lock()
+# The queue lives on ``sys``, not in this module: Streamlit re-imports a changed module (Community Cloud pulls
+# every push with runOnSave on), and a module global would then start a second queue and a second warm
+# trainer (0.85 GB) while the first ran on unseen. Nor in st.cache_resource: any browser may clear that cache.
+_HELD = "_mnist_job_queue"
+_lock = getattr(sys, _HELD + "_lock", None) or threading.Lock()
+setattr(sys, _HELD + "_lock", _lock)
+CORE = Path(__file__).resolve().parents[1] / "mnist_core"
+
+
+def code_version() -> str:
+    """A fingerprint of the code the queue and its trainers run: a queue of other code is replaced."""
+    digest = hashlib.sha256()
+    for path in sorted(CORE.glob("*.py")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
 
 
 def job_queue() -> JobQueue:
-    """One queue per server process: every session's training goes through it. Its trainers start
-    warming now, with every data set the server offers already loaded (a missing one is skipped).
+    """One queue per server process, whatever Streamlit re-imports: every session's training goes through it.
+    Its trainers start warming now, with the data set the server opens on.
 
-    A module global, not st.cache_resource: any browser may send Streamlit's "clear cache" message, and
-    that must not end everyone's training."""
-    global _queue
-    with _queue_lock:
-        if _queue is None:
-            try:
-                offline = shared_dataset("mnist").source_kind == "sample"  # no network for the server: nor for them
-            except DataError:
-                offline = False
-            _queue = JobQueue(preload=tuple(DATASETS), allow_download=not offline, feed=_live_feed())
-        return _queue
+    After a change to mnist_core (a push), the old queue is ended (a run it trains is saved as interrupted,
+    with its last checkpoint) and a new one starts on the new code; a change elsewhere keeps it."""
+    with _lock:
+        held = getattr(sys, _HELD, None)
+        version = code_version()
+        if held is not None and held[1] == version and not held[0].closed:
+            return held[0]
+        if held is not None:
+            held[0].close()
+        try:
+            offline = shared_dataset("mnist").source_kind == "sample"  # no network for the server: nor for them
+        except DataError:
+            offline = False
+        queue = JobQueue(preload=("mnist",), allow_download=not offline, feed=_live_feed(clean=held is None))
+        setattr(sys, _HELD, (queue, version))
+        return queue
 
 
-def _live_feed() -> Feed | None:
+def _live_feed(clean: bool) -> Feed | None:
     """The jobs' live feeds, in the app's static folder (``server.enableStaticServing``, on in
     .streamlit/config.toml), served at ``app/static/``; None if static files are not served or the
-    folder cannot be written: the pages then follow their jobs on a timer."""
+    folder cannot be written: the pages then follow their jobs on a timer. ``clean``: remove the feeds of an
+    earlier server (the first queue of this process only)."""
     if not st.get_option("server.enableStaticServing"):
         return None
     try:
-        return Feed(APP_DIR / "static" / "feed", "app/static/feed")
+        return Feed(APP_DIR / "static" / "feed", "app/static/feed", clean=clean)
     except OSError:
         return None
 
 
 def close_job_queue() -> None:
-    """End the queue's trainers and forget it (tests and scripts; the next job_queue() makes a new one)."""
-    global _queue
-    with _queue_lock:
-        queue, _queue = _queue, None
-    if queue is not None:
-        queue.close()
+    """End the queue's trainers and forget it (tests, scripts, and the server's exit)."""
+    with _lock:
+        held = getattr(sys, _HELD, None)
+        setattr(sys, _HELD, None)
+    if held is not None:
+        held[0].close()
+
+
+atexit.register(close_job_queue)  # a stopped server leaves no trainer behind
 
 
 def _cookie() -> str:

@@ -9,7 +9,7 @@ from appserver import LAST_STEP_JS, returning_visitor
 from helpers import confidently_right, digit_png, trained_run
 from playwright.sync_api import Page, expect
 
-from mnist_core.runs import load_run
+from mnist_core.runs import list_runs, load_run
 
 
 def set_slider(page: Page, label: str, key: str, expected: str) -> None:
@@ -95,7 +95,7 @@ def test_train_pause_step_change_lr_refresh_stop(server, page: Page):
     expect(page.get_by_role("button", name="Start training")).to_be_enabled(timeout=30_000)
     assert last_step(page) < 50000
 
-    (run_dir,) = [p for p in server["runs"].iterdir() if load_run(p).config.batch_size == 8]
+    (run_dir,) = [p for p in list_runs(server["runs"]) if load_run(p).config.batch_size == 8]
     run = load_run(run_dir)
     assert run.meta["status"] == "stopped"
     assert run.history.lr_schedule == [(0, 0.1), (paused_at + 1, 0.079)]
@@ -234,8 +234,21 @@ def test_click_a_confusion_cell_shows_its_images(server, page: Page, sample):
     count = int(run.report.confusion[3, 3])
     page.goto(server["url"] + "/Report")
     wait_for_app(page)
+    picker = page.get_by_role("combobox", name="Run")  # a shared run: choose it (the best one opens first)
+    picker.click()
+    picker.fill(run.run_id)
+    page.get_by_role("option", name=f"{run.run_id} (shared)").click()
+    expect(picker).to_have_value(f"{run.run_id} (shared)")
+    # the confusion matrix of the chosen run is drawn (its cell true 3, predicted 3 holds this run's count)
+    page.wait_for_function(
+        f"""() => {{
+            const plots = document.querySelectorAll('.js-plotly-plot');
+            const trace = plots.length && plots[plots.length - 1]._fullData?.[0];  // decoded: z as numbers
+            return trace?.type === 'heatmap' && trace.z?.[3]?.[3] === {count};
+        }}""",
+        timeout=60_000,
+    )
     heatmap = page.locator(".js-plotly-plot").last
-    expect(heatmap).to_be_visible(timeout=60_000)
     heatmap.scroll_into_view_if_needed()
     box = heatmap.locator(".nsewdrag").first.bounding_box()
     # the cell (true 3, predicted 3) of the 10x10 grid

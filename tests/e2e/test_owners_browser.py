@@ -30,14 +30,14 @@ def test_two_fresh_tabs_get_one_owner_and_the_secret_is_never_in_a_page(server, 
         tab.goto(server["url"] + "/Runs", wait_until="commit")
     for tab in tabs:
         tab.wait_for_function(RELOADED_JS, timeout=60_000)  # each reloaded once, with the cookie
-        expect(tab.get_by_role("heading", name="Runs")).to_be_visible(timeout=60_000)
+        expect(tab.get_by_role("heading", name="Runs", exact=True)).to_be_visible(timeout=60_000)
     cookies = [c for c in context.cookies() if c["name"] == OWNER_COOKIE]
     assert len(cookies) == 1 and len(cookies[0]["value"]) >= 43  # one secret: 32 random bytes
     secret = cookies[0]["value"]
     for tab in tabs:
         assert secret not in tab.content()
     tabs[1].reload()  # a later visit keeps it, and does not reload again
-    expect(tabs[1].get_by_role("heading", name="Runs")).to_be_visible(timeout=60_000)
+    expect(tabs[1].get_by_role("heading", name="Runs", exact=True)).to_be_visible(timeout=60_000)
     assert [c["value"] for c in context.cookies() if c["name"] == OWNER_COOKIE] == [secret]
     context.close()
 
