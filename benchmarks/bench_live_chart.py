@@ -47,7 +47,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "e2e")]
-from appserver import CHROMIUM_FLAGS, chromium_path, free_port, start_server, stop_server, wait_healthy  # noqa: E402  (shared with tests/e2e)
+from appserver import (  # noqa: E402  (shared with tests/e2e)
+    CHROMIUM_FLAGS,
+    chromium_path,
+    free_port,
+    returning_visitor,
+    start_server,
+    stop_server,
+    wait_healthy,
+)
 
 from mnist_core.feed import FEED_EVERY_S, FEED_POLL_S, Feed  # noqa: E402
 from mnist_core.train import STEP_LOG_ENV  # noqa: E402
@@ -259,7 +267,7 @@ def main() -> None:
         os.nice(args.browser_nice)  # after the server started: only this driver, the CLI runs and Chromium get it
         with sync_playwright() as p, ExitStack() as stack:
             browser = p.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_FLAGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page = returning_visitor(browser, url, viewport={"width": 1400, "height": 1000}).new_page()
             # CLI, page, CLI, page, ... CLI: each page run between two CLI runs, so that it is compared with
             # the CLI of its own minutes (this host's speed drifts by a quarter within the hour)
             cli.append(cli_run(args, runs, cli_env))

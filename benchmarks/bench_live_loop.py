@@ -36,7 +36,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
-from appserver import CHROMIUM_FLAGS, LAST_STEP_JS, chromium_path, free_port, start_server, stop_server, wait_healthy  # noqa: E402
+from appserver import (  # noqa: E402
+    CHROMIUM_FLAGS,
+    LAST_STEP_JS,
+    chromium_path,
+    free_port,
+    returning_visitor,
+    start_server,
+    stop_server,
+    wait_healthy,
+)
 
 # Notes every change of the last drawn step of the live chart: [epoch ms, step].
 WATCH_JS = (
@@ -166,7 +175,7 @@ def lag_and_rate(result: dict) -> tuple[float, float]:
 
 
 def idle_cpu(browser, url: str, server_pid: int, tabs: int, window_s: float = 20.0) -> float:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context = returning_visitor(browser, url, viewport={"width": 1280, "height": 900})
     pages = [context.new_page() for _ in range(tabs)]
     for page in pages:
         open_train(page, url)
@@ -198,7 +207,7 @@ def main() -> None:
         wait_healthy(url, server)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_FLAGS)
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page = returning_visitor(browser, url, viewport={"width": 1280, "height": 1000}).new_page()
             open_train(page, url)  # the first page view of a fresh server starts its trainers
             time.sleep(15)
             for i in range(args.runs):

@@ -30,7 +30,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
-from appserver import CHROMIUM_FLAGS, chromium_path, free_port, start_server, stop_server, wait_healthy  # noqa: E402
+from appserver import (  # noqa: E402
+    CHROMIUM_FLAGS,
+    chromium_path,
+    free_port,
+    returning_visitor,
+    start_server,
+    stop_server,
+    wait_healthy,
+)
 
 RUNNING = '[data-testid="stStatusWidget"]'  # Streamlit's "Running..." indicator
 
@@ -74,7 +82,7 @@ def one_start(browser, checkout: Path, runs: Path) -> dict:
     server = start_server(port, runs, log, env={"MNIST_DATA_DIR": ""}, root=checkout)
     try:
         wait_healthy(url, server)
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page = returning_visitor(browser, url, viewport={"width": 1280, "height": 800}).new_page()
         t0 = time.perf_counter()
         page.goto(url)
         page.locator('[data-testid="stMain"] h1').first.wait_for(timeout=120_000)

@@ -45,7 +45,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
-from appserver import CHROMIUM_FLAGS, free_port, start_server, stop_server, wait_healthy  # noqa: E402  (shared with tests/e2e)
+from appserver import CHROMIUM_FLAGS, free_port, returning_visitor, start_server, stop_server, wait_healthy  # noqa: E402  (shared with tests/e2e)
 
 MAX_RELOADS = 3  # per session, each after a longer wait than the one before
 QUEUE_RE = re.compile(r"Waiting in the queue: place (\S+) of (\d+) waiting")
@@ -218,9 +218,9 @@ class Session:
         return self.finished_at is not None or bool(self.problems)
 
 
-def new_session(browser: Browser, index: int) -> Session:
-    """A fresh browser context: its own cookies, so its own Streamlit session."""
-    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+def new_session(browser: Browser, index: int, url: str) -> Session:
+    """A browser context of its own: its own owner cookie (as a returning visitor), so its own session."""
+    page = returning_visitor(browser, url, viewport={"width": 1400, "height": 1000}).new_page()
     page.set_default_timeout(90_000)  # ten pages on two cores: first loads are slow
     session = Session(index, page)
     # What the page's JavaScript threw or logged as an error: a blank page has no other trace.
@@ -462,7 +462,7 @@ def main() -> int:
             browser = pw.chromium.launch(executable_path=args.chromium, headless=True, args=CHROMIUM_FLAGS)
             # Set every session up first, then click in a tight loop: the jobs reach the queue together.
             for i in range(args.sessions):
-                sessions.append(new_session(browser, i))
+                sessions.append(new_session(browser, i, url))
                 try:
                     prepare(sessions[-1], url, args.epochs)
                 except Exception as exc:  # recorded; the other sessions still run

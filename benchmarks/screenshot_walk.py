@@ -21,7 +21,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
-from appserver import CHROMIUM_FLAGS, chromium_path, free_port, start_server, stop_server, wait_healthy  # noqa: E402
+from appserver import (  # noqa: E402
+    CHROMIUM_FLAGS,
+    chromium_path,
+    free_port,
+    returning_visitor,
+    start_server,
+    stop_server,
+    wait_healthy,
+)
 from bench_report import settled  # noqa: E402
 
 RUNS = {"tutorial": [], "collapsed": ["--optimiser", "ADAM", "--lr", "1", "--epochs", "2"]}
@@ -66,7 +74,7 @@ def main() -> None:
         wait_healthy(url, server)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_FLAGS)
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page = returning_visitor(browser, url, viewport={"width": 1280, "height": 800}).new_page()
             page.goto(url)
             page.get_by_text("Test images").first.wait_for(timeout=120_000)
             shoot(page, args.out, "00-home")

@@ -49,10 +49,17 @@ def free_port() -> int:
 
 
 def start_server(
-    port: int, runs_dir: Path, log_path: Path, env: dict | None = None, root: Path = ROOT
+    port: int,
+    runs_dir: Path,
+    log_path: Path,
+    env: dict | None = None,
+    root: Path = ROOT,
+    options: tuple[str, ...] = ("--server.fileWatcherType=none",),
 ) -> subprocess.Popen:
     """``streamlit run`` in its own process group, so that the group (server + trainers) can be ended whole;
-    from ``root``, this checkout or another one (a benchmark's ``--checkout``, an older commit)."""
+    from ``root``, this checkout or another one (a benchmark's ``--checkout``, an older commit). ``options``:
+    more command-line options; by default no reloading of edited modules mid-test (an edit elsewhere in the
+    tree must not restart anything), where benchmarks/bench_cloud.py passes Community Cloud's."""
     env = {**os.environ, "MNIST_RUNS_DIR": str(runs_dir), "PYTHONPATH": str(root), **(env or {})}
     cmd = [
         sys.executable,
@@ -64,8 +71,7 @@ def start_server(
         "--server.address=127.0.0.1",
         f"--server.port={port}",
         "--browser.gatherUsageStats=false",
-        # No reloading of edited modules mid-test: an edit elsewhere in the tree must not reset the queue.
-        "--server.fileWatcherType=none",
+        *options,
     ]
     with open(log_path, "w") as log:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
