@@ -170,8 +170,8 @@ def main() -> None:
                     f"after push {n}: trainers {len(trainers(server.pid))}, PSS {pss_mb(server.pid):,.0f} MB, "
                     f"first point {first_point(page, base):.2f} s"
                 )
-            saved = sorted(p.name for p in runs.iterdir() if (p / "run.json").is_file())
-            print(f"runs saved: {len(saved)} of {args.pushes + 1} started")
+            saved = [p for p in (runs.iterdir() if runs.is_dir() else ()) if (p / "run.json").is_file()]
+            print(f"runs saved so far: {len(saved)} of {args.pushes + 1} started")
             if args.dataset:
                 page.goto(base + "/Train")
                 page.get_by_role("combobox", name="Data set").click()

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import torch
-from torchvision.utils import make_grid
 
 from .data import Dataset
 from .model import LayerRow
@@ -90,9 +89,22 @@ def map_grid(maps: torch.Tensor, columns: int = 8, cell: int = 56, pad: int = 2)
     """(C, H, W) feature maps or filters -> one uint8 greyscale mosaic, each map scaled to its own range."""
     maps = maps.detach().float().cpu()
     factor = max(1, cell // maps.shape[-1])
-    big = maps.repeat_interleave(factor, dim=1).repeat_interleave(factor, dim=2).unsqueeze(1)  # (C, 1, h, w)
-    grid = make_grid(big, nrow=columns, padding=pad, normalize=True, scale_each=True, pad_value=1.0)
-    return (grid[0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    big = maps.repeat_interleave(factor, dim=1).repeat_interleave(factor, dim=2)  # (C, h, w)
+    # torchvision's make_grid(normalize=True, scale_each=True, pad_value=1), written out: importing torchvision
+    # costs each process 170 MB (PSS), and a server and its trainer would both pay it for this one mosaic
+    low = big.amin(dim=(1, 2), keepdim=True)
+    high = big.amax(dim=(1, 2), keepdim=True)
+    big = (big - low) / (high - low).clamp_min(1e-5)
+    n, h, w = big.shape
+    if n == 1:  # one map: no frame, as make_grid
+        return (big[0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    columns = min(columns, n)
+    rows = -(-n // columns)
+    grid = torch.ones(rows * (h + pad) + pad, columns * (w + pad) + pad)
+    for i in range(n):
+        top, left = (i // columns) * (h + pad) + pad, (i % columns) * (w + pad) + pad
+        grid[top : top + h, left : left + w] = big[i]
+    return (grid.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
 
 
 def class_counts(dataset: Dataset) -> pd.DataFrame:

@@ -104,3 +104,30 @@ def test_a_run_starts_on_the_cores_a_busy_neighbour_leaves(monkeypatch):
         spinner.wait()
     monkeypatch.setenv("MNIST_TRAIN_THREADS", "3")
     assert threads.starting_threads(load) == 3 and threads.run_threads(load) == []  # fixed: nothing tuned
+
+
+@pytest.mark.parametrize(("channels", "size"), [(16, 14), (8, 28), (5, 7), (1, 2), (32, 4)])
+def test_the_feature_map_mosaic_matches_torchvisions_make_grid(channels, size):
+    """map_grid writes make_grid out so that no process imports torchvision (170 MB each) for it."""
+    import torch
+    from torchvision.utils import make_grid
+
+    from mnist_core.visual import map_grid
+
+    maps = torch.randn(channels, size, size, generator=torch.Generator().manual_seed(channels))
+    maps[0] = 3.0  # a constant map
+    factor = max(1, 56 // size)
+    big = maps.repeat_interleave(factor, dim=1).repeat_interleave(factor, dim=2).unsqueeze(1)
+    expected = make_grid(big, nrow=8, padding=2, normalize=True, scale_each=True, pad_value=1.0)
+    expected = (expected[0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    assert (map_grid(maps) == expected).all()
+
+
+def test_a_trainer_imports_no_torchvision():
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys, mnist_core.worker, mnist_core.jobs; print('torchvision' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "False"

@@ -17,3 +17,18 @@ def test_pipfile_matches_requirements():
     pipfile = tomllib.loads((ROOT / "Pipfile").read_text())
     assert set(pipfile["packages"]) == required
     assert pipfile["packages"]["torch"]["index"] == "pytorch-cpu"
+
+
+def test_pipfile_and_requirements_ask_for_the_same_floors_and_python():
+    floors = {}
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        spec = line.split("#")[0].strip()
+        if spec and not spec.startswith("-r"):
+            name, version = re.match(r"([A-Za-z0-9_.-]+)\s*>=\s*([\d.]+)", spec).groups()
+            floors[name.lower()] = version
+    pipfile = tomllib.loads((ROOT / "Pipfile").read_text())
+    for name, spec in pipfile["packages"].items():
+        version = spec["version"] if isinstance(spec, dict) else spec
+        assert version == f">={floors[name]}", name
+    assert tuple(map(int, floors["streamlit"].split("."))) >= (1, 59)  # persist_state
+    assert pipfile["requires"]["python_version"] == "3.11"
