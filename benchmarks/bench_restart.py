@@ -59,9 +59,7 @@ def main() -> None:
             while not job.done:
                 time.sleep(0.001)
             ended_cpu = cpu_seconds(pid)
-            extra = (
-                f", trainer CPU from the last run's end to this first loss {after_cpu[-1]:.2f} s" if after_cpu else ""
-            )
+            extra = f", trainer CPU since the last run ended {after_cpu[-1]:.2f} s" if after_cpu else ""
             print(f"run {i + 1}: first loss {firsts[-1] * 1000:.0f} ms after submit ({job.outcome}){extra}", flush=True)
     finally:
         queue.close()
