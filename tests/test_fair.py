@@ -304,3 +304,23 @@ def test_every_setting_is_in_the_readme():
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     section = readme.split("## Settings", 1)[1].split("\n## ", 1)[0]
     assert [name for name in settings.SETTINGS if f"| `{name}` |" not in section] == []
+
+
+def test_a_study_name_from_storage_is_shown_as_text_and_the_storage_never(runs_dir):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    evil = "x` [Log in to keep your runs](https://evil.example/login) ![](http://host/p.png) `"
+    storage = tune.default_storage()
+    tune.open_study(storage, evil, tune.SearchSpace(optimisers=("ADAM",), epochs=(1,)))  # the command line's: shared
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "streamlit_app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("app_pages/7_Tune.py").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="tune_view").value == evil  # a select box shows its options as text
+    markup = [
+        e.value for kind in ("markdown", "caption", "error", "warning", "info", "success") for e in getattr(at, kind)
+    ]
+    assert not any("](https://evil.example" in str(m) or "![](" in str(m) for m in markup)
+    assert not any(str(runs_dir) in str(m) or "sqlite" in str(m) for m in markup)  # no storage location
