@@ -6,6 +6,17 @@ import streamlit as st
 # the data set load (seconds on a small machine); the rest of the app is imported in start(), below them.
 
 
+PATH = [  # the tutorial's steps, in order: Home's links
+    ("app_pages/1_Data.py", "1. Data"),
+    ("app_pages/2_Model.py", "2. Model"),
+    ("app_pages/3_Train.py", "3. Train"),
+    ("app_pages/4_Report.py", "4. Report"),
+    ("app_pages/5_Runs.py", "5. Runs"),
+    ("app_pages/6_Predict.py", "6. Predict"),
+    ("app_pages/7_Tune.py", "7. Tune"),
+]
+
+
 def intro() -> None:
     """The home page's title and text: needs nothing but Streamlit."""
     st.title("Watch a neural network learn")
@@ -32,6 +43,9 @@ layers, and read an honest accuracy report.
 def home() -> None:
     from ui.common import current
 
+    st.caption("The tutorial's path, a page a step:")
+    for column, (path, label) in zip(st.columns(len(PATH)), PATH):
+        column.page_link(path, label=label)
     dataset, device = current()
     st.subheader(dataset.title)
     col1, col2, col3 = st.columns(3)

@@ -7,7 +7,7 @@ from mnist_core.data import one_hot
 from mnist_core.train import batch_bounds, batches_per_epoch
 from mnist_core.visual import batch_shapes, class_counts, upscale
 from ui.charts import class_count_figure
-from ui.common import current
+from ui.common import current, next_step
 
 st.title("Data")
 dataset, _ = current()
@@ -19,7 +19,8 @@ split = left.radio("Split", ["train", "test"], horizontal=True)
 images, labels = (
     (dataset.train_images, dataset.train_labels) if split == "train" else (dataset.test_images, dataset.test_labels)
 )
-start = left.number_input(f"First image (0-{len(images) - 1})", 0, max(len(images) - 32, 0), 0, step=32)
+last_start = max(len(images) - 32, 0)  # 32 images are shown from the first one on
+start = left.number_input(f"First of 32 images (0-{last_start:,})", 0, last_start, 0, step=32)
 shown = range(start, min(start + 32, len(images)))
 right.image(
     [upscale(images[i], 3) for i in shown],
@@ -70,3 +71,5 @@ onehot = pd.DataFrame(
 )
 st.dataframe(onehot)
 st.caption("PyTorch's `cross_entropy` takes the class index directly; the one-hot matrix is the same information.")
+
+next_step("app_pages/2_Model.py", "the network that reads these images (Model)")

@@ -7,7 +7,7 @@ from mnist_core.model import as_input, build_model, first_prediction, layer_tabl
 from mnist_core.visual import layer_dataframe, map_grid, upscale
 from mnist_core.watch import model_at, saved_steps
 from ui.charts import probability_figure, shrink_figure
-from ui.common import current
+from ui.common import current, next_step
 from ui.state import get_run, run_ids
 
 st.title("Model")
@@ -97,3 +97,5 @@ for i, fmap in enumerate(maps, start=1):
     st.image(map_grid(fmap[0], columns=16 if c > 8 else 8, cell=48))
 st.markdown("**The first layer's 8 filters** (5x5 weights; bright = positive)")
 st.image(map_grid(model.first_filters(), columns=8, cell=60))
+
+next_step("app_pages/3_Train.py", "train it and watch the loss fall (Train)")

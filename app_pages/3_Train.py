@@ -138,8 +138,9 @@ def use_lr(value: float) -> None:
     st.session_state["keep_lr"] = value
 
 
-def lr_finder() -> None:
-    """Find a learning rate: the range test's curve and a button that puts its suggestion on the slider."""
+def lr_finder(chart_slot) -> None:
+    """Find a learning rate: the range test's button and suggestion here, its curve in the wide ``chart_slot``.
+    A result is offered only for the optimiser and batch size it was measured with."""
     found = queue.latest_of(me, task="lr-find")
     with st.expander("Find a learning rate", expanded=found is not None):
         st.caption(
@@ -151,14 +152,20 @@ def lr_finder() -> None:
             return
         if not found.done:
             st.info("The range test is running...")
-        elif found.lr_curve is None:
+            return
+        if found.lr_curve is None:
             st.error(found.message)
-        else:
-            c, cfg = found.lr_curve, found.config
-            st.plotly_chart(lr_find_figure(c.lrs, c.losses, c.smoothed, c.suggested_lr), key="lr_find_chart")
-            st.caption(f"{cfg.optimiser}, batch {cfg.batch_size}, seed {cfg.seed}. {found.message}")
-            choice = nearest_offer("lr", c.suggested_lr)
-            st.button(f"Use lr {choice:g}", on_click=use_lr, args=(choice,), disabled=active, use_container_width=True)
+            return
+        c, cfg = found.lr_curve, found.config
+        knobs = (st.session_state["keep_optimiser"], st.session_state["keep_batch_size"])
+        if (cfg.optimiser, cfg.batch_size) != knobs:
+            st.caption(f"The last test was for {cfg.optimiser}, batch {cfg.batch_size}: run it again for these knobs.")
+            return
+        choice = nearest_offer("lr", c.suggested_lr)
+        st.button(f"Use lr {choice:g}", on_click=use_lr, args=(choice,), disabled=active, use_container_width=True)
+    with chart_slot, st.expander(f"The range test for {cfg.optimiser}, batch {cfg.batch_size}", expanded=True):
+        st.plotly_chart(lr_find_figure(c.lrs, c.losses, c.smoothed, c.suggested_lr), key="lr_find_chart")
+        st.caption(f"{cfg.optimiser}, batch {cfg.batch_size}, seed {cfg.seed}. {found.message}")
 
 
 def start_run() -> None:
@@ -174,16 +181,29 @@ def start_run() -> None:
 
 
 controls, view = st.columns([1, 2.6], gap="large")
+finder_slot = view.container()  # the range test's curve: wide, above the run (empty without one)
 with controls:
+    # Start first: with the knobs above it, it was below the first screen at 1280 x 800
+    st.button("Start training", type="primary", disabled=active, use_container_width=True, on_click=start_run)
+    per_epoch = batches_per_epoch(dataset.n_train, st.session_state["keep_batch_size"])
+    epochs = st.session_state["keep_epochs"]
+    st.caption(
+        f"{epochs} epochs × {per_epoch} batches of {st.session_state['keep_batch_size']} = "
+        f"{epochs * per_epoch:,} steps on {dataset.title}"
+    )
+    if error := st.session_state.pop("control_error", None):
+        st.error(error)
     knob_widget("lr")
     if live:
         st.caption("Move the learning rate while it trains: the change applies from the next batch.")
-    lr_finder()
+    lr_finder(finder_slot)
     knob_widget("epochs")
     knob_widget("batch_size")
     if knob_widget("optimiser") != "Descent":
         knob_widget("momentum")
     knob_widget("loop", format_func=LOOP_STYLES.get)
+    if st.session_state["keep_loop"] == "manual" and st.session_state["keep_optimiser"] != "Descent":
+        st.warning("The update by hand is plain Descent: choose Descent, or another loop style, to start.")
     with st.expander("Advanced"):
         knob_widget("seed")
         if st.session_state["keep_device"] not in available_devices():
@@ -196,24 +216,6 @@ with controls:
             persist_state=KEEP,
         )
         knob_widget("record_every")
-    st.button("Start training", type="primary", disabled=active, use_container_width=True, on_click=start_run)
-    per_epoch = batches_per_epoch(dataset.n_train, st.session_state["keep_batch_size"])
-    epochs = st.session_state["keep_epochs"]
-    st.caption(
-        f"{epochs} epochs × {per_epoch} batches of {st.session_state['keep_batch_size']} = "
-        f"{epochs * per_epoch:,} steps on {dataset.title}"
-    )
-    if error := st.session_state.pop("control_error", None):
-        st.error(error)
-
-with view:
-    flux_code, torch_code = CODE[st.session_state["keep_loop"]]
-    with st.expander(f"What the loop style does: {LOOP_STYLES[st.session_state['keep_loop']]}"):
-        left, right = st.columns(2)
-        left.caption("Flux (the tutorial)")
-        left.code(flux_code, language="julia", wrap_lines=True)
-        right.caption("PyTorch (what runs here)")
-        right.code(torch_code, language="python", wrap_lines=True)
 
 
 def mode(j: Job | None, reading: JobSnapshot | None = None) -> tuple:
@@ -285,7 +287,13 @@ def live_view() -> None:
                 act(j, "resume")
             if buttons[1].button("Step 1 batch", key="step", icon=":material/skip_next:", use_container_width=True):
                 act(j, "step", batches=1)
-            if buttons[2].button("Step 1 epoch", key="epoch", icon=":material/fast_forward:", use_container_width=True):
+            if buttons[2].button(
+                "To epoch end",
+                key="epoch",
+                icon=":material/fast_forward:",
+                use_container_width=True,
+                help="train to the end of this epoch (a whole epoch when paused at its start), then pause",
+            ):
                 act(j, "epoch")
         elif buttons[0].button("Pause", key="pause", icon=":material/pause:", use_container_width=True):
             act(j, "pause")
@@ -402,3 +410,11 @@ if feed:
         followed_chart(job)
 with inside_slot:
     inside()
+with view:  # below the run: the knobs' column has the loop style, this says what it runs
+    flux_code, torch_code = CODE[st.session_state["keep_loop"]]
+    with st.expander(f"What the loop style does: {LOOP_STYLES[st.session_state['keep_loop']]}"):
+        left, right = st.columns(2)
+        left.caption("Flux (the tutorial)")
+        left.code(flux_code, language="julia", wrap_lines=True)
+        right.caption("PyTorch (what runs here)")
+        right.code(torch_code, language="python", wrap_lines=True)

@@ -11,7 +11,7 @@ from mnist_core.runs import describe_schedule
 from mnist_core.train import plateau_warning
 from mnist_core.visual import upscale
 from ui.charts import confusion_figure
-from ui.common import run_answers, run_figures, run_test_images, show_outcome
+from ui.common import next_step, run_answers, run_figures, run_test_images, show_outcome
 from ui.state import chosen_run, job_queue
 
 st.title("Report")
@@ -37,8 +37,12 @@ if meta.status != "collapsed" and (warning := plateau_warning(run.history.epochs
     st.warning(warning)
 
 report = run.report
-if report is None:
-    st.info("This run has no report (see the message above: a diverged run's weights are NaN). Its curves are below.")
+if report is None and live is not None and not live.done:
+    st.info("Its checkpoint has no report yet: one is written at the end of an epoch. Its curves are below.")
+elif report is None and meta.status == "diverged":
+    st.info("A diverged run has no report: its weights are no longer numbers (NaN). Its curves are below.")
+elif report is None:
+    st.info("This run has no report: it ended before its first epoch was evaluated. Its curves are below.")
 else:
     a, b, c, d = st.columns(4)
     a.metric("Test accuracy", f"{report.test_acc:.2%}")
@@ -123,3 +127,5 @@ elif dataset is not None:
         ],
         width=110,
     )
+
+next_step("app_pages/5_Runs.py", "compare this run with others (Runs)")

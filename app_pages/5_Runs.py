@@ -20,7 +20,7 @@ from mnist_core.runs import (
     share_run,
 )
 from ui.charts import compare_figure
-from ui.common import outcome_css, show_outcome
+from ui.common import next_step, outcome_css, show_outcome
 from ui.state import get_run, job_queue, viewer
 
 st.title("Runs")
@@ -183,3 +183,5 @@ if pending:
     if no.button("Cancel"):
         del st.session_state["confirm_delete"]
         st.rerun()
+
+next_step("app_pages/6_Predict.py", "try a run on your own handwriting (Predict)")

@@ -7,6 +7,7 @@ from mnist_core.data import DATASETS
 from mnist_core.digits import DigitError, digits_from_canvas, how_sure, load_image, predict_digit, preprocess
 from mnist_core.visual import square_tile
 from ui.charts import probability_figure
+from ui.common import next_step
 from ui.inside import DRAWN_KEY
 from ui.state import chosen_run
 
@@ -45,7 +46,9 @@ try:
             return_image_data=True,
             key="canvas",
         )
-        if drawn.image_data is None or drawn.image_data[..., 3].max() == 0:
+        pixels = drawn.image_data
+        # nothing drawn yet, or the pad reset (it is then white, not transparent): ask, do not call it an error
+        if pixels is None or pixels[..., 3].max() == 0 or pixels[..., :3].min() >= 250:
             st.info("Draw a digit in the box with the mouse or a finger.")
         else:
             image = digits_from_canvas(drawn.image_data)
@@ -84,3 +87,5 @@ st.plotly_chart(probability_figure(probs, classes), key="predict_probs")
 accuracy = "not measured" if run.meta.test_acc is None else f"{run.meta.test_acc:.2%}"
 st.caption(f"Run `{run.run_id}`: test accuracy {accuracy} on {run.config.dataset}.")  # no text from run.json
 st.caption("Follow this digit through the network while a run trains: **Train**, Watch one digit, from Predict.")
+
+next_step("app_pages/7_Tune.py", "let a search choose the knobs (Tune)")

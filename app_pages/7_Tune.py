@@ -13,6 +13,7 @@ from mnist_core.tune import (
     describe_space,
     driver_of,
     format_params,
+    new_study_name,
     open_study,
     pruning_savings,
     start_study,
@@ -45,7 +46,7 @@ st.markdown(
 )
 
 defaults = {
-    "keep_tune_study": "study-1",
+    "keep_tune_study": new_study_name(storage),  # a new study by default: continuing one is a choice
     "keep_tune_lr_low": 0.001,
     "keep_tune_lr_high": 1.0,
     "keep_tune_optimisers": ["Descent", "ADAM"],
@@ -81,6 +82,8 @@ running = driver is not None and driver.running
 with st.container(border=True):
     left, right = st.columns(2)
     left.text_input("Study name", key="keep_tune_study", persist_state=KEEP, disabled=running, max_chars=100)
+    if not running and st.session_state["keep_tune_study"].strip() in study_names(storage, viewer()):
+        left.caption("A study of yours has this name: Start continues it. Give a new name to start afresh.")
     for end, word in (("low", "Lowest"), ("high", "Highest")):
         left.select_slider(
             f"{word} learning rate (log scale)",
@@ -206,7 +209,7 @@ def show_study(name: str) -> None:
         st.info("No trial has started yet.")
         return
     st.dataframe(
-        table,
+        table.drop(columns=["worker"]),  # a machine's name: for the command line's table, not a learner's
         hide_index=True,
         column_config={
             "lr": st.column_config.NumberColumn("lr", format="%.3g"),

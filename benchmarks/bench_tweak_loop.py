@@ -75,7 +75,7 @@ def main() -> None:
                 if i and args.goto:
                     page.goto(url + "/Train")
                 elif i:
-                    page.get_by_role("link", name="Train").click()  # open Train, as a learner would
+                    page.get_by_role("link", name="Train", exact=True).click()  # open Train, as a learner would
                 start = page.get_by_role("button", name="Start training")
                 start.wait_for(timeout=60_000)
                 page.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidget]')")

@@ -65,6 +65,9 @@ JUMP_RATIO = 1.0
 # - Gradient norms stay below 5 in healthy runs (Descent 0.1, Momentum 0.1, ADAM 0.01 and 0.03); runs that
 #   collapse spike to 17 (Momentum 1) and 27 (ADAM 0.1) just before their ReLUs die.
 EXPLODING_GRAD = 10.0
+# - A batch loss under 0.01 (the model gives the right class 99% probability) leaves tiny gradients: small
+#   updates then mean the run has learnt its training batches, not that it stalled.
+CONVERGED_LOSS = 0.01
 # - Healthy runs leave at most about 10% of a layer's channels dead on a batch; from half of them, a layer has
 #   lost half of what it can compute (ADAM 0.03 loses 5 of conv 1's 8 channels and ends 3 points below 0.01).
 DEAD_MANY = 0.5
@@ -231,8 +234,9 @@ def _and(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def health_flags(stats: HealthStats) -> list[str]:
-    """Plain-words warnings for the numbers of one measured step; an empty list when nothing looks wrong."""
+def health_flags(stats: HealthStats, loss: float | None = None) -> list[str]:
+    """Plain-words warnings for the numbers of one measured step; an empty list when nothing looks wrong.
+    ``loss``: the run's recent batch loss; near 0 small updates mean it has converged, not stalled."""
     layers = stats.layers
     broken = [n for n, h in layers.items() if not all(map(math.isfinite, (h.grad_norm, h.weight_norm)))]
     if broken:
@@ -266,9 +270,26 @@ def health_flags(stats: HealthStats) -> list[str]:
             "rate is too high, the loss will jump around or the ReLUs will die"
         )
     ratios = [h.update_ratio for h in layers.values() if math.isfinite(h.update_ratio)]
-    if not dead and ratios and max(ratios) < STALLED_RATIO:
+    converged = loss is not None and loss < CONVERGED_LOSS
+    if not dead and ratios and max(ratios) < STALLED_RATIO and not converged:
         flags.append(
             f"updates are {max(ratios):.0e} of the weights: learning is stalled; raise the learning rate "
             "(about 1e-3 of the weights per step is a healthy pace)"
         )
     return flags
+
+
+def health_summary(stats: HealthStats, loss: float | None = None) -> str:
+    """What a step with no warning looks like, in its own numbers (the table's), for the learner."""
+    ratios = [h.update_ratio for h in stats.layers.values() if math.isfinite(h.update_ratio)]
+    if loss is not None and loss < CONVERGED_LOSS:
+        return (
+            f"Nothing looks wrong: the batch loss is {loss:.1g}, so the model fits its training batches and the steps "
+            "are small; watch the test accuracy, not the training loss, from here."
+        )
+    if not ratios:
+        return "Nothing looks wrong."
+    return (
+        f"Nothing looks wrong: each step moves the layers' weights by {min(ratios):.1e} to {max(ratios):.1e} of their "
+        f"size, between a stall (under {STALLED_RATIO:.0e}) and a jump (over {JUMP_RATIO:.0%})."
+    )

@@ -17,7 +17,6 @@ at most ``max_waiting`` long.
 
 from __future__ import annotations
 
-import os
 import queue as queue_lib
 import secrets
 import subprocess
@@ -55,6 +54,7 @@ Progress = tuple[float | None, str]  # share done (None: not started) and the li
 KEEP_FINISHED = 100  # finished jobs remembered in memory (their runs stay on disk regardless)
 MAX_HEALTH_LOG = 2_000  # health readings a job keeps for a chart; beyond, every other one is dropped
 READY_TIMEOUT_S = 600.0  # a process that is not warm by then is replaced
+KNOB_SETTLE_S = 0.4  # a live knob sent once it has rested this long: 17 arrow presses are one change, not 9
 RUN_BYTES = 1_200_000  # a saved run but its batch losses: weights, snapshots, epochs, report (about 1 MB)
 
 
@@ -111,6 +111,8 @@ class Job:
     feed_token: str = field(default="", repr=False)
     fed_at: float = field(default=0.0, repr=False)  # time.monotonic() of its last feed write
     fed: int = field(default=0, repr=False)  # feed writes so far: the page sees a feed that stopped changing
+    pending_knobs: dict = field(default_factory=dict, repr=False)  # a knob change not sent yet (KNOB_SETTLE_S)
+    knob_timer: threading.Timer | None = field(default=None, repr=False)
     # its batch losses smoothed so far: each feed write smooths only the new ones
     smoother: Smoother = field(default_factory=Smoother, repr=False, compare=False)
 
@@ -400,6 +402,7 @@ class JobQueue:
                 return
             trainer = self._trainer_of(job)
         if trainer is not None:
+            self._send_knobs(job, trainer)  # a change made just before Stop is kept in the run
             trainer.send(p.Control(action="stop", job_id=job.id))
 
     def control(
@@ -425,7 +428,26 @@ class JobQueue:
             trainer = self._trainer_of(job) if job.state == "running" else None
         if trainer is None:
             raise QueueError("The run is not training now, so it cannot be paused, stepped or changed.")
+        if action == "set":  # a drag or a held arrow key is one change: sent once the knob rests KNOB_SETTLE_S
+            with self._cond:
+                job.pending_knobs.update({k: v for k, v in (("lr", lr), ("momentum", momentum)) if v is not None})
+                if job.knob_timer is not None:
+                    job.knob_timer.cancel()
+                job.knob_timer = threading.Timer(KNOB_SETTLE_S, self._send_knobs, (job, trainer))
+                job.knob_timer.daemon = True
+                job.knob_timer.start()
+            return
+        self._send_knobs(job, trainer)  # a knob change waiting to be sent goes first: it came first
         trainer.send(p.Control(action=action, job_id=job.id, batches=int(batches), lr=lr, momentum=momentum))
+
+    def _send_knobs(self, job: Job, trainer: TrainerProcess) -> None:
+        with self._cond:
+            knobs, job.pending_knobs = job.pending_knobs, {}
+            if job.knob_timer is not None:
+                job.knob_timer.cancel()
+                job.knob_timer = None
+        if knobs:
+            trainer.send(p.Control(action="set", job_id=job.id, **knobs))
 
     def active(self) -> list[Job]:
         """Running jobs, then waiting ones in order."""
@@ -474,7 +496,7 @@ class JobQueue:
 
     def _spawn(self) -> TrainerProcess:
         package_root = str(Path(__file__).resolve().parents[1])
-        env = settings.child_env(PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
+        env = settings.child_env(package_root)
         args = ["--preload", ",".join(self.preload)]
         if self.data_dir:
             args += ["--data-dir", self.data_dir]

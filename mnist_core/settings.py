@@ -60,6 +60,7 @@ def get(name: str) -> int | float | str:
     return value
 
 
-def child_env(**extra: str) -> dict[str, str]:
-    """The environment a child process (a trainer) starts with: this one's, plus ``extra``."""
-    return {**os.environ, **extra}
+def child_env(package_root: str) -> dict[str, str]:
+    """The environment a trainer process starts with: this one's, with ``package_root`` first on PYTHONPATH."""
+    path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path}

@@ -277,7 +277,10 @@ def device_label(device: torch.device, cpu_threads: int | None = None) -> str:
     if device.type == "mps":
         return "Apple GPU (MPS)"
     threads = cpu_threads or torch.get_num_threads()
-    return f"CPU ({threads} thread{'' if threads == 1 else 's'})"
+    cores = os.cpu_count() or threads
+    # a run on a busy machine may end on fewer threads than the sidebar's count: say of how many cores
+    of = f" of {cores} cores" if threads < cores else ""
+    return f"CPU ({threads} thread{'' if threads == 1 else 's'}{of})"
 
 
 def evaluate(model: TutorialCNN, x: torch.Tensor, y: torch.Tensor, chunk: int = 1024) -> tuple[float, float]:

@@ -607,7 +607,7 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
                 "trial": t.number,
                 "state": state,
                 **t.params,
-                "val accuracy": t.value if t.value is not None else _last(t.intermediate_values),
+                "val accuracy": _number(t.value if t.value is not None else _last(t.intermediate_values)),
                 "epochs": f"{done}/{planned}" if planned else str(done),
                 "training s": sum(t.user_attrs.get("epoch_seconds", [])),
                 "worker": t.user_attrs.get("worker", ""),
@@ -624,6 +624,19 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
 
 def _last(values: dict[int, float]) -> float | None:
     return values[max(values)] if values else None
+
+
+def _number(value: float | None) -> float:
+    """A table cell: NaN (shown empty) where a trial has no value yet, never the word None."""
+    return float("nan") if value is None else float(value)
+
+
+def new_study_name(storage: str | optuna.storages.BaseStorage) -> str:
+    """The first of study-1, study-2, ... that no study in ``storage`` has: a new study, not someone's old one."""
+    taken, n = set(study_names(storage)), 1
+    while f"study-{n}" in taken:
+        n += 1
+    return f"study-{n}"
 
 
 @dataclass

@@ -324,3 +324,21 @@ def test_a_study_name_from_storage_is_shown_as_text_and_the_storage_never(runs_d
     ]
     assert not any("](https://evil.example" in str(m) or "![](" in str(m) for m in markup)
     assert not any(str(runs_dir) in str(m) or "sqlite" in str(m) for m in markup)  # no storage location
+
+
+def test_a_held_arrow_key_on_the_live_lr_is_one_change(tmp_path, data_dir):
+    queue = JobQueue(root=tmp_path / "runs", data_dir=data_dir)
+    try:
+        job = queue.submit(TrainConfig(epochs=100, batch_size=16), owner="o")
+        wait_for(lambda: job.history is not None and job.history.step > 0)
+        for lr in (0.09, 0.08, 0.07, 0.06, 0.05):  # five key presses in a row
+            queue.control(job.id, "o", "set", lr=lr)
+        wait_for(lambda: len(job.history.lr_schedule) > 1)
+        step = job.history.step
+        wait_for(lambda: job.history.step > step + 20)  # well past the settling time
+        assert [lr for _, lr in job.history.lr_schedule] == [0.1, 0.05]
+        queue.stop(job.id, "o")
+        assert queue.wait_idle(timeout=120)
+        assert [lr for _, lr in load_run(job.run_dir).meta.lr_schedule] == [0.1, 0.05]
+    finally:
+        queue.close()

@@ -127,3 +127,22 @@ def test_small_batches_and_gpus_are_measured_less_often(blobs):
     stats: list[HealthStats] = []
     train(TrainConfig(epochs=3, batch_size=8, device="cpu"), blobs, [HealthMonitor(on_stats=stats.append)])
     assert [s.step for s in stats] == [1]  # 96 steps, measured every 320
+
+
+def test_a_converged_run_is_not_called_stalled_and_a_healthy_one_is_told_its_own_numbers():
+    from mnist_core.health import health_summary
+
+    tiny = LayerHealth(grad_norm=1e-6, update_ratio=1e-7, dead_share=0.0, weight_norm=3.0)
+    converged = HealthStats(step=900, layers={"conv 1": tiny, "conv 2": tiny})
+    assert any("stalled" in f for f in health_flags(converged))  # with no loss known, small steps are a stall
+    assert health_flags(converged, loss=0.0002) == []  # at a loss of 0.0002, they are the run having learnt
+    assert "fits its training batches" in health_summary(converged, loss=0.0002)
+    healthy = HealthStats(
+        step=50,
+        layers={
+            "conv 1": LayerHealth(grad_norm=0.5, update_ratio=1.2e-2, dead_share=0.0, weight_norm=3.0),
+            "conv 2": LayerHealth(grad_norm=0.5, update_ratio=1.5e-2, dead_share=0.0, weight_norm=3.0),
+        },
+    )
+    assert health_flags(healthy, loss=0.6) == []
+    assert "1.2e-02 to 1.5e-02" in health_summary(healthy, loss=0.6)  # the table's numbers, not a rule of thumb

@@ -101,7 +101,7 @@ def test_train_then_report(runs_dir, monkeypatch):
     monkeypatch.setattr(
         ui.inside, "replay", lambda run_dir, digit: replayed.append(digit) or real_replay(run_dir, digit)
     )
-    assert controls(at) == ["Run the range test", "Start training"]
+    assert controls(at) == ["Start training", "Run the range test"]  # Start first, in the first screen
     at.slider(key="keep_epochs").set_value(1)
     at.radio(key="keep_optimiser").set_value("ADAM")
     at.select_slider(key="keep_lr").set_value(0.01)
@@ -201,7 +201,7 @@ def test_a_second_session_can_neither_see_nor_steer_the_first_ones_run(runs_dir)
     victim.select_slider(key="keep_batch_size").set_value(8)
     start_button(victim).click().run()
     assert not victim.exception, victim.exception
-    assert controls(victim) == ["Run the range test", "Start training", "Pause", "Stop"]
+    assert controls(victim) == ["Start training", "Run the range test", "Pause", "Stop"]
     from ui.state import job_queue
 
     (job,) = job_queue().active()
@@ -214,7 +214,7 @@ def test_a_second_session_can_neither_see_nor_steer_the_first_ones_run(runs_dir)
     attacker.query_params["job"] = run_id
     attacker.switch_page("app_pages/3_Train.py").run()
     assert not attacker.exception, attacker.exception
-    assert controls(attacker) == ["Run the range test", "Start training"]  # nothing to steer
+    assert controls(attacker) == ["Start training", "Run the range test"]  # nothing to steer
     assert run_id not in " ".join(str(e.value) for e in (*attacker.caption, *attacker.markdown, *attacker.info))
 
     step = job.history.step

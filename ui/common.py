@@ -199,3 +199,9 @@ def run_figures(run: Run) -> dict:
     its run.json's time: a reopened Report only sends them. Not the confusion matrix: a copy from the cache
     loses the chart's click selection (measured: the click on a cell did nothing), and it costs ~25 ms."""
     return _figures(str(run.path), run.path.joinpath("run.json").stat().st_mtime, run)
+
+
+def next_step(page: str, words: str) -> None:
+    """The link at a page's end to the tutorial's next step."""
+    st.divider()
+    st.page_link(page, label=f"Next: {words}", icon=":material/arrow_forward:")

@@ -12,7 +12,7 @@ import streamlit as st
 import torch
 
 from mnist_core.data import Dataset
-from mnist_core.health import HealthStats, health_flags
+from mnist_core.health import HealthStats, health_flags, health_summary
 from mnist_core.jobs import Job
 from mnist_core.model import build_model
 from mnist_core.watch import DigitView, replay, view_digit
@@ -162,10 +162,13 @@ def health_panel(job: Job | None) -> None:
     every = f"one step in {log[-1].step - log[-2].step} is measured" if len(log) > 1 else "measured now and then"
     st.caption(f"Measured at step {stats.step} ({every}, so that measuring costs a few percent of training at most).")
     st.table(health_table(stats))
-    flags = health_flags(stats)
+    h = job.history
+    recent = list(h.batch_losses[-20:]) if h is not None else []
+    loss = sum(recent) / len(recent) if recent else None
+    flags = health_flags(stats, loss)
     for flag in flags:
         st.warning(flag[:1].upper() + flag[1:] + ".", icon=":material/health_and_safety:")
     if not flags:
-        st.success("Nothing looks wrong: updates of about 1e-3 of the weights per step are a healthy pace.")
+        st.success(health_summary(stats, loss))
     if (job.done or (job.history is not None and job.history.paused)) and len(job.health_log) > 1:
         st.plotly_chart(health_figure(job.health_log), key=f"health_{job.id}")

@@ -49,7 +49,7 @@ def test_train_pause_step_change_lr_refresh_stop(server, page: Page):
     wait_for_app(page)
     expect(page.get_by_role("heading", name="Watch a neural network learn")).to_be_visible()
 
-    page.get_by_role("link", name="Train").click()
+    page.get_by_role("link", name="Train", exact=True).click()
     expect(page.get_by_role("button", name="Start training")).to_be_enabled()
     # A long run on the sample: 100 epochs of batch 8, so there is time to steer it.
     set_slider(page, "Epochs", "End", "100")
@@ -126,11 +126,11 @@ def test_a_queued_job_is_cancelled_at_once_and_others_cannot_see_it(server, brow
     page.get_by_role("button", name="Start training").click()
     expect(page.get_by_text(re.compile("Waiting in the queue: place 1"))).to_be_visible()
     assert their_id not in page.content()
-    page.get_by_role("link", name="Runs").click()
+    page.get_by_role("link", name="Runs", exact=True).click()
     expect(page.get_by_text(re.compile(r"Training now: 1 run"))).to_be_visible()
     assert their_id not in page.content()
 
-    page.get_by_role("link", name="Train").click()
+    page.get_by_role("link", name="Train", exact=True).click()
     main_button(page, "Cancel").click()
     expect(outcome_box(page, "Cancelled while waiting in the queue")).to_be_visible()
     expect(page.get_by_role("button", name="Start training")).to_be_enabled()

@@ -55,7 +55,7 @@ def test_a_visitor_sees_and_deletes_only_their_own_runs(server, browser, sample)
     expect(alice.get_by_text(re.compile(r"^Finished 10 epochs")).first).to_be_visible(timeout=120_000)
     alices = alice.locator("[data-testid=stCaptionContainer] code").first.inner_text()
     assert read_meta(server["runs"] / alices).owner  # saved for her
-    alice.get_by_role("link", name="Runs").click()
+    alice.get_by_role("link", name="Runs", exact=True).click()
     expect(alice.get_by_text("Your runs")).to_be_visible()
     expect(alice.get_by_text(re.compile(r"^1 runs\. Only you see them"))).to_be_visible()
 
@@ -63,7 +63,7 @@ def test_a_visitor_sees_and_deletes_only_their_own_runs(server, browser, sample)
     bob.goto(server["url"] + "/Report")
     picker = bob.get_by_role("combobox", name="Run")
     expect(picker).to_have_value(f"{shared.name} (shared)", timeout=60_000)  # the best finished shared run
-    bob.get_by_role("link", name="Runs").click()
+    bob.get_by_role("link", name="Runs", exact=True).click()
     expect(bob.get_by_text("Shared runs")).to_be_visible()
     expect(bob.get_by_text(re.compile(r"None yet: runs you train"))).to_be_visible()  # Bob has no runs
     assert alices not in bob.content()

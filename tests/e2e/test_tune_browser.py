@@ -64,7 +64,7 @@ def test_a_three_trial_study_runs_to_the_end_and_stop_ends_another(server, page:
     expect(page.get_by_test_id("stMetric").filter(has_text="Test accuracy")).to_contain_text("%", timeout=60_000)
 
     # Stop ends a study at once: the running trial is saved as stopped, no other starts.
-    page.get_by_role("link", name="Tune").click()
+    page.get_by_role("link", name="Tune", exact=True).click()
     # Long trials (10 epochs of batch 8: several seconds each on the sample), so that the Stop lands while one
     # trains: at batch 128 a trial took 1-2 s and could end between the page showing it and the click.
     choose_only(page, "Epochs", "10")
