@@ -241,7 +241,10 @@ def _check_network(url: str, timeout: float = DOWNLOAD_TIMEOUT_S) -> None:
 
 def download_dataset(name: str, cache_dir: Path | str = "data") -> Dataset:
     """Download through torchvision into ``cache_dir`` and parse the files with ``load_idx_folder``."""
-    from torchvision import datasets as tv_datasets
+    try:  # imported here only: the app runs without it (170 MB a process), and then cannot download
+        from torchvision import datasets as tv_datasets
+    except ImportError as exc:
+        raise DataError(f"downloading {TITLES[name]} needs torchvision ({exc}).") from exc
 
     cls = tv_datasets.MNIST if name == "mnist" else tv_datasets.FashionMNIST
     cache_dir = Path(cache_dir)
