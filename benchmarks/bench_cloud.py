@@ -30,10 +30,12 @@ from appserver import (  # noqa: E402
     CHROMIUM_FLAGS,
     LAST_STEP_JS,
     chromium_path,
+    descendants,
     free_port,
     returning_visitor,
     start_server,
     stop_server,
+    trainer_pids,
     wait_healthy,
 )
 
@@ -43,21 +45,6 @@ CLOUD_OPTIONS = (
     "--server.fileWatcherType=auto",
     f"--server.baseUrlPath={PREFIX}",
 )
-
-
-def descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        found.append(todo.pop())
-        todo += children.get(found[-1], [])
-    return found
 
 
 def pss_mb(pid: int) -> float:
@@ -73,15 +60,7 @@ def pss_mb(pid: int) -> float:
     return total / 1024
 
 
-def trainers(pid: int) -> list[int]:
-    out = []
-    for p in descendants(pid):
-        try:
-            if b"mnist_core.worker" in Path(f"/proc/{p}/cmdline").read_bytes():
-                out.append(p)
-        except OSError:
-            continue
-    return out
+trainers = trainer_pids
 
 
 def read_only_tree(scratch: Path, checkout: Path) -> Path:

@@ -29,18 +29,17 @@ from appserver import (  # noqa: E402
     returning_visitor,
     start_server,
     stop_server,
+    trainer_pids,
     wait_healthy,
 )
 
 
 def trainer_cpu(server_pid: int) -> float:
-    """CPU seconds of the server's trainer processes (children running mnist_core.worker)."""
+    """CPU seconds of the server's trainer processes."""
     total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    for pid in trainer_pids(server_pid):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[1]) != server_pid or b"mnist_core.worker" not in (stat.parent / "cmdline").read_bytes():
-                continue
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         except (OSError, IndexError, ValueError):
             continue

@@ -90,6 +90,34 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
     raise RuntimeError(f"streamlit was not healthy after {timeout:.0f} s")
 
 
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it, from /proc (Linux)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        found.append(todo.pop())
+        todo += children.get(found[-1], [])
+    return found
+
+
+def trainer_pids(server_pid: int) -> list[int]:
+    """The server's warm trainers: processes below it running mnist_core.worker."""
+    pids = []
+    for pid in descendants(server_pid):
+        try:
+            if b"mnist_core.worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                pids.append(pid)
+        except OSError:
+            continue
+    return pids
+
+
 def stop_server(proc: subprocess.Popen) -> None:
     """End the server and its trainers (the whole process group): SIGTERM, then SIGKILL for what is left
     (trainers that outlived the server, or a server that hung)."""
