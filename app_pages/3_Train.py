@@ -195,7 +195,7 @@ with controls:
         st.error(error)
     knob_widget("lr")
     if live:
-        st.caption("Move the learning rate while it trains: the change applies from the next batch.")
+        st.caption("Move the learning rate while it trains: it applies from the next batch once the slider rests.")
     lr_finder(finder_slot)
     knob_widget("epochs")
     knob_widget("batch_size")
