@@ -33,7 +33,7 @@ from .feed import FEED_EVERY_S, FEED_KEEP_S, Feed, new_token
 from .health import HealthStats
 from .outcomes import outcome
 from .owners import QuotaError, make_room, owner_id
-from .runs import describe_schedule, list_run_metas, new_run_id, runs_root
+from .runs import describe_schedule, new_run_id, runs_root
 from .train import (
     EpochMetrics,
     History,
@@ -301,7 +301,7 @@ class JobQueue:
         if task == "train":  # what the run will need on disk: one line per step, the weights and snapshots
             steps = batches_per_epoch(sizes[0], config.batch_size) * config.epochs if sizes else 0
             try:
-                make_room(self.root, run_owner, RUN_BYTES + 24 * steps, list_run_metas(self.root))
+                make_room(self.root, run_owner, RUN_BYTES + 24 * steps)
             except QuotaError as exc:
                 raise QueueError(str(exc)) from None
         with self._cond:

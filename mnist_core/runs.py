@@ -1048,7 +1048,7 @@ def import_run(data: bytes, root: Path | str | None = None, owner: str = "") -> 
     root = runs_root(root)
     root.mkdir(parents=True, exist_ok=True)
     try:
-        make_room(root, owner, sum(map(len, files.values())), list_run_metas(root))
+        make_room(root, owner, sum(map(len, files.values())))
     except QuotaError as exc:
         raise RunError(str(exc)) from None
     tmp = root / f".import-{secrets.token_hex(4)}.partial"
