@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
-from helpers import blobs_dataset
+from helpers import blobs_dataset, write_idx
 
 from mnist_core.data import Dataset, load_sample
 
@@ -32,3 +33,15 @@ def runs_dir(tmp_path, monkeypatch):
     yield tmp_path
     close_job_queue()
     st.cache_resource.clear()
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    """The learnable blobs written as the four IDX files, for the child processes to load."""
+    ds = blobs_dataset(n_train=512, n_test=100)
+    folder = tmp_path / "data"
+    write_idx(folder / "train-images-idx3-ubyte", ds.train_images.numpy())
+    write_idx(folder / "train-labels-idx1-ubyte", ds.train_labels.numpy().astype(np.uint8))
+    write_idx(folder / "t10k-images-idx3-ubyte", ds.test_images.numpy())
+    write_idx(folder / "t10k-labels-idx1-ubyte", ds.test_labels.numpy().astype(np.uint8))
+    return folder

@@ -12,11 +12,10 @@ import time
 import warnings
 import zipfile
 
-import numpy as np
 import optuna
 import pytest
 import torch
-from helpers import wait_for, write_idx
+from helpers import wait_for
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
@@ -203,16 +202,6 @@ def test_the_budget_stops_a_run_and_says_why(blobs):
     assert h.images_done <= 1_000 + 16 and h.step < h.total_steps
     timed = train(TrainConfig(epochs=5, batch_size=16), blobs, callbacks=[Budget(10**9, 0.0)])
     assert "minutes per run" in timed.history.message and timed.history.step == 1
-
-
-@pytest.fixture
-def data_dir(tmp_path, blobs):
-    folder = tmp_path / "data"
-    write_idx(folder / "train-images-idx3-ubyte", blobs.train_images.numpy())
-    write_idx(folder / "train-labels-idx1-ubyte", blobs.train_labels.numpy().astype(np.uint8))
-    write_idx(folder / "t10k-images-idx3-ubyte", blobs.test_images.numpy())
-    write_idx(folder / "t10k-labels-idx1-ubyte", blobs.test_labels.numpy().astype(np.uint8))
-    return folder
 
 
 def test_the_queue_caps_jobs_per_address_and_refuses_work_over_budget(tmp_path, data_dir, monkeypatch):

@@ -8,24 +8,12 @@ import signal
 
 import numpy as np
 import pytest
-from helpers import blobs_dataset, wait_for, write_idx
+from helpers import blobs_dataset, wait_for
 
 from mnist_core.jobs import STARTING, WARMING, Job, JobQueue, QueueError
 from mnist_core.runs import list_runs, load_run
 from mnist_core.train import EpochMetrics, History, TrainConfig
 from mnist_core.visual import LIVE_POINTS, live_chart_data
-
-
-@pytest.fixture
-def data_dir(tmp_path):
-    """The learnable blobs written as the four IDX files, for the child processes to load."""
-    ds = blobs_dataset(n_train=512, n_test=100)
-    folder = tmp_path / "data"
-    write_idx(folder / "train-images-idx3-ubyte", ds.train_images.numpy())
-    write_idx(folder / "train-labels-idx1-ubyte", ds.train_labels.numpy().astype(np.uint8))
-    write_idx(folder / "t10k-images-idx3-ubyte", ds.test_images.numpy())
-    write_idx(folder / "t10k-labels-idx1-ubyte", ds.test_labels.numpy().astype(np.uint8))
-    return folder
 
 
 @pytest.fixture
@@ -282,7 +270,6 @@ def test_close_leaves_no_trainer_behind(tmp_path, data_dir):
 def test_a_watched_digit_and_the_layers_health_come_back(tmp_path, data_dir, make_queue):
     """Watch views arrive while the job trains, and the last one is what the saved model makes of the digit;
     health readings arrive every few batches; the run is saved with its weight snapshots."""
-    from helpers import blobs_dataset
 
     from mnist_core.runs import load_snapshots
     from mnist_core.watch import replay, view_digit
