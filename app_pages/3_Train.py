@@ -16,7 +16,7 @@ from mnist_core.train import (
     nearest_offer,
 )
 from mnist_core.visual import live_chart_data
-from ui.charts import loss_figure, lr_find_figure
+from ui.charts import honest_loss_axis, loss_figure, lr_find_figure
 from ui.common import KEEP, current, outcome_box
 from ui.inside import chosen_digit, health_panel, watch_panel
 from ui.live_chart import live_chart
@@ -329,10 +329,9 @@ def live_view() -> None:
     # Paused or ended: the canvas the learner watched, light on the browser (see ui/live_chart.py); Plotly's
     # chart, to zoom and hover, when asked for (it costs the browser as much as the rest of the page's redraw).
     if j.done and st.toggle("Zoom and hover", key="zoom_chart", persist_state="session", help=ZOOM_HELP):
-        figure = loss_figure(
-            h.batch_losses[:], h.epochs[:], h.full_losses[:], h.total_steps, lr_schedule=h.lr_schedule[:]
-        )
-        st.plotly_chart(figure, key="still_chart")
+        losses = h.batch_losses[:]
+        figure = loss_figure(losses, h.epochs[:], h.full_losses[:], h.total_steps, lr_schedule=h.lr_schedule[:])
+        st.plotly_chart(honest_loss_axis(figure, losses), key="still_chart")
     else:
         live_chart(live_chart_data(h.batch_losses[:], h.epochs[:], h.full_losses[:], h.total_steps, h.lr_schedule[:]))
     if h.paused and (j.folder / "report.json").is_file():  # the checkpoint of the paused model

@@ -7,7 +7,7 @@ from mnist_core.data import DATASETS
 from mnist_core.digits import DigitError, digits_from_canvas, how_sure, load_image, predict_digit, preprocess
 from mnist_core.visual import square_tile
 from ui.charts import probability_figure
-from ui.common import next_step
+from ui.common import familiarity, next_step
 from ui.inside import DRAWN_KEY
 from ui.state import chosen_run
 
@@ -81,7 +81,11 @@ probs = predict_digit(run.model, prepared.tensor()).numpy()
 classes = list(DATASETS[run.config.dataset])
 best = int(probs.argmax())
 st.subheader(f"Prediction: {classes[best]} ({probs[best]:.0%} sure)")
-for warning in how_sure(probs, prepared.final, classes) if run.config.dataset == "mnist" else []:
+warnings = how_sure(probs, prepared.final, classes) if run.config.dataset == "mnist" else []
+known = familiarity(run.config.dataset)  # the run's own data set: is anything it learned from near this?
+if known is not None and (unlike := known.warning(prepared.final)):
+    warnings = [unlike]  # it says more than "how MNIST-like" can
+for warning in warnings:
     st.warning(warning)  # how sure, and how MNIST-like: measured on digits, so said only of digit models
 st.plotly_chart(probability_figure(probs, classes), key="predict_probs")
 accuracy = "not measured" if run.meta.test_acc is None else f"{run.meta.test_acc:.2%}"

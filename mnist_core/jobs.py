@@ -154,7 +154,9 @@ class Job:
         notes += [
             describe_schedule(n, s) for n, s in (("lr", h.lr_schedule), ("momentum", h.momentum_schedule)) if len(s) > 1
         ]
-        return h.progress(self.config.epochs), notes, plateau_warning(h.epochs[:])
+        # An ended run's outcome says what went wrong in one message (collapse_note): no second, vaguer one
+        warning = None if self.done and self.outcome not in ("finished", "stopped") else plateau_warning(h.epochs[:])
+        return h.progress(self.config.epochs), notes, warning
 
 
 class TrainerProcess:

@@ -177,6 +177,17 @@ def _numbers(values: np.ndarray | list[float], digits: int = 5) -> list[float | 
     return [round(v, digits) if math.isfinite(v) else None for v in np.asarray(values, dtype=np.float64).tolist()]
 
 
+SPIKE_FACTOR = 20  # a loss axis whose top is this many times the typical loss would flatten the curve
+
+
+def needs_log_scale(values) -> bool:
+    """True when the largest value is over SPIKE_FACTOR times the median: a spike (a 600,000 loss among
+    losses of 2) that a linear axis would draw as one line at the top and a flat one at the bottom."""
+    v = np.asarray(list(values), dtype=np.float64)
+    v = v[np.isfinite(v) & (v > 0)]
+    return len(v) > 1 and v.max() > SPIKE_FACTOR * np.median(v)
+
+
 def live_chart_data(
     batch_losses: list[float],
     epochs: list[EpochMetrics],
@@ -204,4 +215,6 @@ def live_chart_data(
         "fullSteps": [s for s, _ in full_losses],
         "full": _numbers([v for _, v in full_losses]),
         "lr": [[step, f"{lr:g}"] for step, lr in lr_schedule[1:]],
+        "lrStart": f"{lr_schedule[0][1]:g}" if lr_schedule else None,
+        "spike": bool(needs_log_scale(raw)),  # the chart's "auto" axis is then a log one
     }

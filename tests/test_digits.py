@@ -407,3 +407,28 @@ def test_mnist_look_limits_fit_mnist_digits(mnist_digits):
     inside = (looks[:, 0] >= low) & (looks[:, 0] <= high) & (looks[:, 1] <= MNIST_WIDEST) & (looks[:, 2] <= 1.0)
     assert inside.mean() >= 0.97, looks[~inside]
     assert np.median(looks[:, 2]) <= MNIST_CENTRE_OFF
+
+
+def scribble(kind: str) -> np.ndarray:
+    """A drawing that is no digit, framed the way Predict frames a drawing."""
+    img = Image.new("L", (280, 280), 255)
+    pen = ImageDraw.Draw(img)
+    if kind == "X":
+        pen.line((60, 60, 220, 220), fill=0, width=18)
+        pen.line((220, 60, 60, 220), fill=0, width=18)
+    else:  # a hollow square
+        pen.rectangle((60, 60, 220, 220), outline=0, width=18)
+    return preprocess(img).final
+
+
+def test_a_scribble_is_unfamiliar_and_real_digits_are_not(sample):
+    known = digits.Familiarity.of(sample.train_images, sample.test_images)
+    for kind in ("X", "square"):
+        warning = known.warning(scribble(kind))
+        assert warning is not None and "guess" in warning, kind
+    # Test digits other than those that set the limit (every other one from index 1): few are called unfamiliar.
+    others = sample.test_images[1::2][:400]
+    flagged = sum(known.warning(image.numpy()) is not None for image in others)
+    assert flagged <= 0.05 * len(others)
+    # A training image is its own nearest neighbour: well within the limit.
+    assert known.distance(sample.train_images[0].numpy()) < known.limit

@@ -11,7 +11,7 @@ from plotly.subplots import make_subplots
 
 from mnist_core.model import LayerRow
 from mnist_core.train import EpochMetrics
-from mnist_core.visual import smooth, thin
+from mnist_core.visual import needs_log_scale, smooth, thin
 
 MAX_POINTS = 2000  # a saved run's chart stays light whatever the run's length
 BLUE = "#1f77b4"
@@ -117,17 +117,6 @@ def _trace(kind: str, x, y, name: str, **style) -> dict:
     x = x.tolist() if isinstance(x, np.ndarray) else list(x)
     y = y.tolist() if isinstance(y, np.ndarray) else list(y)
     return {"type": kind, "x": x, "y": y, "name": name, **style}
-
-
-SPIKE_FACTOR = 20  # a loss axis whose top is this many times the typical loss would flatten the curve
-
-
-def needs_log_scale(values) -> bool:
-    """True when the largest value is over SPIKE_FACTOR times the median: a spike (a 600,000 loss among
-    losses of 2) that a linear axis would draw as one line at the top and a flat one at the bottom."""
-    v = np.asarray(list(values), dtype=np.float64)
-    v = v[np.isfinite(v) & (v > 0)]
-    return len(v) > 1 and v.max() > SPIKE_FACTOR * np.median(v)
 
 
 def honest_loss_axis(figure: dict, losses) -> dict:

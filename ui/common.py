@@ -11,6 +11,7 @@ import torch
 
 from mnist_core import settings
 from mnist_core.data import DATASETS, ENV_VARS, TITLES, DataError, Dataset, load_dataset
+from mnist_core.digits import Familiarity
 from mnist_core.outcomes import OUTCOMES, outcome
 from mnist_core.report import predict, run_test_set
 from mnist_core.runs import Run
@@ -42,6 +43,21 @@ def shared_dataset(name: str) -> Dataset:
     if result.dataset is None:
         raise DataError(result.error)
     return result.dataset
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)
+def _familiarity(name: str) -> Familiarity:
+    dataset = shared_dataset(name)
+    return Familiarity.of(dataset.train_images, dataset.test_images)
+
+
+def familiarity(name: str) -> Familiarity | None:
+    """How near a drawing is to data set ``name``'s training images (one per server process), None if it is not
+    loaded."""
+    try:
+        return _familiarity(name)
+    except DataError:
+        return None
 
 
 @st.cache_resource

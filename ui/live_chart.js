@@ -1,8 +1,10 @@
 // The Train page's live loss chart: one <canvas>, redrawn in place when new points arrive.
 // Plotly rebuilds its whole SVG (axes, ticks, legend, text) on every update; at five updates a
 // second that cost the learner's browser about 75 ms of CPU each time. A canvas redraw costs ~1 ms.
-// Data (from ui/live_chart.py): {chart: {total, steps, raw, smooth, accSteps, acc, fullSteps, full, lr},
-// height, feed, mode, progress}. With a feed (mnist_core/feed.py) the chart follows a running job by itself:
+// Data (from ui/live_chart.py): {chart: {total, steps, raw, smooth, accSteps, acc, fullSteps, full, lr, lrStart,
+// spike}, ...}. The learner picks the loss axis (auto: log when `spike`) and TensorBoard's smoothing weight
+// above the canvas; both are kept in localStorage, so every run and page visit draws the same way.
+// height, feed, mode, progress. With a feed (mnist_core/feed.py) the chart follows a running job by itself:
 // it fetches the job's feed file every `poll` seconds, repaints, shows the progress line, and asks the page
 // to redraw (a "mode" trigger) only when the feed's mode is not the one the page was drawn for.
 
@@ -11,6 +13,38 @@ const ORANGE = "#ff7f0e";
 const GREEN = "#2ca02c";
 const RED = "#ff2b2b"; // test accuracy: the colour Streamlit's Plotly theme gives it on the finished chart
 const charts = new WeakMap(); // parentElement -> {canvas, tip, data, observer}
+const DEFAULT_SMOOTHING = 0.9; // the weight of data.smooth, smoothed over every batch by the server
+const SETTINGS_KEY = "mnist.liveChart";
+
+function loadSettings() {
+  try {
+    const saved = JSON.parse(localStorage.getItem(SETTINGS_KEY) || "{}");
+    const scale = ["auto", "linear", "log"].includes(saved.scale) ? saved.scale : "auto";
+    const smoothing = Number.isFinite(saved.smoothing) ? Math.min(Math.max(saved.smoothing, 0), 0.99) : DEFAULT_SMOOTHING;
+    return { scale, smoothing };
+  } catch (e) {
+    return { scale: "auto", smoothing: DEFAULT_SMOOTHING };
+  }
+}
+
+function saveSettings(settings) {
+  try { localStorage.setItem(SETTINGS_KEY, JSON.stringify(settings)); } catch (e) { /* private mode: not kept */ }
+}
+
+// TensorBoard's debiased moving average over the points drawn, each weighted by the steps between them (the
+// points are thinned), of the logs on a log axis: a plain average trails a spike for hundreds of steps.
+function smoothed(steps, values, weight, log) {
+  const out = new Array(values.length);
+  let num = 0, den = 0, last = null;
+  for (let i = 0; i < values.length; i++) {
+    const v = log ? Math.log(values[i]) : values[i];
+    if (!Number.isFinite(v)) { out[i] = NaN; continue; }
+    const w = Math.pow(weight, last === null ? 1 : steps[i] - last);
+    num = w * num + v; den = w * den + 1; last = steps[i];
+    out[i] = log ? Math.exp(num / den) : num / den;
+  }
+  return out;
+}
 
 function niceStep(span, ticks) {
   const raw = span / Math.max(ticks, 1);
@@ -29,13 +63,30 @@ function fmt(v) {
 }
 
 function layout(chart) {
-  const { canvas, data } = chart;
+  const { data, settings } = chart;
   const width = chart.look.width;
   const height = data.height;
   const box = { left: 56, right: width - 52, top: 34, bottom: height - 38 };
-  const finiteMax = (values) => values.reduce((m, v) => (Number.isFinite(v) && v > m ? v : m), 0);
-  const smoothMax = finiteMax(data.smooth);
-  const rawMax = finiteMax(data.raw);
+  const total = Math.max(data.total, 1);
+  const x = (s) => box.left + ((box.right - box.left) * s) / total;
+  const y2 = (v) => box.bottom - (box.bottom - box.top) * v;
+  const log = settings.scale === "log" || (settings.scale === "auto" && !!data.spike);
+  const values = [...data.raw, ...data.full].filter((v) => Number.isFinite(v));
+  const rawMax = values.reduce((m, v) => (v > m ? v : m), 0);
+  if (log) {
+    // whole powers of ten from below the smallest loss to above the largest: a spike of 600,000 and a loss of
+    // 0.01 both stay readable
+    const positive = values.filter((v) => v > 0);
+    let lo = positive.length ? Math.floor(Math.log10(Math.min(...positive))) : -2;
+    let hi = positive.length ? Math.ceil(Math.log10(rawMax)) : 1;
+    if (hi <= lo) hi = lo + 1;
+    const y = (v) => box.bottom - ((box.bottom - box.top) * (Math.log10(v) - lo)) / (hi - lo);
+    const decade = Math.max(1, Math.ceil((hi - lo) / 8));
+    const ticks = [];
+    for (let k = lo; k <= hi; k += decade) ticks.push(Math.pow(10, k));
+    return { width, height, box, total, x, y, y2, ticks, log, clipped: null };
+  }
+  const smoothMax = data.smoothLine.reduce((m, v) => (Number.isFinite(v) && v > m ? v : m), 0);
   // A few huge batches (a spike, a divergence) must not flatten the curve: the axis follows the
   // smoothed line and what is above it is drawn at the top edge, with its true maximum written there.
   let top = rawMax;
@@ -43,11 +94,10 @@ function layout(chart) {
   if (!(top > 0)) top = 2.5;
   const yStep = niceStep(top, 5);
   top = Math.ceil(top / yStep) * yStep;
-  const total = Math.max(data.total, 1);
-  const x = (s) => box.left + ((box.right - box.left) * s) / total;
   const y = (v) => box.bottom - ((box.bottom - box.top) * Math.min(v, top)) / top;
-  const y2 = (v) => box.bottom - (box.bottom - box.top) * v;
-  return { width, height, box, top, yStep, total, x, y, y2, clipped: rawMax > top ? rawMax : null };
+  const ticks = [];
+  for (let v = 0; v <= top + 1e-9; v += yStep) ticks.push(v);
+  return { width, height, box, total, x, y, y2, ticks, log, clipped: rawMax > top ? rawMax : null };
 }
 
 function line(ctx, xs, ys, x, y) {
@@ -94,7 +144,7 @@ function draw(chart) {
   ctx.fillStyle = text;
   ctx.textAlign = "right";
   ctx.textBaseline = "middle";
-  for (let v = 0; v <= L.top + 1e-9; v += L.yStep) {
+  for (const v of L.ticks) {
     ctx.beginPath(); ctx.moveTo(box.left, L.y(v)); ctx.lineTo(box.right, L.y(v)); ctx.stroke();
     ctx.fillText(fmt(v), box.left - 6, L.y(v));
   }
@@ -107,20 +157,29 @@ function draw(chart) {
   ctx.fillText("step (batch)", (box.left + box.right) / 2, box.bottom + 20);
   ctx.save();
   ctx.translate(14, (box.top + box.bottom) / 2); ctx.rotate(-Math.PI / 2);
-  ctx.textBaseline = "middle"; ctx.fillText("cross-entropy loss", 0, 0);
+  ctx.textBaseline = "middle"; ctx.fillText(L.log ? "cross-entropy loss (log scale)" : "cross-entropy loss", 0, 0);
   ctx.restore();
   ctx.save();
   ctx.translate(L.width - 10, (box.top + box.bottom) / 2); ctx.rotate(Math.PI / 2);
   ctx.textBaseline = "middle"; ctx.fillText("test accuracy", 0, 0);
   ctx.restore();
 
-  // learning-rate changes: dashed lines with the new value on top
+  // learning-rate changes: dashed lines with the new value on top; the newest labels first, and a label that
+  // would overlap one already written is left out (its line stays, the hover says its value)
   ctx.setLineDash([5, 4]);
   ctx.strokeStyle = ORANGE; ctx.fillStyle = ORANGE; ctx.lineWidth = 1.5;
   ctx.textBaseline = "bottom";
-  for (const [step, lr] of data.lr) {
+  let free = L.width; // labels must end left of this
+  for (let i = data.lr.length - 1; i >= 0; i--) {
+    const [step, lr] = data.lr[i];
     ctx.beginPath(); ctx.moveTo(L.x(step), box.top); ctx.lineTo(L.x(step), box.bottom); ctx.stroke();
-    ctx.fillText("lr " + lr, L.x(step), box.top - 2);
+    const label = "lr " + lr;
+    const half = ctx.measureText(label).width / 2;
+    const at = Math.min(L.x(step), L.width - half);
+    if (at + half + 4 <= free) {
+      ctx.fillText(label, at, box.top - 2);
+      free = at - half;
+    }
   }
   ctx.setLineDash([]);
 
@@ -130,7 +189,7 @@ function draw(chart) {
   ctx.strokeStyle = BLUE; ctx.globalAlpha = 0.35; ctx.lineWidth = 1;
   line(ctx, data.steps, data.raw, L.x, L.y);
   ctx.globalAlpha = 1; ctx.lineWidth = 2.5;
-  line(ctx, data.steps, data.smooth, L.x, L.y);
+  line(ctx, data.steps, data.smoothLine, L.x, L.y);
   if (data.full.length) {
     ctx.strokeStyle = GREEN; ctx.lineWidth = 1.5;
     line(ctx, data.fullSteps, data.full, L.x, L.y);
@@ -174,7 +233,10 @@ function showTip(chart, event) {
   const step = ((px - L.box.left) / (L.box.right - L.box.left)) * L.total;
   let i = 0;
   while (i < data.steps.length - 1 && data.steps[i + 1] <= step) i++;
-  let lines = [`step ${data.steps[i]}`, `batch loss ${fmt(data.raw[i])}`, `smoothed ${fmt(data.smooth[i])}`];
+  let lr = data.lrStart;
+  for (const [at, value] of data.lr) if (at < data.steps[i]) lr = value; // a change at step s applies from s + 1
+  let lines = [`step ${data.steps[i]}`, `batch loss ${fmt(data.raw[i])}`, `smoothed ${fmt(data.smoothLine[i])}`];
+  if (lr !== null && lr !== undefined) lines.push(`lr ${lr}`);
   let j = -1;
   for (let k = 0; k < data.accSteps.length; k++) if (data.accSteps[k] <= step) j = k;
   if (j >= 0) lines.push(`test accuracy ${(100 * data.acc[j]).toFixed(2)}% (step ${data.accSteps[j]})`);
@@ -184,12 +246,23 @@ function showTip(chart, event) {
   tip.style.top = "40px";
 }
 
+// The smoothed line for the learner's weight and axis: the server's own for the default weight on a linear axis.
+function restyle(chart) {
+  const { data, settings } = chart;
+  const log = settings.scale === "log" || (settings.scale === "auto" && !!data.spike);
+  data.smoothLine = settings.smoothing === DEFAULT_SMOOTHING && !log
+    ? data.smooth : smoothed(data.steps, data.raw, settings.smoothing, log);
+}
+
 function set(target, name, value) {
   if (target[name] !== value) target[name] = value;
 }
 
 function show(chart, curves, progress, notes, warning) {
   chart.data = { ...curves, height: chart.height };
+  chart.curves = curves;
+  chart.shown = { progress, notes, warning };
+  restyle(chart);
   // what the browser tests read
   const { dataset } = chart.canvas;
   set(dataset, "points", String(curves.steps.length));
@@ -207,6 +280,7 @@ function show(chart, curves, progress, notes, warning) {
   set(chart.words.warning, "data", warning || "");
   set(chart.warning.style, "display", warning ? "block" : "none");
   draw(chart);
+  set(dataset, "scale", chart.L.log ? "log" : "linear");
 }
 
 async function poll(chart) {
@@ -258,6 +332,36 @@ async function poll(chart) {
   }
 }
 
+// The learner's two choices above the canvas: the loss axis and the smoothing weight (TensorBoard's slider).
+function toolbar(settings, changed) {
+  const tools = document.createElement("div");
+  tools.className = "tools";
+  const scale = document.createElement("select");
+  scale.setAttribute("aria-label", "Loss axis");
+  for (const [value, words] of [["auto", "auto (log on a spike)"], ["linear", "linear"], ["log", "log"]]) {
+    const option = new Option(words, value, false, value === settings.scale);
+    scale.append(option);
+  }
+  scale.addEventListener("change", () => { settings.scale = scale.value; changed(); });
+  const weight = document.createElement("input");
+  Object.assign(weight, { type: "range", min: "0", max: "0.99", step: "0.01", value: String(settings.smoothing) });
+  weight.setAttribute("aria-label", "Smoothing");
+  const shown = document.createElement("output");
+  shown.textContent = settings.smoothing.toFixed(2);
+  weight.addEventListener("input", () => {
+    settings.smoothing = Number(weight.value);
+    shown.textContent = settings.smoothing.toFixed(2);
+    changed();
+  });
+  const label = (text, ...children) => {
+    const element = document.createElement("label");
+    element.append(text, ...children);
+    return element;
+  };
+  tools.append(label("Loss axis ", scale), label("Smoothing ", weight, shown));
+  return tools;
+}
+
 export default function ({ parentElement, data, setTriggerValue }) {
   let chart = charts.get(parentElement);
   if (!chart) {
@@ -278,8 +382,13 @@ export default function ({ parentElement, data, setTriggerValue }) {
     const canvas = document.createElement("canvas");
     canvas.setAttribute("role", "img");
     canvas.setAttribute("aria-label", "live loss chart");
-    parentElement.appendChild(div("live-chart", outcome, progress, canvas, tip));
-    chart = { canvas, tip, progress, track, bar, words, warning, outcome, timer: null, feed: null };
+    const settings = loadSettings();
+    const tools = toolbar(settings, () => {
+      saveSettings(settings);
+      if (chart.curves) show(chart, chart.curves, chart.shown.progress, chart.shown.notes, chart.shown.warning);
+    });
+    parentElement.appendChild(div("live-chart", outcome, progress, tools, canvas, tip));
+    chart = { canvas, tip, progress, track, bar, words, warning, outcome, settings, timer: null, feed: null };
     chart.observer = new ResizeObserver(() => {
       measure(chart);
       draw(chart);
