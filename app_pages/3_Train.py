@@ -7,6 +7,8 @@ import streamlit as st
 
 from mnist_core.feed import FEED_POLL_S, FEED_WAIT_POLL_S
 from mnist_core.jobs import Job, JobSnapshot, QueueError
+from mnist_core.presets import PRESET_KNOBS, PRESETS, matching
+from mnist_core.runs import MAX_NAME, RunError, name_run
 from mnist_core.train import (
     CONFIG_FIELDS,
     LOOP_STYLES,
@@ -20,7 +22,7 @@ from ui.charts import honest_loss_axis, loss_figure, lr_find_figure
 from ui.common import KEEP, current, outcome_box
 from ui.inside import chosen_digit, health_panel, watch_panel
 from ui.live_chart import live_chart
-from ui.state import client_address, job_queue, owner, session_job
+from ui.state import client_address, job_queue, owner, session_job, viewer
 
 dataset, device = current()
 CODE = {
@@ -168,6 +170,14 @@ def lr_finder(chart_slot) -> None:
         st.caption(f"{cfg.optimiser}, batch {cfg.batch_size}, seed {cfg.seed}. {found.message}")
 
 
+def apply_preset() -> None:
+    """The preset chosen: its knobs (the tutorial's for those it leaves alone); seed, device and recorder stay."""
+    preset = next((p for p in PRESETS if p.name == st.session_state["preset"]), None)
+    if preset is not None:
+        for name, value in preset.values().items():
+            st.session_state[f"keep_{name}"] = value
+
+
 def start_run() -> None:
     """Start's callback, before the page redraws: queue the run, and since a warm trainer starts at once,
     wait a moment for its first loss so that this very redraw shows it (not when every trainer is busy)."""
@@ -193,6 +203,19 @@ with controls:
     )
     if error := st.session_state.pop("control_error", None):
         st.error(error)
+    # The preset the knobs match now (none once a knob moves): "back to the tutorial's settings" is one choice
+    chosen = matching({name: st.session_state[f"keep_{name}"] for name in PRESET_KNOBS})
+    own = "Your own settings"
+    if st.session_state.get("preset") != (chosen.name if chosen else own):
+        st.session_state["preset"] = chosen.name if chosen else own
+    st.selectbox(
+        "Preset",
+        [p.name for p in PRESETS] + ([own] if chosen is None else []),
+        key="preset",
+        on_change=apply_preset,
+        disabled=active,
+        help="Knobs worth trying first; each says what to look for. Moving a knob makes them your own.",
+    )
     knob_widget("lr")
     if live:
         st.caption("Move the learning rate while it trains: it applies from the next batch once the slider rests.")
@@ -264,6 +287,8 @@ def live_view() -> None:
     j = session_job()
     if j is None:
         st.info(f"Set the knobs and press **Start training**. Data: {dataset.describe()}.")
+        if chosen is not None:
+            st.caption(f"**{chosen.name}**: {chosen.look_for}")
         # Empty axes where the curve will be drawn.
         planned = st.session_state["keep_epochs"] * batches_per_epoch(
             dataset.n_train, st.session_state["keep_batch_size"]
@@ -306,6 +331,8 @@ def live_view() -> None:
         f"Run `{j.id}`: {cfg.optimiser}, lr {cfg.lr:g}{momentum}, {cfg.epochs} epochs, batch {cfg.batch_size}, "
         f"loop {cfg.loop}, seed {cfg.seed}"
     )
+    if preset := matching({name: getattr(cfg, name) for name in PRESET_KNOBS}):
+        st.caption(f"What to look for ({preset.name}): {preset.look_for}")
     if j.state == "queued" and not feed:
         st.info(queue.waiting_line(j.id))
     if h is None:  # never left the queue
@@ -391,7 +418,30 @@ def outcome_message(j: Job) -> None:
     outcome_box(j.outcome, j.outcome_text())
     if j.run_dir is not None:
         st.session_state["selected_run"] = j.run_dir.name
-        st.page_link("app_pages/4_Report.py", label="Open its report", icon=":material/analytics:")
+        link, name = st.columns([1, 2], vertical_alignment="center")
+        link.page_link("app_pages/4_Report.py", label="Open its report", icon=":material/analytics:")
+        name.text_input(
+            "Name this run",
+            key=f"name_{j.id}",
+            max_chars=MAX_NAME,
+            placeholder="Name this run (Runs shows it)",
+            label_visibility="collapsed",
+            on_change=name_it,
+            args=(j,),
+        )
+        if named := st.session_state.get(f"named_{j.id}"):
+            name.caption(f"Saved as “{named}”.")
+        if problem := st.session_state.pop(f"name_error_{j.id}", None):
+            name.error(problem)
+
+
+def name_it(j: Job) -> None:
+    try:
+        meta = name_run(j.run_dir, viewer(), st.session_state[f"name_{j.id}"])
+        st.session_state[f"named_{j.id}"] = meta.name
+    except RunError as exc:
+        st.session_state[f"named_{j.id}"] = None
+        st.session_state[f"name_error_{j.id}"] = str(exc)
 
 
 # One container per part, so that each fragment keeps its place in the column whatever the others draw: a

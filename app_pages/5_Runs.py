@@ -9,12 +9,15 @@ import streamlit as st
 
 from mnist_core.outcomes import outcome
 from mnist_core.runs import (
+    MAX_NAME,
+    MAX_NOTE,
     RunError,
     delete_run,
     differing_labels,
     export_run,
     export_runs,
     import_run,
+    name_run,
     runs_root,
     runs_table,
     share_run,
@@ -127,7 +130,23 @@ if runs:
 if len(chosen) == 1:
     st.subheader(f"Selected run: `{chosen[0]}`")
     if runs and runs[0].run_id == chosen[0]:
-        show_outcome(runs[0].meta.status, runs[0].meta.message)
+        meta = runs[0].meta
+        show_outcome(meta.status, meta.message)
+        if mine:  # its owner names it and writes down what was tried; others read it (as text)
+            with st.form(f"name-{chosen[0]}", border=False):
+                name = st.text_input("Name", meta.name, max_chars=MAX_NAME, placeholder="e.g. ADAM, high lr")
+                note = st.text_area(
+                    "Note", meta.note, max_chars=MAX_NOTE, height=80, placeholder="what you tried, what you saw"
+                )
+                if st.form_submit_button("Save name and note"):
+                    try:
+                        name_run(runs_root() / chosen[0], me, name, note)
+                        changed()
+                        st.rerun()
+                    except RunError as exc:
+                        st.error(str(exc))
+        elif meta.name or meta.note:
+            st.text("\n".join(filter(None, [meta.name, meta.note])))
 else:
     st.subheader(f"{len(chosen)} runs selected")
 

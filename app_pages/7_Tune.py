@@ -45,16 +45,17 @@ st.markdown(
     "*pruned*: stopped early, to spend the time on better ones."
 )
 
+space = SearchSpace()  # the widgets start on the core's defaults: one definition of the default search
 defaults = {
     "keep_tune_study": new_study_name(storage),  # a new study by default: continuing one is a choice
-    "keep_tune_lr_low": 0.001,
-    "keep_tune_lr_high": 1.0,
-    "keep_tune_optimisers": ["Descent", "ADAM"],
-    "keep_tune_batch_sizes": [128],
-    "keep_tune_epochs": [3],
-    "keep_tune_method": "TPE",
+    "keep_tune_lr_low": space.lr_low,
+    "keep_tune_lr_high": space.lr_high,
+    "keep_tune_optimisers": list(space.optimisers),
+    "keep_tune_batch_sizes": list(space.batch_sizes),
+    "keep_tune_epochs": list(space.epochs),
+    "keep_tune_method": space.sampler,
     "keep_tune_trials": 12,
-    "keep_tune_validation": 0.1,
+    "keep_tune_validation": space.validation,
 }
 for key, value in defaults.items():
     st.session_state.setdefault(key, value)
@@ -192,7 +193,7 @@ def show_study(name: str) -> None:
     b.metric("Best validation accuracy", f"{best.val_acc:.1%}" if best else "—")
     c.metric(
         "Time pruning saved",
-        f"{savings.seconds_saved:.0f} s",
+        f"{savings.seconds_saved:.1f} s" if savings.seconds_saved < 10 else f"{savings.seconds_saved:.0f} s",
         help=f"{savings.pruned} trial(s) pruned; their missing epochs at their own pace. "
         f"All trials trained for {savings.seconds_spent:.0f} s.",
     )

@@ -71,6 +71,8 @@ MAX_SCHEDULE = 200  # lr (or momentum) settings in one run, the config's own inc
 MAX_MISTAKES = 256  # build_report keeps 16
 MAX_MESSAGE = 2_000  # characters; save keeps the first ones
 MAX_LABEL = 1_000  # characters of the device, the data set's title and its source (a folder path)
+MAX_NAME = 80  # characters of a run's name, its owner's words
+MAX_NOTE = 1_000  # characters of a run's note
 MAX_JSON_DEPTH = 5  # run.json and report.json nest 3 deep
 # Weight snapshots (mnist_core.watch): a few early steps and at most 20 epoch ends, each the model's 15,594
 # weights in float16 (31,188 bytes) under keys "step_000050/layers.0.conv.weight" (about 700 bytes of header).
@@ -336,6 +338,8 @@ class RunMeta:
     trial: int | None = None  # its trial number in that study
     owner: str = ""  # owners.owner_id of the browser that made it; "" for the CLI and tune workers (shared)
     shared: bool = False  # its owner shows it to every visitor (read-only)
+    name: str = ""  # what its owner calls it; shown as text, never as markdown
+    note: str = ""  # its owner's note: what was tried, what was seen
     format: int = FORMAT_VERSION
 
     def to_dict(self) -> dict:
@@ -400,6 +404,8 @@ class RunMeta:
             trial=f("trial", lambda v: None if v is None else _whole(v, 0, 10_000_000), None),
             owner=f("owner", lambda v: v if v == "" or OWNER_ID.fullmatch(str(v)) else _fail("must be an id", v), ""),
             shared=f("shared", lambda v: v if isinstance(v, bool) else _fail("must be true or false", v), False),
+            name=f("name", lambda v: _text(v, MAX_NAME), ""),
+            note=f("note", lambda v: _text(v, MAX_NOTE), ""),
             format=fmt,
         )
 
@@ -827,6 +833,16 @@ def share_run(path: Path | str, viewer: str, shared: bool) -> RunMeta:
     return _rewrite_meta(Path(path), meta)
 
 
+def name_run(path: Path | str, viewer: str | None, name: str, note: str | None = None) -> RunMeta:
+    """Give the run a name (and a note, if given); only its owner may. Longer texts are cut to the limits."""
+    meta = read_meta(path)
+    _check_owner(Path(path), meta, viewer, "name")
+    meta.name = " ".join(str(name).split())[:MAX_NAME]  # one line: a name sits in tables and pickers
+    if note is not None:
+        meta.note = str(note).strip()[:MAX_NOTE]
+    return _rewrite_meta(Path(path), meta)
+
+
 def _check_owner(path: Path, meta: RunMeta, viewer: str | None, verb: str) -> None:
     """RunError unless ``viewer`` owns the run (None: the command line, which may do anything)."""
     if viewer is None or (viewer and meta.owner == viewer):
@@ -880,6 +896,7 @@ def describe_schedule(name: str, schedule: list[tuple[int, float]], most: int = 
 
 TABLE_FIELDS = ("optimiser", "lr", "epochs", "batch_size", "loop", "seed", "init")
 TABLE_COLUMNS = (  # what a learner compares first comes first: how it ended and how well it does
+    "name",
     "status",
     "test accuracy",
     "data set",
@@ -912,6 +929,7 @@ def runs_table(root: Path | str | None = None, viewer: str | None = None) -> pd.
         rows.append(
             {
                 "run": path.name,
+                "name": meta.name,
                 "data set": meta.dataset_title or TITLES.get(cfg.dataset, cfg.dataset),  # "MNIST sample (5,000 digits)"
                 **{k: getattr(cfg, k) for k in TABLE_FIELDS},
                 "final lr": meta.lr_schedule[-1][1] if meta.lr_schedule else cfg.lr,

@@ -281,6 +281,7 @@ function show(chart, curves, progress, notes, warning) {
   set(chart.warning.style, "display", warning ? "block" : "none");
   draw(chart);
   set(dataset, "scale", chart.L.log ? "log" : "linear");
+  set(dataset, "smoothing", String(chart.settings.smoothing));
 }
 
 async function poll(chart) {

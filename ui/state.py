@@ -200,6 +200,7 @@ def run_picker(label: str = "Run", key: str = "run_picker") -> str | None:
         return None
     me = viewer()
     mine = {path.name for path, meta in runs if is_mine(meta, me)}
+    names = {path.name: meta.name for path, meta in runs if meta.name}
     current = st.session_state.get("selected_run")
     if current not in ids:
         job = session_job()  # after a refresh: this browser's run, saved under its job's id
@@ -211,7 +212,9 @@ def run_picker(label: str = "Run", key: str = "run_picker") -> str | None:
         ids,
         index=ids.index(current) if current in ids else None,
         key=key,
-        format_func=lambda run_id: f"{run_id} (yours)" if run_id in mine else f"{run_id} (shared)",
+        format_func=lambda run_id: (
+            (f"{names[run_id]} · " if run_id in names else "") + f"{run_id} ({'yours' if run_id in mine else 'shared'})"
+        ),
         placeholder="Choose a run",
     )
     if choice is not None:
