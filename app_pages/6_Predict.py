@@ -4,7 +4,15 @@ import numpy as np
 import streamlit as st
 
 from mnist_core.data import DATASETS
-from mnist_core.digits import DigitError, digits_from_canvas, how_sure, load_image, predict_digit, preprocess
+from mnist_core.digits import (
+    DigitError,
+    confidence_warning,
+    digits_from_canvas,
+    load_image,
+    look_warning,
+    predict_digit,
+    preprocess,
+)
 from mnist_core.visual import square_tile
 from ui.charts import probability_figure
 from ui.common import familiarity, next_step
@@ -81,12 +89,14 @@ probs = predict_digit(run.model, prepared.tensor()).numpy()
 classes = list(DATASETS[run.config.dataset])
 best = int(probs.argmax())
 st.subheader(f"Prediction: {classes[best]} ({probs[best]:.0%} sure)")
-warnings = how_sure(probs, prepared.final, classes) if run.config.dataset == "mnist" else []
-known = familiarity(run.config.dataset)  # the run's own data set: is anything it learned from near this?
-if known is not None and (unlike := known.warning(prepared.final)):
-    warnings = [unlike]  # it says more than "how MNIST-like" can
-for warning in warnings:
-    st.warning(warning)  # how sure, and how MNIST-like: measured on digits, so said only of digit models
+# How far to trust it: a low confidence; then how the drawing differs from MNIST's digits (measured on digits,
+# so said only of digit models), else whether anything the run learned from is near it at all (an "X")
+known = familiarity(run.config.dataset)
+unlike = (look_warning(prepared.final) if run.config.dataset == "mnist" else None) or (
+    known.warning(prepared.final) if known is not None else None
+)
+for warning in filter(None, [confidence_warning(probs, classes), unlike]):
+    st.warning(warning)
 st.plotly_chart(probability_figure(probs, classes), key="predict_probs")
 accuracy = "not measured" if run.meta.test_acc is None else f"{run.meta.test_acc:.2%}"
 st.caption(f"Run `{run.run_id}`: test accuracy {accuracy} on {run.config.dataset}.")  # no text from run.json

@@ -1,7 +1,7 @@
 """A screenshot of every page at 1280 x 800, to look at by eye: nothing clipped, nothing ugly.
 
 Run by hand, never by the tests:
-    python benchmarks/screenshot_walk.py [--out /tmp/shots/pages9] [--checkout PATH]
+    python benchmarks/screenshot_walk.py [--out /tmp/shots/pages9] [--checkout PATH] [--size 390x844]
 
 It trains two runs on the embedded MNIST sample with the CLI (the tutorial's defaults, and ADAM at lr 1,
 which collapses to chance), starts ``streamlit run`` on them, and in headless Chromium with a 1280 x 800
@@ -32,6 +32,7 @@ from appserver import (  # noqa: E402
 )
 from bench_report import settled  # noqa: E402
 
+PAGES = ("Data", "Model", "Train", "Report", "Runs", "Predict", "Tune")
 RUNS = {"tutorial": [], "collapsed": ["--optimiser", "ADAM", "--lr", "1", "--epochs", "2"]}
 
 
@@ -43,15 +44,16 @@ def train_runs(checkout: Path, runs: Path) -> None:
 
 
 def shoot(page, out: Path, name: str) -> None:
+    width, high = page.viewport_size["width"], page.viewport_size["height"]
     settled(page)
     page.wait_for_timeout(800)  # let Plotly finish its transitions: a picture, not a measurement
     page.screenshot(path=str(out / f"{name}.png"))
     # The page scrolls inside Streamlit's main block, not the document: a taller window shows all of it.
     height = page.evaluate("document.querySelector('[data-testid=stMain]').scrollHeight")
-    page.set_viewport_size({"width": 1280, "height": min(max(height, 800), 12_000)})
+    page.set_viewport_size({"width": width, "height": min(max(height, high), 12_000)})
     page.wait_for_timeout(800)
     page.screenshot(path=str(out / f"{name}-full.png"))
-    page.set_viewport_size({"width": 1280, "height": 800})
+    page.set_viewport_size({"width": width, "height": high})
     print(out / f"{name}.png", f"(and -full, {height} px)", flush=True)
 
 
@@ -59,7 +61,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("/tmp/shots/pages9"))
     parser.add_argument("--checkout", type=Path, default=ROOT, help="the project checkout to serve")
+    parser.add_argument("--size", default="1280x800", help="the window, WIDTHxHEIGHT (a phone: 390x844)")
     args = parser.parse_args()
+    width, height = map(int, args.size.split("x"))
     from playwright.sync_api import sync_playwright
 
     checkout = args.checkout.resolve()
@@ -74,16 +78,21 @@ def main() -> None:
         wait_healthy(url, server)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_FLAGS)
-            page = returning_visitor(browser, url, viewport={"width": 1280, "height": 800}).new_page()
+            page = returning_visitor(browser, url, viewport={"width": width, "height": height}).new_page()
             page.goto(url)
             page.get_by_text("Test images").first.wait_for(timeout=120_000)
             shoot(page, args.out, "00-home")
-            nav = page.get_by_test_id("stSidebarNav")
-            names = [n.split("\n")[-1].strip() for n in nav.get_by_role("link").all_inner_texts()]  # after the icon
-            for i, name in enumerate(n for n in names if n != "Home"):
-                nav.get_by_role("link", name=name, exact=True).click()
+            # by address: a narrow window hides the sidebar and its links
+            for i, name in enumerate(PAGES):
+                page.goto(f"{url}/{name}")
                 page.locator('[data-testid="stMain"] h1').first.wait_for(timeout=120_000)
                 shoot(page, args.out, f"{i + 1:02d}-{name.lower()}")
+                if name == "Train":  # and a run of the "Watch it diverge" preset, ended
+                    page.get_by_role("combobox", name="Preset").click()
+                    page.get_by_role("option", name="Watch it diverge").click()
+                    page.get_by_role("button", name="Start training").click()
+                    page.get_by_placeholder("Name this run (Runs shows it)").wait_for(timeout=120_000)
+                    shoot(page, args.out, f"{i + 1:02d}-{name.lower()}-ended")
                 if name == "Report":  # the other run too: the collapsed one is shown first (newest)
                     page.get_by_test_id("stMain").get_by_role("combobox").first.click()
                     page.get_by_role("option").last.click()

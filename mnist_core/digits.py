@@ -379,16 +379,25 @@ def look_of(final: np.ndarray) -> tuple[float, float, float]:
 def how_sure(probs: np.ndarray | torch.Tensor, final: np.ndarray, classes: list[str] | tuple[str, ...]) -> list[str]:
     """Warnings about one prediction, for the user: a low confidence, and an input unlike MNIST's digits
     (where even a confident answer is a guess). Empty when neither applies."""
+    return [w for w in (confidence_warning(probs, classes), look_warning(final)) if w]
+
+
+def confidence_warning(probs: np.ndarray | torch.Tensor, classes: list[str] | tuple[str, ...]) -> str | None:
+    """A message when the model's answer is under LOW_CONFIDENCE sure, else None."""
     p = np.asarray(probs, dtype=np.float64)
     best = int(p.argmax())
-    warnings = []
-    if p[best] < LOW_CONFIDENCE:
-        runner_up = int(np.argsort(p)[-2])
-        warnings.append(
-            f"Not sure: {p[best]:.0%} for {classes[best]}, {p[runner_up]:.0%} for {classes[runner_up]}. "
-            f"On MNIST's own test digits, answers under {LOW_CONFIDENCE:.0%} sure were right only "
-            f"{RIGHT_BELOW_LOW:.0%} of the time."
-        )
+    if p[best] >= LOW_CONFIDENCE:
+        return None
+    runner_up = int(np.argsort(p)[-2])
+    return (
+        f"Not sure: {p[best]:.0%} for {classes[best]}, {p[runner_up]:.0%} for {classes[runner_up]}. "
+        f"On MNIST's own test digits, answers under {LOW_CONFIDENCE:.0%} sure were right only "
+        f"{RIGHT_BELOW_LOW:.0%} of the time."
+    )
+
+
+def look_warning(final: np.ndarray) -> str | None:
+    """A message saying how a framed image differs from MNIST's digits (ink, shape, centre), else None."""
     share, aspect, off = look_of(final)
     low, high = MNIST_INK_SHARE
     looks = []
@@ -411,13 +420,13 @@ def how_sure(probs: np.ndarray | torch.Tensor, final: np.ndarray, classes: list[
         looks.append(
             f"its centre of mass sits {off:.1f} px off the centre, where MNIST's sit within {MNIST_CENTRE_OFF} px"
         )
-    if looks:
-        warnings.append(
-            "This does not look like an MNIST digit, so the answer may be a guess however sure it seems: "
-            + "; ".join(looks)
-            + "."
-        )
-    return warnings
+    if not looks:
+        return None
+    return (
+        "This does not look like an MNIST digit, so the answer may be a guess however sure it seems: "
+        + "; ".join(looks)
+        + "."
+    )
 
 
 # A drawing is "unfamiliar" when its NEAREST_K-th nearest training image (pixels, Euclidean) is farther than it is

@@ -31,6 +31,7 @@ from mnist_core.runs import (
     list_run_metas,
     list_runs,
     load_run,
+    name_run,
     read_meta,
     runs_table,
     save_run,
@@ -67,6 +68,18 @@ def test_only_the_owner_deletes_and_shares(alice_run, tmp_path):
         delete_run(alice_run, BOB, root=tmp_path)
     delete_run(alice_run, ALICE, root=tmp_path)
     assert list_runs(tmp_path) == []
+
+
+def test_only_the_owner_names_a_run_and_the_name_is_one_bounded_line(alice_run):
+    before = (alice_run / "run.json").read_bytes()
+    with pytest.raises(RunError, match="only its owner can name it"):
+        name_run(alice_run, BOB, "mine now")
+    assert (alice_run / "run.json").read_bytes() == before
+    name_run(alice_run, ALICE, "  ADAM,\n  high lr " + "x" * 200, note="  lr 1 killed the ReLUs  ")
+    meta = load_run(alice_run, with_model=False).meta
+    assert meta.name.startswith("ADAM, high lr x") and len(meta.name) == 80 and "\n" not in meta.name
+    assert meta.note == "lr 1 killed the ReLUs"
+    assert runs_table(alice_run.parent, ALICE).loc[0, "name"] == meta.name
 
 
 def test_a_command_line_run_is_shared_and_no_visitor_deletes_it(blobs, tmp_path):

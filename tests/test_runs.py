@@ -129,7 +129,7 @@ def test_runs_table_and_differing_labels(saved, blobs, tmp_path):
     assert (row["optimiser"], row["lr"], row["epochs"], row["status"]) == ("Descent", 0.1, 2, "finished")
     assert row["images/s"] > 0 and 0 <= row["test accuracy"] <= 1
     assert table[table["run"] == "broken"].iloc[0]["status"] == "damaged"
-    assert list(table.columns[:3]) == ["status", "test accuracy", "data set"]  # what a learner compares first
+    assert list(table.columns[:4]) == ["name", "status", "test accuracy", "data set"]  # what a learner compares first
     assert row["data set"] == "MNIST"  # the run's saved title: the sample would say "MNIST sample (5,000 digits)"
     labels = differing_labels([trainer.config, other.config])
     assert labels == [

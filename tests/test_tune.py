@@ -236,3 +236,11 @@ def test_the_tune_page_runs_a_study(runs_dir):
     assert SearchSpace.from_dict(study.user_attrs["space"]).optimisers == ("ADAM",)
     assert len(study.trials) == 1 and study.trials[0].state == optuna.trial.TrialState.COMPLETE
     assert list(runs_table(runs_dir)["study"]) == ["page #0"]
+
+
+def test_the_default_search_finds_a_good_network_on_the_sample(sample, tmp_path):
+    """The page's default study (SearchSpace's defaults), 8 trials: at least 90% validation accuracy."""
+    study, space = open_study(f"sqlite:///{tmp_path}/tune.db", "default", SearchSpace(), sampler_seed=0)
+    run_trials(study, space, sample, 8, root=tmp_path)
+    best = best_trial(study)
+    assert best is not None and best.val_acc >= 0.9, best
