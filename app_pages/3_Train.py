@@ -190,6 +190,29 @@ def start_run() -> None:
         )
 
 
+def fixed_knobs(momentum: bool, advanced) -> None:
+    """The knobs a run keeps from its start (and momentum, where asked), the rarely turned ones in ``advanced``."""
+    knob_widget("epochs")
+    knob_widget("batch_size")
+    if knob_widget("optimiser") != "Descent" and momentum:
+        knob_widget("momentum")
+    knob_widget("loop", format_func=LOOP_STYLES.get)
+    if st.session_state["keep_loop"] == "manual" and st.session_state["keep_optimiser"] != "Descent":
+        st.warning("The update by hand is plain Descent: choose Descent, or another loop style, to start.")
+    with advanced:
+        knob_widget("seed")
+        if st.session_state["keep_device"] not in available_devices():
+            st.session_state["keep_device"] = "auto"
+        st.selectbox(
+            TrainConfig.knob("device").label,
+            available_devices(),
+            key="keep_device",
+            disabled=active,
+            persist_state=KEEP,
+        )
+        knob_widget("record_every")
+
+
 controls, view = st.columns([1, 2.6], gap="large")
 finder_slot = view.container()  # the range test's curve: wide, above the run (empty without one)
 with controls:
@@ -205,40 +228,30 @@ with controls:
         st.error(error)
     # The preset the knobs match now (none once a knob moves): "back to the tutorial's settings" is one choice
     chosen = matching({name: st.session_state[f"keep_{name}"] for name in PRESET_KNOBS})
-    own = "Your own settings"
-    if st.session_state.get("preset") != (chosen.name if chosen else own):
-        st.session_state["preset"] = chosen.name if chosen else own
-    st.selectbox(
-        "Preset",
-        [p.name for p in PRESETS] + ([own] if chosen is None else []),
-        key="preset",
-        on_change=apply_preset,
-        disabled=active,
-        help="Knobs worth trying first; each says what to look for. Moving a knob makes them your own.",
-    )
+    if not active:
+        own = "Your own settings"
+        if st.session_state.get("preset") != (chosen.name if chosen else own):
+            st.session_state["preset"] = chosen.name if chosen else own
+        st.selectbox(
+            "Preset",
+            [p.name for p in PRESETS] + ([own] if chosen is None else []),
+            key="preset",
+            on_change=apply_preset,
+            help="Knobs worth trying first; each says what to look for. Moving a knob makes them your own.",
+        )
     knob_widget("lr")
     if live:
         st.caption("Move the learning rate while it trains: it applies from the next batch once the slider rests.")
-    lr_finder(finder_slot)
-    knob_widget("epochs")
-    knob_widget("batch_size")
-    if knob_widget("optimiser") != "Descent":
-        knob_widget("momentum")
-    knob_widget("loop", format_func=LOOP_STYLES.get)
-    if st.session_state["keep_loop"] == "manual" and st.session_state["keep_optimiser"] != "Descent":
-        st.warning("The update by hand is plain Descent: choose Descent, or another loop style, to start.")
-    with st.expander("Advanced"):
-        knob_widget("seed")
-        if st.session_state["keep_device"] not in available_devices():
-            st.session_state["keep_device"] = "auto"
-        st.selectbox(
-            TrainConfig.knob("device").label,
-            available_devices(),
-            key="keep_device",
-            disabled=active,
-            persist_state=KEEP,
-        )
-        knob_widget("record_every")
+    if active:
+        # While it trains only the live knobs stay open: the run's controls then sit in the first screen,
+        # also at 390 px wide, where the columns stack
+        if st.session_state["keep_optimiser"] != "Descent":
+            knob_widget("momentum")
+        with st.expander("This run's other settings"):
+            fixed_knobs(momentum=False, advanced=st.container())
+    else:
+        lr_finder(finder_slot)
+        fixed_knobs(momentum=True, advanced=st.expander("Advanced"))
 
 
 def mode(j: Job | None, reading: JobSnapshot | None = None) -> tuple:

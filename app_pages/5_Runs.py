@@ -81,7 +81,8 @@ COLUMNS = {
 
 def ticked(table, key: str) -> list[str]:
     """Draw ``table`` with row selection; the ids of the ticked rows."""
-    shown = table.drop(columns=["yours", "shared"]).assign(status=table["status"].map(lambda s: outcome(s).label))
+    hidden = ["yours", "shared"] + (["name"] if not table["name"].astype(bool).any() else [])  # no names: no column
+    shown = table.drop(columns=hidden).assign(status=table["status"].map(lambda s: outcome(s).label))
     generation = st.session_state["runs_generation"]
     event = st.dataframe(
         # A Styler's text wins over column_config's number formats: the numbers are formatted here.

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import re
 
+import pytest
+from appserver import returning_visitor
 from helpers import trained_run
 from playwright.sync_api import Page, expect
-from test_browser import main_button, outcome_box, wait_for_app
+from test_browser import main_button, outcome_box, set_slider, wait_for_app
 
 from mnist_core.runs import list_runs, load_run
 
@@ -94,3 +96,31 @@ def test_a_scribble_that_is_no_digit_is_called_a_guess(server, page: Page, sampl
     page.locator("input[type=file]").set_input_files(str(png))
     expect(page.get_by_role("heading", name=re.compile(r"^Prediction: "))).to_be_visible(timeout=60_000)
     expect(page.get_by_text(re.compile("does not look like anything the network learned from"))).to_be_visible()
+
+
+@pytest.mark.parametrize("size", [(1280, 800), (390, 844)])
+def test_start_then_pause_and_stop_are_in_the_first_screen(server, browser, size):
+    width, height = size
+    context = returning_visitor(browser, server["url"], viewport={"width": width, "height": height})
+    page = context.new_page()
+    try:
+        page.goto(server["url"] + "/Train")
+        expect(page.get_by_role("heading", name="Train", exact=True)).to_be_visible(timeout=60_000)
+        start = page.get_by_role("button", name="Start training")
+        set_slider(page, "Epochs", "End", "100")  # long enough to find its controls while it trains
+        set_slider(page, "Batch size", "Home", "8")
+        assert within(start.bounding_box(), height)
+        start.click()
+        stop = main_button(page, "Stop")
+        expect(stop).to_be_visible(timeout=60_000)
+        expect(main_button(page, "Pause")).to_be_visible()
+        assert within(stop.bounding_box(), height) and within(main_button(page, "Pause").bounding_box(), height)
+        stop.click()
+        expect(outcome_box(page, "Stopped by the user")).to_be_visible(timeout=60_000)
+    finally:
+        context.close()
+
+
+def within(box: dict | None, height: int) -> bool:
+    """True when an element's box lies inside the window's first screen (no scrolling)."""
+    return box is not None and box["y"] >= 0 and box["y"] + box["height"] <= height
