@@ -201,7 +201,7 @@ def test_a_second_session_can_neither_see_nor_steer_the_first_ones_run(runs_dir)
     victim.select_slider(key="keep_batch_size").set_value(8)
     start_button(victim).click().run()
     assert not victim.exception, victim.exception
-    assert controls(victim) == ["Start training", "Run the range test", "Pause", "Stop"]
+    assert controls(victim) == ["Start training", "Pause", "Stop"]  # the range test folds away while it trains
     from ui.state import job_queue
 
     (job,) = job_queue().active()

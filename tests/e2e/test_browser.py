@@ -86,6 +86,7 @@ def test_train_pause_step_change_lr_refresh_stop(server, page: Page):
     wait_for_app(page)
     wait_step(page, f"s > {resumed}")
     assert "job=" not in page.url  # nothing in the URL another visitor could use
+    page.get_by_text("This run's other settings").click()  # folded while it trains
     expect(page.get_by_role("slider", name="Epochs")).to_have_attribute("aria-valuetext", "100")
     expect(page.get_by_role("slider", name="Batch size")).to_have_attribute("aria-valuetext", "8")
     expect(page.get_by_role("slider", name="Learning rate (log scale)")).to_have_attribute("aria-valuetext", "0.079")
