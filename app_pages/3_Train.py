@@ -7,6 +7,7 @@ import streamlit as st
 
 from mnist_core.feed import FEED_POLL_S, FEED_WAIT_POLL_S
 from mnist_core.jobs import Job, JobSnapshot, QueueError
+from mnist_core.outcomes import JobState
 from mnist_core.presets import PRESET_KNOBS, PRESETS, matching
 from mnist_core.runs import MAX_NAME, RunError, name_run
 from mnist_core.train import (
@@ -53,8 +54,8 @@ me = owner()
 job = session_job()
 # One reading of the job for this whole run of the page (Job.snapshot): it may start or end while the page draws.
 now = job.snapshot() if job is not None else None
-active = now is not None and now.state != "done"
-live = now is not None and now.state == "running"  # running or paused: the live knobs steer it
+active = now is not None and now.state != JobState.DONE
+live = now is not None and now.state == JobState.RUNNING  # running or paused: the live knobs steer it
 paused = now is not None and now.paused
 feed = now.feed if now is not None else None  # the chart follows a waiting or training job by itself
 
@@ -73,7 +74,7 @@ for name in KNOBS:
 def send_knob(name: str) -> None:
     """A live knob moved while the run trains: the trainer uses it from its next batch on."""
     current_job = session_job()
-    if current_job is None or current_job.state != "running":
+    if current_job is None or current_job.state != JobState.RUNNING:
         return
     try:
         queue.control(current_job.id, me, "set", **{name: st.session_state[f"keep_{name}"]})
@@ -271,7 +272,7 @@ if paused:  # the run may still end without a click here (paused too long, its t
     refresh = PAUSED_REFRESH_S
 elif not active or feed:
     refresh = None
-elif now.state == "queued":
+elif now.state == JobState.QUEUED:
     refresh = 0.5 if queue.position(job.id) == 1 else 2.0
 else:
     refresh = 0.2
@@ -313,11 +314,11 @@ def live_view() -> None:
     cfg = j.config
     h = j.history
     buttons = st.columns(4)
-    if j.state == "queued":
+    if j.state == JobState.QUEUED:
         if buttons[0].button("Cancel", key="cancel", use_container_width=True):
             act(j, "stop")
             st.rerun(scope="app")
-    elif j.state == "running":
+    elif j.state == JobState.RUNNING:
         if h.paused:
             if buttons[0].button(
                 "Resume", key="resume", type="primary", icon=":material/play_arrow:", use_container_width=True
@@ -346,7 +347,7 @@ def live_view() -> None:
     )
     if preset := matching({name: getattr(cfg, name) for name in PRESET_KNOBS}):
         st.caption(f"What to look for ({preset.name}): {preset.look_for}")
-    if j.state == "queued" and not feed:
+    if j.state == JobState.QUEUED and not feed:
         st.info(queue.waiting_line(j.id))
     if h is None:  # never left the queue
         if j.done:
@@ -392,7 +393,7 @@ def followed_chart(j: Job) -> None:
     # empty axes until the trainer says how many steps
     planned = j.config.epochs * batches_per_epoch(dataset.n_train, j.config.batch_size)
     curves = payload.get("chart") or live_chart_data([], [], [], planned, [])
-    poll = FEED_WAIT_POLL_S if now.state == "queued" else FEED_POLL_S
+    poll = FEED_WAIT_POLL_S if now.state == JobState.QUEUED else FEED_POLL_S
     live_chart(curves, feed, drawn_mode, payload["progress"], payload["notes"], payload["warning"], poll=poll)
 
 

@@ -6,6 +6,7 @@ shown with ``st.text``, never as markdown, so it cannot draw images or links on 
 
 import streamlit as st
 
+from mnist_core.outcomes import Ending
 from mnist_core.report import FOUND, GUESSES_RIGHT, cell_indices, worst_cell
 from mnist_core.runs import describe_schedule
 from mnist_core.train import plateau_warning
@@ -33,13 +34,13 @@ if live is not None and not live.done:  # a checkpoint of a run that still train
     )
 else:
     show_outcome(meta.status, meta.message)
-if meta.status != "collapsed" and (warning := plateau_warning(run.history.epochs)):  # collapsed says it already
+if meta.status != Ending.COLLAPSED and (warning := plateau_warning(run.history.epochs)):  # collapsed says it already
     st.warning(warning)
 
 report = run.report
 if report is None and live is not None and not live.done:
     st.info("Its checkpoint has no report yet: one is written at the end of an epoch. Its curves are below.")
-elif report is None and meta.status == "diverged":
+elif report is None and meta.status == Ending.DIVERGED:
     st.info("A diverged run has no report: its weights are no longer numbers (NaN). Its curves are below.")
 elif report is None:
     st.info("This run has no report: it ended before its first epoch was evaluated. Its curves are below.")

@@ -13,6 +13,7 @@ from mnist_core.digits import (
     predict_digit,
     preprocess,
 )
+from mnist_core.outcomes import Ending
 from mnist_core.visual import square_tile
 from ui.charts import probability_figure
 from ui.common import familiarity, next_step
@@ -25,7 +26,7 @@ run = chosen_run(
     key="predict_run",
     empty="There is no trained run yet. Train one on the **Train** page, then come back to try your handwriting.",
 )
-if run.meta.status == "diverged" or not run.weights_finite:
+if run.meta.status == Ending.DIVERGED or not run.weights_finite:
     st.warning(
         "This run diverged: its weights are not finite numbers (NaN), so its answers would mean nothing. "
         "Choose another run."

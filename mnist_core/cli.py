@@ -21,6 +21,7 @@ import torch
 from .data import DataError, load_dataset
 from .lr_find import SUGGESTION_RULE, LrFindResult, lr_find
 from .model import first_prediction, format_layer_table, layer_table
+from .outcomes import Ending
 from .report import Report, build_report
 from .runs import RunError, finish_run, load_run
 from .threads import CpuLoad, run_threads, starting_threads
@@ -90,7 +91,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         trainer.run()
     except KeyboardInterrupt:  # Ctrl-C: keep what was learned, like the Stop button
         trainer.stop()
-        trainer.history.status = "stopped"
+        trainer.history.status = Ending.STOPPED
         trainer.history.message = "Stopped with Ctrl-C."
     h = trainer.history
     folder, report, message = finish_run(trainer, dataset, root=args.runs_dir)
@@ -100,7 +101,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print_report(report)
     if folder is not None:
         print(f"run saved to {folder}")
-    return 0 if h.status in ("finished", "stopped") and folder is not None else 1
+    return 0 if h.status in (Ending.FINISHED, Ending.STOPPED) and folder is not None else 1
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:

@@ -31,7 +31,7 @@ from . import protocol as p
 from . import settings
 from .feed import FEED_EVERY_S, FEED_KEEP_S, Feed, new_token
 from .health import HealthStats
-from .outcomes import outcome
+from .outcomes import RUNNING, Ending, JobState, Phase, outcome
 from .owners import QuotaError, make_room, owner_id
 from .runs import describe_schedule, new_run_id, runs_root
 from .train import (
@@ -66,7 +66,7 @@ class QueueError(ValueError):
 class JobSnapshot:
     """A job's state as one page run draws it (``Job.snapshot``)."""
 
-    state: str  # queued, running, done
+    state: JobState
     paused: bool
     feed: str | None  # the feed its page follows: while it waits or trains, not paused (None without one)
 
@@ -91,10 +91,10 @@ class Job:
     allow_download: bool = True  # False when the server already knows there is no network
     submitted_at: float = field(default_factory=time.time)
     history: History | None = None  # None while waiting
-    state: str = "queued"  # queued, running, done
+    state: JobState = JobState.QUEUED
     # while running: "warming" (the trainer is still starting), "loading" (data to the device), "training"
-    phase: str = "queued"
-    outcome: str = ""  # when done: one of outcomes.ENDINGS
+    phase: Phase = Phase.QUEUED
+    outcome: Ending | str = ""  # when done: an Ending
     message: str = ""
     folder: Path | None = None  # where its run is saved: checkpoints while it trains, the run when it ends
     run_dir: Path | None = None  # the saved run, once it has ended with one
@@ -118,14 +118,14 @@ class Job:
 
     @property
     def done(self) -> bool:
-        return self.state == "done"
+        return self.state == JobState.DONE
 
     def outcome_text(self) -> str:
         """How it ended, in words: its message, its test accuracy, whether its run is saved."""
         h, text = self.history, self.message
-        if self.outcome == "finished" and self.run_dir is not None and h and h.epochs:
+        if self.outcome == Ending.FINISHED and self.run_dir is not None and h and h.epochs:
             text += f" Test accuracy {h.epochs[-1].test_acc:.2%}. The run is saved."
-        elif self.run_dir is not None and self.outcome in ("collapsed", "stopped", "interrupted"):
+        elif self.run_dir is not None and self.outcome in (Ending.COLLAPSED, Ending.STOPPED, Ending.INTERRUPTED):
             text += " The run is saved and can be reported on."
         return text
 
@@ -133,7 +133,7 @@ class Job:
         """One reading of what decides its page's layout. The job moves on in the queue's threads while a page
         draws: a page that read "running" for its knobs and "done" for its chart would never redraw itself."""
         state, paused = self.state, self.history is not None and self.history.paused
-        return JobSnapshot(state, paused, None if state == "done" or paused else self.feed_url)
+        return JobSnapshot(state, paused, None if state == JobState.DONE or paused else self.feed_url)
 
     @property
     def mode(self) -> str:
@@ -144,9 +144,9 @@ class Job:
         """The lines above a waiting or training job's live chart: (share done or None, the progress line or
         what is happening), the epoch's line and knob changes, a warning or None."""
         h = self.history
-        if h is None or self.state == "queued":
+        if h is None or self.state == JobState.QUEUED:
             return (None, waiting_line) if waiting_line else None, [], None
-        if self.phase == "warming":
+        if self.phase == Phase.WARMING:
             return (None, WARMING), [], None
         if h.step == 0:  # one that ended before its first batch has nothing to say here: its outcome says it
             return (None if self.done else (None, STARTING)), [], None
@@ -155,7 +155,11 @@ class Job:
             describe_schedule(n, s) for n, s in (("lr", h.lr_schedule), ("momentum", h.momentum_schedule)) if len(s) > 1
         ]
         # An ended run's outcome says what went wrong in one message (collapse_note): no second, vaguer one
-        warning = None if self.done and self.outcome not in ("finished", "stopped") else plateau_warning(h.epochs[:])
+        warning = (
+            None
+            if self.done and self.outcome not in (Ending.FINISHED, Ending.STOPPED)
+            else plateau_warning(h.epochs[:])
+        )
         return h.progress(self.config.epochs), notes, warning
 
 
@@ -368,14 +372,14 @@ class JobQueue:
 
     def waits_behind(self, job: Job) -> bool:
         """Whether ``job`` waits for another job to end first (every trainer busy, or others ahead of it)."""
-        return job.state == "queued" and (
+        return job.state == JobState.QUEUED and (
             self.busy()[0] >= self.max_concurrent or self.position(job.id) not in (None, 1)
         )
 
     def busy(self) -> tuple[int, int]:
         """(running, waiting): all another visitor may know of the queue."""
         with self._cond:
-            return sum(j.state == "running" for j in self._jobs.values()), len(self._waiting)
+            return sum(j.state == JobState.RUNNING for j in self._jobs.values()), len(self._waiting)
 
     def _owned(self, job_id: str, owner: str) -> Job:
         job = self._jobs.get(job_id)
@@ -392,7 +396,7 @@ class JobQueue:
             job.stop_requested = True
             if job in self._waiting:
                 self._waiting.remove(job)
-                job.state, job.phase, job.outcome = "done", "done", "cancelled"
+                job.state, job.phase, job.outcome = JobState.DONE, Phase.DONE, Ending.CANCELLED
                 job.message = "Cancelled while waiting in the queue; nothing was trained."
                 self._publish(job)
                 self._publish_places()
@@ -400,7 +404,12 @@ class JobQueue:
             if (
                 job.process is None
             ):  # taken from the line but not handed over (its trainer is warming): it never will be
-                job.state, job.phase, job.outcome, job.message = "done", "done", "cancelled", NOTHING_TRAINED
+                job.state, job.phase, job.outcome, job.message = (
+                    JobState.DONE,
+                    Phase.DONE,
+                    Ending.CANCELLED,
+                    NOTHING_TRAINED,
+                )
                 return
             trainer = self._trainer_of(job)
         if trainer is not None:
@@ -427,7 +436,7 @@ class JobQueue:
                 raise QueueError("; ".join(problems) + ".")
         with self._cond:
             job = self._owned(job_id, owner)
-            trainer = self._trainer_of(job) if job.state == "running" else None
+            trainer = self._trainer_of(job) if job.state == JobState.RUNNING else None
         if trainer is None:
             raise QueueError("The run is not training now, so it cannot be paused, stepped or changed.")
         if action == "set":  # a drag or a held arrow key is one change: sent once the knob rests KNOB_SETTLE_S
@@ -454,7 +463,7 @@ class JobQueue:
     def active(self) -> list[Job]:
         """Running jobs, then waiting ones in order."""
         with self._cond:
-            running = [j for j in self._jobs.values() if j.state == "running"]
+            running = [j for j in self._jobs.values() if j.state == JobState.RUNNING]
             return running + list(self._waiting)
 
     def wait_idle(self, timeout: float | None = None) -> bool:
@@ -516,8 +525,8 @@ class JobQueue:
                 return None
             job = self._waiting.popleft()
             job.started_at = time.time()
-            job.history = History(status="running", started_at=job.started_at)  # before the state: a page
-            job.state = "running"  # that reads "running" finds its history
+            job.history = History(status=RUNNING, started_at=job.started_at)  # before the state: a page
+            job.state = JobState.RUNNING  # that reads "running" finds its history
             self._publish(job)
             self._publish_places()
             return job
@@ -547,7 +556,7 @@ class JobQueue:
                 break
             with self._cond:
                 if not job.done:  # a Stop may have cancelled it already
-                    job.phase = "loading" if trainer.ready else "warming"
+                    job.phase = Phase.LOADING if trainer.ready else Phase.WARMING
                     self._publish(job)
             try:
                 if trainer.proc.poll() is not None or not trainer.wait_ready():
@@ -558,13 +567,13 @@ class JobQueue:
                 self._run(job, trainer)
             except Exception as exc:  # never let one job take the slot down
                 if not job.done:
-                    job.outcome, job.message = "failed", f"Training failed: {exc}"
+                    job.outcome, job.message = Ending.FAILED, f"Training failed: {exc}"
             finally:
                 with self._cond:
                     if not job.outcome:
-                        job.outcome = "failed"
-                    job.state, job.phase = "done", "done"
-                    if job.history.status == "running":
+                        job.outcome = Ending.FAILED
+                    job.state, job.phase = JobState.DONE, Phase.DONE
+                    if job.history.status == RUNNING:
                         job.history.status = job.outcome
                         job.history.message = job.message
                     job.history.paused = False
@@ -581,12 +590,12 @@ class JobQueue:
 
     def _run(self, job: Job, trainer: TrainerProcess) -> None:
         """Hand ``job`` to the warm ``trainer`` and mirror what it sends into ``job.history`` until it is done."""
-        job.phase = "loading"
+        job.phase = Phase.LOADING
         with self._cond:
             job.process = trainer.proc
             cancelled = job.stop_requested
         if cancelled:
-            job.outcome, job.message = "cancelled", NOTHING_TRAINED
+            job.outcome, job.message = Ending.CANCELLED, NOTHING_TRAINED
             return
         config, root = job.config.to_dict(), str(self.root)
         trainer.give(
@@ -600,13 +609,13 @@ class JobQueue:
             if message is None:  # the process died: its last checkpoint, if any, is on disk as "interrupted"
                 code = trainer.proc.wait()
                 job.run_dir = job.folder if (job.folder / "run.json").is_file() else None
-                job.outcome = "interrupted" if job.run_dir else "failed"
+                job.outcome = Ending.INTERRUPTED if job.run_dir else "failed"
                 job.message = f"The training process ended unexpectedly (exit code {code}) at step {h.step}. " + (
                     "What it had learned by its last save is kept." if job.run_dir else "Nothing had been saved yet."
                 )
                 return
             if isinstance(message, p.Start):
-                job.phase = "training"
+                job.phase = Phase.TRAINING
                 h.total_steps, h.steps_per_epoch = message.total_steps, message.steps_per_epoch
                 h.started_at = message.started_at
                 h.record_knobs(0, message.lr, message.momentum)
@@ -660,7 +669,7 @@ class JobQueue:
         """What ``job``'s feed says now: its mode and lines, its chart once it trains, its digit, its outcome.
         The page draws its chart from the same (``feed_payload(job)``), so a fetch changes nothing it drew."""
         snap, h = job.snapshot(), job.history
-        waiting = self.waiting_line(job.id) if snap.state == "queued" else None
+        waiting = self.waiting_line(job.id) if snap.state == JobState.QUEUED else None
         progress, notes, warning = job.live_lines(waiting)
         payload: dict = {
             "seq": job.fed,

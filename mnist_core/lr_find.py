@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .data import Dataset
+from .outcomes import Ending
 from .train import Callback, RunControl, TrainConfig, Trainer, batches_per_epoch, check_knob
 from .visual import smooth
 
@@ -94,7 +95,7 @@ class _RangeTest(Callback):
 
     def _stop(self, trainer: Trainer, ending: str) -> None:
         self.ending = ending
-        trainer.control.stop("stopped", f"Learning-rate range test over ({ending})")
+        trainer.control.stop(Ending.STOPPED, f"Learning-rate range test over ({ending})")
 
 
 def lr_find(
@@ -136,9 +137,9 @@ def lr_find(
     trainer.flush_every = 1  # a GPU would otherwise hand over losses 32 at a time: the lr must move every batch
     h = trainer.run()
     seconds = time.perf_counter() - t0
-    if h.status == "failed":
+    if h.status == Ending.FAILED:
         raise RuntimeError(h.message)
-    ending = "diverged" if h.status == "diverged" else test.ending or "stopped"
+    ending = "diverged" if h.status == Ending.DIVERGED else test.ending or "stopped"
     n = len(test.losses)
     if n < 3:
         raise ValueError(

@@ -1,5 +1,7 @@
-"""How a run ended, in one vocabulary: the status words, the judgement of a finished run, and each
-word's plain label and colour. The engine, the queue, the run folder, the CLI and the pages all read it here.
+"""The status words of every layer, as enums: how a run ended (``Ending``), where a job is (``JobState``, its
+``Phase``); the judgement of a finished run, and each ending's plain label and colour. The engine, the queue,
+the run folder, the CLI and the pages all read them here. Each member is its word (a ``StrEnum``), so run.json
+and the feed hold plain strings.
 
 A run that trains to its last epoch has *finished*, but that alone does not make it a success: with a
 learning rate far too high (ADAM or Momentum at lr 1) every ReLU can die, and the network then gives the
@@ -10,11 +12,44 @@ same answer for every image. Its loss stays finite, so nothing diverges, and it 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 import torch
 
-# How a run can end: the words the engine, the queue, the run folder and the pages share.
-ENDINGS = ("finished", "stopped", "collapsed", "diverged", "failed", "interrupted", "cancelled")
+
+class Ending(StrEnum):
+    """How a run can end."""
+
+    FINISHED = "finished"
+    STOPPED = "stopped"
+    COLLAPSED = "collapsed"  # finished, but at chance level: every ReLU died
+    DIVERGED = "diverged"  # the loss or the weights became NaN
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"  # its process ended; saved at its last checkpoint
+    CANCELLED = "cancelled"  # stopped before it trained
+
+
+ENDINGS = tuple(Ending)
+RUNNING = "running"  # a history's status while it trains, before it has an ending
+
+
+class JobState(StrEnum):
+    """Where a job of the queue is."""
+
+    QUEUED = "queued"
+    RUNNING = "running"  # running or paused
+    DONE = "done"
+
+
+class Phase(StrEnum):
+    """What a running job does now; QUEUED and DONE as its state."""
+
+    QUEUED = "queued"
+    WARMING = "warming"  # its trainer process is still starting
+    LOADING = "loading"  # the data goes to the device
+    TRAINING = "training"
+    DONE = "done"
+
 
 # A network that gives one answer for every image scores that class's share of the test set: on MNIST's
 # test set the shares run from 8.9% (5s) to 11.35% (1s), on Fashion-MNIST and the stratified sample they
@@ -51,8 +86,8 @@ def is_collapsed(test_acc: float, top_share: float, classes: int) -> bool:
 
 def judge_ending(status: str, test_acc: float | None, top_share: float, classes: int) -> str:
     """The outcome of a run: "collapsed" for a finished run that collapsed to chance, else ``status`` unchanged."""
-    if status == "finished" and test_acc is not None and is_collapsed(test_acc, top_share, classes):
-        return "collapsed"
+    if status == Ending.FINISHED and test_acc is not None and is_collapsed(test_acc, top_share, classes):
+        return Ending.COLLAPSED
     return status
 
 
@@ -75,13 +110,13 @@ class Outcome:
 
 
 OUTCOMES: dict[str, Outcome] = {
-    "finished": Outcome("Finished", "green", ":material/check_circle:"),
-    "collapsed": Outcome("Finished, but collapsed to chance", "orange", ":material/trending_flat:"),
-    "stopped": Outcome("Stopped", "blue", ":material/stop_circle:"),
-    "diverged": Outcome("Diverged (the loss blew up)", "red", ":material/error:"),
-    "failed": Outcome("Failed", "red", ":material/error:"),
-    "interrupted": Outcome("Interrupted (saved at its last checkpoint)", "violet", ":material/pause_circle:"),
-    "cancelled": Outcome("Cancelled before it trained", "gray", ":material/cancel:"),
+    Ending.FINISHED: Outcome("Finished", "green", ":material/check_circle:"),
+    Ending.COLLAPSED: Outcome("Finished, but collapsed to chance", "orange", ":material/trending_flat:"),
+    Ending.STOPPED: Outcome("Stopped", "blue", ":material/stop_circle:"),
+    Ending.DIVERGED: Outcome("Diverged (the loss blew up)", "red", ":material/error:"),
+    Ending.FAILED: Outcome("Failed", "red", ":material/error:"),
+    Ending.INTERRUPTED: Outcome("Interrupted (saved at its last checkpoint)", "violet", ":material/pause_circle:"),
+    Ending.CANCELLED: Outcome("Cancelled before it trained", "gray", ":material/cancel:"),
 }
 UNKNOWN = Outcome("Unknown", "gray", ":material/help:")
 

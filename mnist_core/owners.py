@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import settings
+from .outcomes import Ending
 
 if TYPE_CHECKING:
     from .runs import RunMeta
@@ -61,7 +62,7 @@ def default_run(runs: list[tuple[Path, RunMeta | None]], viewer: str, dataset: s
     shared = [
         (m.test_acc or 0.0, m.saved_at, p.name)
         for p, m in runs
-        if m is not None and is_shared(m) and m.status == "finished" and m.config.dataset == dataset
+        if m is not None and is_shared(m) and m.status == Ending.FINISHED and m.config.dataset == dataset
     ]
     return max(shared)[2] if shared else None
 

@@ -45,7 +45,7 @@ from safetensors.torch import save_file
 from . import settings
 from .data import DATASETS, TITLES, Dataset
 from .model import TutorialCNN
-from .outcomes import ENDINGS
+from .outcomes import ENDINGS, Ending
 from .owners import OWNER_ID, QuotaError, make_room, visible
 from .report import Report, build_report, per_class_table
 from .train import (
@@ -480,7 +480,7 @@ def _report(data: object, where: str, meta: RunMeta) -> Report:
     """report.json, checked against the run: the data set's classes, a confusion matrix of its test images."""
     if not isinstance(data, dict):
         raise RunError(f"{where}: must hold a JSON object, not {type(data).__name__}.")
-    if meta.status == "diverged":
+    if meta.status == Ending.DIVERGED:
         raise RunError(f"{where}: a diverged run has no report (its weights are not finite numbers).")
     f = lambda key, check: _field(data, key, where, check)  # noqa: E731
     classes = DATASETS[meta.config.dataset]
@@ -553,7 +553,7 @@ def _weights(raw: bytes, where: str, status: str) -> TutorialCNN:
                 f"expected {tuple(expected[name].shape)} floats (float16, bfloat16, float32 or float64)."
             )
     state = {k: v.float() for k, v in state.items()}
-    if status != "diverged" and not all(torch.isfinite(v).all() for v in state.values()):
+    if status != Ending.DIVERGED and not all(torch.isfinite(v).all() for v in state.values()):
         raise RunError(
             f"{where}: the weights hold NaN or infinite numbers, which only a diverged run may have "
             f"(this run's status is {status})."
@@ -663,8 +663,8 @@ def save_run(
     status = status or h.status
     message = h.message if message is None else message
     state = {k: v.detach().cpu().contiguous() for k, v in trainer.model.state_dict().items()}
-    if status != "diverged" and not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
-        status, report = "diverged", None  # the last update overflowed: what load_run would refuse otherwise
+    if status != Ending.DIVERGED and not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
+        status, report = Ending.DIVERGED, None  # the last update overflowed: what load_run would refuse otherwise
         message = f"{message} The weights are no longer finite numbers: the learning rate is too high.".strip()
     finite = lambda *xs: all(math.isfinite(x) for x in xs)  # noqa: E731
     epochs = list(takewhile(lambda e: finite(e.train_loss, e.train_acc, e.test_loss, e.test_acc, e.seconds), h.epochs))
@@ -761,7 +761,7 @@ def finish_run(
     """
     message = trainer.history.message
     report = None
-    if trainer.history.status in ("finished", "collapsed", "stopped"):
+    if trainer.history.status in (Ending.FINISHED, Ending.COLLAPSED, Ending.STOPPED):
         try:
             report = build_report(trainer.model, dataset)
         except Exception as exc:

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from . import settings
 from .data import DATASETS, Dataset
 from .model import INIT_STYLES, TutorialCNN, as_input, build_model
-from .outcomes import collapse_note, judge_ending, near_chance, top_answer_share
+from .outcomes import RUNNING, Ending, collapse_note, judge_ending, near_chance, top_answer_share
 
 OPTIMISERS = ("Descent", "Momentum", "ADAM")  # as the tutorial names them
 LOOP_STYLES = {
@@ -357,7 +357,7 @@ class History:
     @property
     def seconds_left(self) -> float | None:
         """Estimated training seconds to the end, from the pace so far; None before the first batch."""
-        if self.step == 0 or self.status != "running":
+        if self.step == 0 or self.status != RUNNING:
             return None
         return self.train_seconds / self.step * (self.total_steps - self.step)
 
@@ -483,13 +483,13 @@ class RunControl:
         self._budget = 0  # batches granted by step() while paused
         self._to_epoch_end = False  # step_epoch(): run on until the epoch ends
         self._knobs: dict[str, float] = {}
-        self.stop_status, self.stop_reason = "stopped", "Stopped by the user"
+        self.stop_status, self.stop_reason = Ending.STOPPED, "Stopped by the user"
 
     @property
     def paused(self) -> bool:
         return self._paused
 
-    def stop(self, status: str = "stopped", reason: str = "Stopped by the user") -> None:
+    def stop(self, status: str = Ending.STOPPED, reason: str = "Stopped by the user") -> None:
         """Stop before the next batch; the run ends with ``status`` and a message starting with ``reason``."""
         with self._cond:
             if not self.stop_event.is_set():
@@ -557,7 +557,10 @@ class RunControl:
                 if left is not None and left <= 0:
                     self.stop_event.set()
                     minutes = self.max_pause_s / 60
-                    self.stop_status, self.stop_reason = "stopped", f"Paused for over {minutes:g} minutes, so stopped"
+                    self.stop_status, self.stop_reason = (
+                        Ending.STOPPED,
+                        f"Paused for over {minutes:g} minutes, so stopped",
+                    )
                     break
                 self._cond.wait(left)
             if self._budget:
@@ -658,10 +661,10 @@ class Budget(Callback):
 
     def on_batch_end(self, trainer: Trainer, step: int, epoch: int, loss: float) -> None:
         if self.used(trainer) > self.most_images:
-            trainer.control.stop("stopped", f"Reached this server's limit of {self.most_images:,} images per run")
+            trainer.control.stop(Ending.STOPPED, f"Reached this server's limit of {self.most_images:,} images per run")
         elif time.monotonic() - self.started > self.most_seconds:
             minutes = self.most_seconds / 60
-            trainer.control.stop("stopped", f"Reached this server's limit of {minutes:g} minutes per run")
+            trainer.control.stop(Ending.STOPPED, f"Reached this server's limit of {minutes:g} minutes per run")
 
 
 class Trainer:
@@ -802,13 +805,13 @@ class Trainer:
     def run(self) -> History:
         """Train to the end, a stop, or a non-finite loss; return the history (also ``self.history``)."""
         h = self.history
-        h.status, h.started_at = "running", time.time()
+        h.status, h.started_at = RUNNING, time.time()
         h.lr_schedule, h.momentum_schedule = [], []
         h.record_knobs(0, self.lr, self.momentum)
         try:
             self._run()
         except Exception as exc:  # a failed run is recorded, never lost
-            h.status, h.message = "failed", f"Training failed: {type(exc).__name__}: {exc}"
+            h.status, h.message = Ending.FAILED, f"Training failed: {type(exc).__name__}: {exc}"
         finally:
             for cb in self.callbacks:
                 try:
@@ -870,7 +873,7 @@ class Trainer:
             self.control.epoch_ended()
             seconds = time.perf_counter() - t0 - waited
             h.train_seconds = trained_before + seconds
-            if h.status == "diverged":
+            if h.status == Ending.DIVERGED:
                 break
             if seen:
                 test_loss, test_acc = evaluate(model, self._x_test, self._y_test)
@@ -897,8 +900,8 @@ class Trainer:
                 h.status = self.control.stop_status
                 h.message = f"{self.control.stop_reason} at step {h.step} of {h.total_steps} (epoch {epoch})."
                 return
-        if h.status == "running":
-            h.status = "finished"
+        if h.status == RUNNING:
+            h.status = Ending.FINISHED
             h.message = f"Finished {cfg.epochs} epochs ({h.step} steps)."
             self._judge_finished()
 
@@ -912,7 +915,7 @@ class Trainer:
             answers = torch.cat([self.model.logits(as_input(x, self.device)).argmax(1) for x in chunks])
         test_acc = h.epochs[-1].test_acc
         h.status = judge_ending(h.status, test_acc, top_answer_share(answers), k)
-        if h.status == "collapsed":
+        if h.status == Ending.COLLAPSED:
             h.message += collapse_note(test_acc, k, self.config.optimiser, self.lr)
 
     def _set_paused(self, paused: bool) -> None:
@@ -931,7 +934,7 @@ class Trainer:
         for i, value in enumerate(values):
             step = first_step + i
             if not math.isfinite(value):
-                h.status = "diverged"
+                h.status = Ending.DIVERGED
                 h.step = step - 1
                 h.message = (
                     f"The loss became {value} at step {step} (epoch {epoch}) and training stopped. "

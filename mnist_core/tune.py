@@ -41,6 +41,7 @@ from optuna.storages._heartbeat import get_heartbeat_thread  # public only throu
 from . import settings
 from .data import Dataset
 from .jobs import JobQueue, QueueError
+from .outcomes import Ending
 from .runs import STUDY_STORE, RunError, finish_run, runs_root, tag_run
 from .threads import ThreadTuner, fixed_threads
 from .train import Callback, EpochMetrics, TrainConfig, Trainer, check_knob, log_values
@@ -53,7 +54,7 @@ TPE_STARTUP_TRIALS = 5  # TPE samples at random until this many trials have fini
 HEARTBEAT_S = 20
 GRACE_S = 120
 IMPORTANCE_AFTER = 4  # finished trials before parameter importances are worth drawing
-USER_STOPS = ("stopped", "cancelled", "interrupted")  # endings that say nothing of the hyperparameters
+USER_STOPS = (Ending.STOPPED, Ending.CANCELLED, Ending.INTERRUPTED)  # endings that say nothing of the hyperparameters
 STORAGE_FILE = STUDY_STORE  # the default storage: SQLite in the runs folder
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per trial is the caller's business
@@ -396,7 +397,7 @@ class _Pruning(Callback):
     def on_epoch_end(self, trainer: Trainer, metrics: EpochMetrics) -> None:
         if prune_now(self.trial, metrics, self.planned):
             self.pruned = True
-            trainer.control.stop("stopped", prune_reason(self.study_name, self.trial.number, metrics))
+            trainer.control.stop(Ending.STOPPED, prune_reason(self.study_name, self.trial.number, metrics))
 
 
 def run_trials(
@@ -428,7 +429,7 @@ def run_trials(
             try:
                 trainer.run()
             except KeyboardInterrupt:
-                trainer.history.status, trainer.history.message = "stopped", "Stopped with Ctrl-C."
+                trainer.history.status, trainer.history.message = Ending.STOPPED, "Stopped with Ctrl-C."
                 stop_event = stop_event or threading.Event()
                 stop_event.set()
             run_dir, _, message = finish_run(trainer, dataset, root=root)
@@ -551,7 +552,7 @@ class StudyDriver:
             run_message = f"{prune_reason(study.study_name, trial.number, pruned_at)}; stopped at step {h.step} of "
             run_message += f"{h.total_steps}."
         pruned = pruned_at is not None
-        if job.outcome == "stopped" and not pruned and self.stop_event.is_set():
+        if job.outcome == Ending.STOPPED and not pruned and self.stop_event.is_set():
             self.stopped_trial = trial.number
         return finish_trial(
             study, trial, params, config, epochs, job.outcome, job.run_dir, pruned, job.message, run_message

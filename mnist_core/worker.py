@@ -35,6 +35,7 @@ from . import settings
 from .data import DATASETS, Dataset, load_dataset
 from .health import HealthMonitor, HealthStats
 from .lr_find import SUGGESTION_RULE, lr_find
+from .outcomes import Ending
 from .runs import finish_run, save_run
 from .threads import ThreadTuner, fixed_threads, usable_cores
 from .train import Budget, Callback, EpochMetrics, RunControl, StepClock, TrainConfig, Trainer
@@ -182,7 +183,7 @@ class WarmProcess:
             elif isinstance(message, p.Quit):
                 self.inbox.put(message)
         if self.control is not None:
-            self.control.stop("interrupted", "The web server went away; training ended")
+            self.control.stop(Ending.INTERRUPTED, "The web server went away; training ended")
         self.inbox.put(p.Quit())
 
     @staticmethod
@@ -238,11 +239,11 @@ class WarmProcess:
             # The range test builds its own Trainer; a run gets this one.
             trainer = None if job.task == "lr-find" else Trainer(config, dataset, callbacks=callbacks, control=control)
         except Exception as exc:  # a data set that cannot load, a device that is missing, a digit not in the set
-            self.send(p.Done(status="failed", message=f"Could not start: {exc}", run_dir=None))
-            return "failed"
+            self.send(p.Done(status=Ending.FAILED, message=f"Could not start: {exc}", run_dir=None))
+            return Ending.FAILED
         if control.stop_event.is_set():  # stopped before the first batch: nothing to save
-            self.send(p.Done(status="cancelled", message=NOTHING_TRAINED, run_dir=None))
-            return "cancelled"
+            self.send(p.Done(status=Ending.CANCELLED, message=NOTHING_TRAINED, run_dir=None))
+            return Ending.CANCELLED
         if trainer is None:
             return self.find_lr(config, dataset, control)
         trainer.run()
@@ -261,8 +262,8 @@ class WarmProcess:
         try:
             result = lr_find(config, dataset, control=control)
         except (ValueError, RuntimeError) as exc:
-            self.send(p.Done(status="failed", message=f"The learning-rate range test failed: {exc}", run_dir=None))
-            return "failed"
+            self.send(p.Done(status=Ending.FAILED, message=f"The learning-rate range test failed: {exc}", run_dir=None))
+            return Ending.FAILED
         self.send(
             p.LrCurve(result.lrs, result.losses, result.smoothed, result.suggested_lr, result.ending)
         )  # fmt: skip
@@ -270,8 +271,8 @@ class WarmProcess:
             f"Suggested learning rate {result.suggested_lr:.3g} for {config.optimiser} ({SUGGESTION_RULE}); "
             f"{len(result.lrs)} batches in {result.seconds:.1f} s."
         )
-        self.send(p.Done(status="finished", message=message, run_dir=None))
-        return "finished"
+        self.send(p.Done(status=Ending.FINISHED, message=message, run_dir=None))
+        return Ending.FINISHED
 
     def send_health(self, stats: HealthStats) -> None:
         self.send(p.Health(step=stats.step, layers=stats.to_dict()))
@@ -303,7 +304,7 @@ class WarmProcess:
 
                 report = build_report(trainer.model, trainer.dataset)
             save_run(
-                trainer, report, job.root, job.job_id, "interrupted", message, snapshots=snapshots, owner=job.owner
+                trainer, report, job.root, job.job_id, Ending.INTERRUPTED, message, snapshots=snapshots, owner=job.owner
             )
         except Exception as exc:  # a checkpoint that fails must not end the run
             print(f"checkpoint failed: {exc}", file=sys.stderr)
