@@ -3,8 +3,8 @@
 import pandas as pd
 import streamlit as st
 
+from mnist_core.config import batch_bounds, batches_per_epoch
 from mnist_core.data import one_hot
-from mnist_core.train import batch_bounds, batches_per_epoch
 from mnist_core.visual import batch_shapes, class_counts, upscale
 from ui.charts import class_count_figure
 from ui.common import current, next_step

@@ -5,19 +5,13 @@ import time
 
 import streamlit as st
 
+from mnist_core.config import CONFIG_FIELDS, LOOP_STYLES, TrainConfig, batches_per_epoch, nearest_offer
+from mnist_core.devices import available_devices
 from mnist_core.feed import FEED_POLL_S, FEED_WAIT_POLL_S
 from mnist_core.jobs import Job, JobSnapshot, QueueError
 from mnist_core.outcomes import JobState
 from mnist_core.presets import PRESET_KNOBS, PRESETS, matching
 from mnist_core.runs import MAX_NAME, RunError, name_run
-from mnist_core.train import (
-    CONFIG_FIELDS,
-    LOOP_STYLES,
-    TrainConfig,
-    available_devices,
-    batches_per_epoch,
-    nearest_offer,
-)
 from mnist_core.visual import live_chart_data
 from ui.charts import honest_loss_axis, loss_figure, lr_find_figure
 from ui.common import KEEP, current, outcome_box

@@ -6,10 +6,10 @@ shown with ``st.text``, never as markdown, so it cannot draw images or links on 
 
 import streamlit as st
 
+from mnist_core.history import plateau_warning
 from mnist_core.outcomes import Ending
 from mnist_core.report import FOUND, GUESSES_RIGHT, cell_indices, worst_cell
 from mnist_core.runs import describe_schedule
-from mnist_core.train import plateau_warning
 from mnist_core.visual import upscale
 from ui.charts import confusion_figure
 from ui.common import next_step, run_answers, run_figures, run_test_images, show_outcome

@@ -3,8 +3,8 @@ a validation split held out of the training set; the page shows the study live, 
 
 import streamlit as st
 
+from mnist_core.config import OPTIMISERS, TrainConfig, held_out
 from mnist_core.jobs import QueueError
-from mnist_core.train import OPTIMISERS, TrainConfig, held_out
 from mnist_core.tune import (
     SAMPLERS,
     SearchSpace,

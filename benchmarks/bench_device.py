@@ -24,9 +24,11 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere, the package not installed
+from mnist_core.config import TrainConfig
 from mnist_core.data import DATASETS, Dataset, load_idx_folder  # noqa: E402
+from mnist_core.devices import device_label, resolve_device
 from mnist_core.jobs import JobQueue  # noqa: E402
-from mnist_core.train import TrainConfig, Trainer, device_label, resolve_device  # noqa: E402
+from mnist_core.train import Trainer
 
 
 def synthetic(n_train: int = 60_000, n_test: int = 10_000) -> Dataset:

@@ -24,10 +24,11 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/...`: the project's packages
 
+from mnist_core.config import TrainConfig
 from mnist_core.data import DEBIAN_FASHION_DIR, FILES, load_dataset, load_sample  # noqa: E402
 from mnist_core.model import as_input, build_model  # noqa: E402
 from mnist_core.report import build_report  # noqa: E402
-from mnist_core.train import Callback, TrainConfig, Trainer, evaluate  # noqa: E402
+from mnist_core.train import Callback, Trainer, evaluate
 
 
 class KeepLosses(Callback):

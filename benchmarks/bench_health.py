@@ -23,9 +23,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/...`: the project's packages
 
+from mnist_core.config import TrainConfig
 from mnist_core.data import load_sample  # noqa: E402
+from mnist_core.devices import resolve_device
 from mnist_core.health import HealthMonitor, health_every  # noqa: E402
-from mnist_core.train import TrainConfig, resolve_device, train  # noqa: E402
+from mnist_core.train import train
 from mnist_core.worker import trainer_threads  # noqa: E402
 
 

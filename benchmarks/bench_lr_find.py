@@ -34,9 +34,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/...`: the project's packages
 
+from mnist_core.config import TrainConfig
 from mnist_core.data import load_sample  # noqa: E402
 from mnist_core.lr_find import lr_find  # noqa: E402
-from mnist_core.train import TrainConfig, train  # noqa: E402
+from mnist_core.train import train
 
 
 def steepest_lr(lrs: list[float], smoothed: list[float]) -> float:

@@ -48,8 +48,9 @@ from PIL import Image, ImageFilter
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/...`: the project's packages
 
 from mnist_core import digits  # noqa: E402
+from mnist_core.config import TrainConfig
 from mnist_core.data import load_sample  # noqa: E402
-from mnist_core.train import TrainConfig, train  # noqa: E402
+from mnist_core.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 BEFORE = "2c4c417b29871c1759889df99b17bf87bcb4d3e5"  # the last digits.py without evening or Otsu

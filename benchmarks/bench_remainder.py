@@ -49,8 +49,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/...`: the project's packages
 
 import mnist_core.train as engine  # noqa: E402
+from mnist_core.config import TrainConfig
 from mnist_core.data import Dataset, load_idx_folder, load_sample  # noqa: E402
-from mnist_core.train import TrainConfig, train  # noqa: E402
+from mnist_core.train import train
 
 FASHION = "/usr/share/datasets/fashion-mnist"
 BATCH, REMAINDER_FREE = 128, 125

@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from mnist_core.config import TrainConfig
 from mnist_core.feed import Feed  # noqa: E402
 from mnist_core.jobs import JobQueue  # noqa: E402
-from mnist_core.train import TrainConfig  # noqa: E402
 
 
 def cpu_seconds(pid: int) -> float:

@@ -30,11 +30,12 @@ sys.path.insert(0, str(ROOT))  # `python benchmarks/...`: the project's packages
 sys.path.insert(0, str(ROOT / "tests"))  # the largest accepted archive is built by the schema's tests
 
 from mnist_core import settings  # noqa: E402
+from mnist_core.config import TrainConfig, planned_images  # noqa: E402
 from mnist_core.data import load_sample  # noqa: E402
 from mnist_core.jobs import JobQueue, QueueError  # noqa: E402
 from mnist_core.owners import owner_id  # noqa: E402
 from mnist_core.runs import RunError, import_run  # noqa: E402
-from mnist_core.train import Callback, TrainConfig, Trainer, planned_images  # noqa: E402
+from mnist_core.train import Callback, Trainer  # noqa: E402
 
 
 class StopAfter(Callback):

@@ -27,10 +27,11 @@ from bench_health import print_costs  # the same cost table (benchmarks/ is this
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/...`: the project's packages
 
+from mnist_core.config import TrainConfig
 from mnist_core.data import load_sample  # noqa: E402
 from mnist_core.health import HealthMonitor  # noqa: E402
 from mnist_core.jobs import JobQueue  # noqa: E402
-from mnist_core.train import TrainConfig, train  # noqa: E402
+from mnist_core.train import train
 from mnist_core.watch import DigitWatcher, SnapshotRecorder  # noqa: E402
 
 

@@ -18,14 +18,16 @@ from inspect import signature
 
 import torch
 
+from .config import CONFIG_FIELDS, TrainConfig
 from .data import DataError, load_dataset
+from .history import EpochMetrics
 from .lr_find import SUGGESTION_RULE, LrFindResult, lr_find
 from .model import first_prediction, format_layer_table, layer_table
 from .outcomes import Ending
 from .report import Report, build_report
 from .runs import RunError, finish_run, load_run
 from .threads import CpuLoad, run_threads, starting_threads
-from .train import CONFIG_FIELDS, Callback, EpochMetrics, StepClock, TrainConfig, Trainer
+from .train import Callback, StepClock, Trainer
 
 
 class ProgressBar(Callback):

@@ -28,8 +28,9 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from .history import EpochMetrics
 from .model import ConvReLU, TutorialCNN
-from .train import Callback, EpochMetrics, Trainer
+from .train import Callback, Trainer
 
 # One step in HEALTH_EVERY is measured. A measurement (copies of the 15,594 weights, 20 norms, four sums of
 # the batch's maps, one sync) costs about 0.5 ms on this CPU, and makes the measured step's own convolutions

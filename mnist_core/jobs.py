@@ -29,21 +29,13 @@ from pathlib import Path
 
 from . import protocol as p
 from . import settings
+from .config import TrainConfig, batches_per_epoch, check_knob, over_budget
 from .feed import FEED_EVERY_S, FEED_KEEP_S, Feed, new_token
 from .health import HealthStats
+from .history import EpochMetrics, History, epoch_line, plateau_warning
 from .outcomes import RUNNING, Ending, JobState, Phase, outcome
 from .owners import QuotaError, make_room, owner_id
 from .runs import describe_schedule, new_run_id, runs_root
-from .train import (
-    EpochMetrics,
-    History,
-    TrainConfig,
-    batches_per_epoch,
-    check_knob,
-    epoch_line,
-    over_budget,
-    plateau_warning,
-)
 from .visual import Smoother, live_chart_data
 from .watch import DigitView
 from .worker import NOTHING_TRAINED

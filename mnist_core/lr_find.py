@@ -16,9 +16,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from .config import TrainConfig, batches_per_epoch, check_knob
 from .data import Dataset
 from .outcomes import Ending
-from .train import Callback, RunControl, TrainConfig, Trainer, batches_per_epoch, check_knob
+from .train import Callback, RunControl, Trainer
 from .visual import smooth
 
 SMOOTHING = 0.9  # the EWM weight of visual.smooth: about a 10-batch window

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from .train import TrainConfig
+from .config import TrainConfig
 
 # The knobs a preset sets: the ones the tutorial turns. Seed, device and the recorder stay the learner's.
 PRESET_KNOBS = ("lr", "epochs", "batch_size", "optimiser", "momentum", "loop")

@@ -43,21 +43,15 @@ from safetensors.torch import save as save_safetensors
 from safetensors.torch import save_file
 
 from . import settings
+from .config import CONFIG_FIELDS, TrainConfig, batches_per_epoch, held_out
 from .data import DATASETS, TITLES, Dataset
+from .devices import device_label
+from .history import EpochMetrics, History
 from .model import TutorialCNN
 from .outcomes import ENDINGS, Ending
 from .owners import OWNER_ID, QuotaError, make_room, visible
 from .report import Report, build_report, per_class_table
-from .train import (
-    CONFIG_FIELDS,
-    EpochMetrics,
-    History,
-    TrainConfig,
-    Trainer,
-    batches_per_epoch,
-    device_label,
-    held_out,
-)
+from .train import Trainer
 
 # 2: an epoch's remainder joins its last batch (train.batch_bounds); 1: a last, smaller batch held it.
 FORMAT_VERSION = 2

@@ -39,12 +39,14 @@ import pandas as pd
 from optuna.storages._heartbeat import get_heartbeat_thread  # public only through study.optimize
 
 from . import settings
+from .config import TrainConfig, check_knob, log_values
 from .data import Dataset
+from .history import EpochMetrics
 from .jobs import JobQueue, QueueError
 from .outcomes import Ending
 from .runs import STUDY_STORE, RunError, finish_run, runs_root, tag_run
 from .threads import ThreadTuner, fixed_threads
-from .train import Callback, EpochMetrics, TrainConfig, Trainer, check_knob, log_values
+from .train import Callback, Trainer
 
 SAMPLERS = ("grid", "random", "TPE")  # how a study picks its next trial
 PRUNE_AFTER_TRIALS = 2  # the median pruner compares with this many finished trials at least

@@ -12,8 +12,8 @@ import pandas as pd
 import torch
 
 from .data import Dataset
+from .history import EpochMetrics
 from .model import LayerRow
-from .train import EpochMetrics
 
 LIVE_POINTS = 1000  # per curve of the live chart: it is repainted several times a second; the shape needs no more
 

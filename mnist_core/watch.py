@@ -34,9 +34,10 @@ import numpy as np
 import torch
 
 from . import protocol as p
+from .history import EpochMetrics
 from .model import TutorialCNN, as_input
 from .runs import MAX_SNAPSHOTS, load_run, load_snapshots, read_meta, snapshot_key
-from .train import Callback, EpochMetrics, Trainer
+from .train import Callback, Trainer
 
 EARLY_STEPS = (0, 1, 10, 50)  # snapshots of the first steps, where a digit's maps change the most
 MAX_EPOCH_SNAPSHOTS = MAX_SNAPSHOTS - len(EARLY_STEPS) - 1  # 20: the last epoch may come on top of a thinned set

@@ -32,13 +32,15 @@ import torch
 
 from . import protocol as p
 from . import settings
+from .config import TrainConfig
 from .data import DATASETS, Dataset, load_dataset
 from .health import HealthMonitor, HealthStats
+from .history import EpochMetrics
 from .lr_find import SUGGESTION_RULE, lr_find
 from .outcomes import Ending
 from .runs import finish_run, save_run
 from .threads import ThreadTuner, fixed_threads, usable_cores
-from .train import Budget, Callback, EpochMetrics, RunControl, StepClock, TrainConfig, Trainer
+from .train import Budget, Callback, RunControl, StepClock, Trainer
 from .watch import DigitView, DigitWatcher, SnapshotRecorder, digit_image, replay
 
 SEND_EVERY_S = 0.1  # how often new losses are sent; the first loss of a run goes at once

@@ -58,9 +58,10 @@ def blobs_dataset(n_train: int = 256, n_test: int = 64, seed: int = 0) -> Datase
 
 def trained_run(root: Path, dataset, epochs: int = 2) -> Path:
     """A real run on ``dataset`` (ADAM, quick to learn), saved with its report under ``root``."""
+    from mnist_core.config import TrainConfig
     from mnist_core.report import build_report
     from mnist_core.runs import save_run
-    from mnist_core.train import TrainConfig, train
+    from mnist_core.train import train
 
     trainer = train(TrainConfig(epochs=epochs, optimiser="ADAM", lr=0.01), dataset)
     return save_run(trainer, build_report(trainer.model, dataset), root=root)

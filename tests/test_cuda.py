@@ -11,8 +11,9 @@ import torch
 from helpers import blobs_dataset
 from test_train import SetAt
 
+from mnist_core.config import TrainConfig
 from mnist_core.health import HealthMonitor
-from mnist_core.train import TrainConfig, Trainer
+from mnist_core.train import Trainer
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

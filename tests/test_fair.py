@@ -20,6 +20,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from mnist_core import settings, tune
+from mnist_core.config import TrainConfig, over_budget, planned_images
 from mnist_core.jobs import JobQueue, QueueError
 from mnist_core.owners import default_run, mark_seen, owner_id
 from mnist_core.report import build_report
@@ -37,7 +38,7 @@ from mnist_core.runs import (
     save_run,
     share_run,
 )
-from mnist_core.train import Budget, TrainConfig, over_budget, planned_images, train
+from mnist_core.train import Budget, train
 
 ALICE, BOB = owner_id("alice's secret"), owner_id("bob's secret")
 

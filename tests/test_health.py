@@ -9,9 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from mnist_core.config import TrainConfig
 from mnist_core.health import HealthMonitor, HealthStats, LayerHealth, health_every, health_flags, health_layers
 from mnist_core.model import build_model
-from mnist_core.train import TrainConfig, train
+from mnist_core.train import train
 
 NAMES = ["conv 1", "conv 2", "conv 3", "conv 4", "dense"]
 

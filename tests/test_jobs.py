@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from helpers import blobs_dataset, wait_for
 
+from mnist_core.config import TrainConfig
+from mnist_core.history import EpochMetrics, History
 from mnist_core.jobs import STARTING, WARMING, Job, JobQueue, QueueError
 from mnist_core.runs import list_runs, load_run
-from mnist_core.train import EpochMetrics, History, TrainConfig
 from mnist_core.visual import LIVE_POINTS, live_chart_data
 
 

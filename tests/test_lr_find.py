@@ -10,8 +10,8 @@ import pytest
 import torch
 from test_cli import cli
 
+from mnist_core.config import TrainConfig
 from mnist_core.lr_find import lr_find, lr_schedule, suggest_lr
-from mnist_core.train import TrainConfig
 from mnist_core.visual import smooth
 
 

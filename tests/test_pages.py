@@ -12,9 +12,10 @@ from helpers import confidently_right, digit_png, trained_run, wait_for
 from streamlit.testing.v1 import AppTest
 
 import ui.state
+from mnist_core.config import TrainConfig
 from mnist_core.report import CLASS, GUESSES_RIGHT, IMAGES, RIGHT, worst_cell
 from mnist_core.runs import export_run, finish_run, list_runs, load_run
-from mnist_core.train import TrainConfig, train
+from mnist_core.train import train
 
 APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
 PAGES = [
@@ -70,9 +71,10 @@ def test_model_page_table_and_prediction(runs_dir):
 
 
 def test_model_page_shows_a_run_at_its_saved_snapshots(runs_dir, blobs):
+    from mnist_core.config import TrainConfig
     from mnist_core.report import build_report
     from mnist_core.runs import save_run
-    from mnist_core.train import TrainConfig, train
+    from mnist_core.train import train
     from mnist_core.watch import SnapshotRecorder, saved_steps
 
     recorder = SnapshotRecorder()

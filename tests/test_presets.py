@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 
+from mnist_core.config import TrainConfig
 from mnist_core.health import HealthMonitor
 from mnist_core.presets import PRESET_KNOBS, PRESETS, matching
-from mnist_core.train import TrainConfig, train
+from mnist_core.train import train
 from mnist_core.visual import needs_log_scale
 
 BY_NAME = {p.name: p for p in PRESETS}

@@ -8,6 +8,7 @@ import pytest
 import torch
 from helpers import make_idx_folder
 
+from mnist_core.config import TrainConfig
 from mnist_core.data import DataError
 from mnist_core.report import (
     CLASS,
@@ -23,7 +24,7 @@ from mnist_core.report import (
     per_class_table,
     run_test_set,
 )
-from mnist_core.train import TrainConfig, train
+from mnist_core.train import train
 
 
 def test_confusion_matrix_by_hand():

@@ -27,6 +27,7 @@ from safetensors.torch import save as safetensors_bytes
 from streamlit.testing.v1 import AppTest
 
 from mnist_core import runs
+from mnist_core.config import TrainConfig
 from mnist_core.model import build_model
 from mnist_core.owners import default_run, owner_id
 from mnist_core.report import build_report
@@ -45,7 +46,7 @@ from mnist_core.runs import (
     runs_table,
     save_run,
 )
-from mnist_core.train import TrainConfig, train
+from mnist_core.train import train
 
 MB = 2**20
 APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")

@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from mnist_core.config import TrainConfig
 from mnist_core.outcomes import ENDINGS, OUTCOMES, judge_ending, near_chance, outcome, top_answer_share
 from mnist_core.report import build_report, predict
 from mnist_core.runs import (
@@ -25,7 +26,7 @@ from mnist_core.runs import (
     runs_table,
     save_run,
 )
-from mnist_core.train import Callback, TrainConfig, train
+from mnist_core.train import Callback, train
 
 
 @pytest.fixture

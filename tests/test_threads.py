@@ -11,8 +11,9 @@ from types import SimpleNamespace
 import pytest
 
 import mnist_core.threads as threads
+from mnist_core.config import TrainConfig
 from mnist_core.threads import ThreadTuner, ladder, usable_cores
-from mnist_core.train import TrainConfig, Trainer
+from mnist_core.train import Trainer
 
 BATCH = 128
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,19 +10,10 @@ import pytest
 import torch
 from helpers import blobs_dataset, wait_for
 
-from mnist_core.train import (
-    STEP_LOG_ENV,
-    Callback,
-    RunControl,
-    StepClock,
-    TrainConfig,
-    Trainer,
-    batch_bounds,
-    batches_per_epoch,
-    plateau_warning,
-    resolve_device,
-    train,
-)
+from mnist_core.config import TrainConfig, batch_bounds, batches_per_epoch
+from mnist_core.devices import resolve_device
+from mnist_core.history import plateau_warning
+from mnist_core.train import STEP_LOG_ENV, Callback, RunControl, StepClock, Trainer, train
 
 
 class Recorder(Callback):

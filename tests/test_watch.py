@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import save as save_safetensors
 
 from mnist_core import protocol as p
+from mnist_core.config import TrainConfig
 from mnist_core.model import as_input, build_model
 from mnist_core.runs import (
     MAX_SNAPSHOTS,
@@ -22,7 +23,7 @@ from mnist_core.runs import (
     load_snapshots,
     snapshot_key,
 )
-from mnist_core.train import Callback, TrainConfig, train
+from mnist_core.train import Callback, train
 from mnist_core.watch import (
     EARLY_STEPS,
     DigitWatcher,

@@ -9,8 +9,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from mnist_core.history import EpochMetrics
 from mnist_core.model import LayerRow
-from mnist_core.train import EpochMetrics
 from mnist_core.visual import needs_log_scale, smooth, thin
 
 MAX_POINTS = 2000  # a saved run's chart stays light whatever the run's length

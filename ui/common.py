@@ -11,11 +11,11 @@ import torch
 
 from mnist_core import settings
 from mnist_core.data import DATASETS, ENV_VARS, TITLES, DataError, Dataset, load_dataset
+from mnist_core.devices import device_label, resolve_device
 from mnist_core.digits import Familiarity
 from mnist_core.outcomes import OUTCOMES, outcome
 from mnist_core.report import predict, run_test_set
 from mnist_core.runs import Run
-from mnist_core.train import device_label, resolve_device
 from mnist_core.worker import trainer_threads
 
 

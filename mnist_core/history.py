@@ -1,0 +1,104 @@
+"""A run's history: its batch losses, per-epoch metrics and knob changes, as the trainer records them and every
+reader (the queue's mirror, the live feed, the run folder, the pages) reads them."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .outcomes import RUNNING
+
+
+@dataclass
+class EpochMetrics:
+    """Measured after each epoch. Train figures are running means over the epoch's batches."""
+
+    epoch: int
+    step: int
+    train_loss: float
+    train_acc: float
+    test_loss: float
+    test_acc: float
+    seconds: float  # training time of this epoch, evaluation excluded
+    val_loss: float | None = None  # on the held-out validation split; None without one
+    val_acc: float | None = None
+
+
+@dataclass
+class History:
+    """What a run has done so far; written by the training thread, safe to read from another."""
+
+    total_steps: int = 0
+    steps_per_epoch: int = 0
+    step: int = 0
+    epoch: int = 0
+    batch_losses: list[float] = field(default_factory=list)  # one per batch, in order
+    epochs: list[EpochMetrics] = field(default_factory=list)
+    full_losses: list[tuple[int, float]] = field(default_factory=list)  # (step, loss) from the recorder
+    # (step, value): from step+1 on the run used this learning rate / momentum; the first pair is (0, the config's)
+    lr_schedule: list[tuple[int, float]] = field(default_factory=list)
+    momentum_schedule: list[tuple[int, float]] = field(default_factory=list)  # empty for Descent
+    paused: bool = False  # waiting for resume or step
+    status: str = "pending"
+    message: str = ""
+    train_seconds: float = 0.0  # time spent in training steps
+    started_at: float = 0.0  # time.time() at start
+
+    images_done: int = 0  # training images processed so far
+
+    def record_knobs(self, step: int, lr: float, momentum: float | None) -> None:
+        """After ``step`` steps the run trains with ``lr`` (and ``momentum``): extend the schedules if they moved."""
+        for schedule, value in ((self.lr_schedule, lr), (self.momentum_schedule, momentum)):
+            if value is None or (schedule and value == schedule[-1][1]):
+                continue
+            if schedule and schedule[-1][0] == step:  # changed again before any batch used the last value
+                schedule[-1] = (step, value)
+            else:
+                schedule.append((step, value))
+
+    @property
+    def images_per_sec(self) -> float:
+        return self.images_done / self.train_seconds if self.train_seconds > 0 else 0.0
+
+    @property
+    def seconds_left(self) -> float | None:
+        """Estimated training seconds to the end, from the pace so far; None before the first batch."""
+        if self.step == 0 or self.status != RUNNING:
+            return None
+        return self.train_seconds / self.step * (self.total_steps - self.step)
+
+    def progress(self, epochs: int) -> tuple[float, str]:
+        """(share done, the line under the live chart): epoch, step, speed and, while it runs, the time left."""
+        left = self.seconds_left
+        state = f"paused at step {self.step}" if self.paused else f"step {self.step}/{self.total_steps}"
+        text = f"epoch {self.epoch}/{epochs} · {state} · {self.images_per_sec:,.0f} images/s"
+        if left is not None and not self.paused:
+            text += f" · about {left:.0f} s left"
+        return min(self.step / max(self.total_steps, 1), 1.0), text
+
+
+def epoch_line(e: EpochMetrics) -> str:
+    """The line under the live chart after an epoch."""
+    return f"after epoch {e.epoch}: test accuracy {e.test_acc:.2%}, train loss {e.train_loss:.4f}"
+
+
+def plateau_warning(epochs: list[EpochMetrics], classes: int = 10) -> str | None:
+    """A message when the loss still sits at chance level after an epoch, else None.
+
+    With a learning rate that is too high the ReLUs can all die: the network then gives the
+    same answer for every image and the loss stays at ln(10) or above without ever becoming NaN. With
+    the tutorial's Descent(0.1) the same numbers mean the run is still on the initial plateau.
+    """
+    if not epochs:
+        return None
+    last = epochs[-1]
+    chance = 1.5 / classes
+    if last.train_loss > math.log(classes) - 0.05 and last.test_acc < chance and last.train_acc < chance:
+        return (
+            f"After {last.epoch} epoch(s) the loss is {last.train_loss:.3f}, no better than the ln({classes}) = "
+            f"{math.log(classes):.3f} of a blind guess, and test accuracy {last.test_acc:.0%} is chance level. "
+            "Either the run is still on the initial plateau (the tutorial notes this for Descent at lr 0.1: "
+            "give it more epochs), or the learning rate is "
+            "so high that every ReLU has died and nothing can be learned any more: try a lower learning rate."
+        )
+    return None
