@@ -11,7 +11,8 @@ from mnist_core.feed import FEED_POLL_S, FEED_WAIT_POLL_S
 from mnist_core.jobs import Job, JobSnapshot, QueueError
 from mnist_core.outcomes import JobState
 from mnist_core.presets import PRESET_KNOBS, PRESETS, matching
-from mnist_core.runs import MAX_NAME, RunError, name_run
+from mnist_core.run_schema import MAX_NAME, RunError
+from mnist_core.runs import name_run
 from mnist_core.visual import live_chart_data
 from ui.charts import honest_loss_axis, loss_figure, lr_find_figure
 from ui.common import KEEP, current, outcome_box

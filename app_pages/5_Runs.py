@@ -8,20 +8,9 @@ spans (an imported run's name holds only letters, digits and -._), messages and 
 import streamlit as st
 
 from mnist_core.outcomes import outcome
-from mnist_core.runs import (
-    MAX_NAME,
-    MAX_NOTE,
-    RunError,
-    delete_run,
-    differing_labels,
-    export_run,
-    export_runs,
-    import_run,
-    name_run,
-    runs_root,
-    runs_table,
-    share_run,
-)
+from mnist_core.run_archive import export_run, export_runs, import_run
+from mnist_core.run_schema import MAX_NAME, MAX_NOTE, RunError
+from mnist_core.runs import delete_run, differing_labels, name_run, runs_root, runs_table, share_run
 from ui.charts import compare_figure
 from ui.common import next_step, outcome_css, show_outcome
 from ui.state import get_run, job_queue, viewer

@@ -34,7 +34,8 @@ from mnist_core.config import TrainConfig, planned_images  # noqa: E402
 from mnist_core.data import load_sample  # noqa: E402
 from mnist_core.jobs import JobQueue, QueueError  # noqa: E402
 from mnist_core.owners import owner_id  # noqa: E402
-from mnist_core.runs import RunError, import_run  # noqa: E402
+from mnist_core.run_archive import import_run  # noqa: E402
+from mnist_core.run_schema import RunError  # noqa: E402
 from mnist_core.train import Callback, Trainer  # noqa: E402
 
 

@@ -25,7 +25,8 @@ from .lr_find import SUGGESTION_RULE, LrFindResult, lr_find
 from .model import first_prediction, format_layer_table, layer_table
 from .outcomes import Ending
 from .report import Report, build_report
-from .runs import RunError, finish_run, load_run
+from .run_schema import RunError
+from .runs import finish_run, load_run
 from .threads import CpuLoad, run_threads, starting_threads
 from .train import Callback, StepClock, Trainer
 

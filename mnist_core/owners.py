@@ -22,7 +22,7 @@ from . import settings
 from .outcomes import Ending
 
 if TYPE_CHECKING:
-    from .runs import RunMeta
+    from .run_schema import RunMeta
 
 OWNER_ID = re.compile(r"[0-9a-f]{32}")
 SEEN_FOLDER = ".owners"  # under the runs folder: one empty file per owner, its mtime when last seen

@@ -44,7 +44,8 @@ from .data import Dataset
 from .history import EpochMetrics
 from .jobs import JobQueue, QueueError
 from .outcomes import Ending
-from .runs import STUDY_STORE, RunError, finish_run, runs_root, tag_run
+from .run_schema import RunError
+from .runs import STUDY_STORE, finish_run, runs_root, tag_run
 from .threads import ThreadTuner, fixed_threads
 from .train import Callback, Trainer
 

@@ -36,7 +36,8 @@ import torch
 from . import protocol as p
 from .history import EpochMetrics
 from .model import TutorialCNN, as_input
-from .runs import MAX_SNAPSHOTS, load_run, load_snapshots, read_meta, snapshot_key
+from .run_schema import MAX_SNAPSHOTS, snapshot_key
+from .runs import load_run, load_snapshots, read_meta
 from .train import Callback, Trainer
 
 EARLY_STEPS = (0, 1, 10, 50)  # snapshots of the first steps, where a digit's maps change the most

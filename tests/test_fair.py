@@ -24,11 +24,10 @@ from mnist_core.config import TrainConfig, over_budget, planned_images
 from mnist_core.jobs import JobQueue, QueueError
 from mnist_core.owners import default_run, mark_seen, owner_id
 from mnist_core.report import build_report
+from mnist_core.run_archive import export_run, import_run
+from mnist_core.run_schema import RunError
 from mnist_core.runs import (
-    RunError,
     delete_run,
-    export_run,
-    import_run,
     list_run_metas,
     list_runs,
     load_run,
@@ -145,7 +144,7 @@ def test_an_archive_named_like_the_study_store_is_refused(alice_run, tmp_path):
 
 def test_rows_ended_by_a_lone_carriage_return_count_against_the_cap(alice_run, monkeypatch):
     """pandas ends a row at a lone \\r too: counting only \\n let 2.5 M losses through a cap of 750,000."""
-    monkeypatch.setattr("mnist_core.runs.MAX_BATCH_LOSSES", 2)
+    monkeypatch.setattr("mnist_core.run_schema.MAX_BATCH_LOSSES", 2)
     steps = read_meta(alice_run).steps  # 4
     lines = "\r".join(f"{i},0.5" for i in range(1, steps + 1))
     (alice_run / "batches.csv").write_bytes(f"step,loss\n{lines}\n".encode())  # two \n, four rows
@@ -294,7 +293,7 @@ def test_uploads_are_capped_at_the_largest_archive_a_run_can_be():
     import tomllib
     from pathlib import Path
 
-    from mnist_core.runs import MAX_ARCHIVE_BYTES
+    from mnist_core.run_archive import MAX_ARCHIVE_BYTES
 
     config = tomllib.loads((Path(__file__).parents[1] / ".streamlit" / "config.toml").read_text())
     limit_mb = config["server"]["maxUploadSize"]  # Streamlit's megabytes are MiB

@@ -14,7 +14,8 @@ from streamlit.testing.v1 import AppTest
 import ui.state
 from mnist_core.config import TrainConfig
 from mnist_core.report import CLASS, GUESSES_RIGHT, IMAGES, RIGHT, worst_cell
-from mnist_core.runs import export_run, finish_run, list_runs, load_run
+from mnist_core.run_archive import export_run
+from mnist_core.runs import finish_run, list_runs, load_run
 from mnist_core.train import train
 
 APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")

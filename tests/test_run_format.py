@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mnist_core.config import TrainConfig
-from mnist_core.runs import FORMAT_VERSION, RunError, RunMeta
+from mnist_core.run_schema import FORMAT_VERSION, RunError, RunMeta
 
 
 def run_json(n_train: int = 4000, batch_size: int = 128, epochs: int = 2, **fields) -> dict:

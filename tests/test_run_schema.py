@@ -31,7 +31,8 @@ from mnist_core.config import TrainConfig
 from mnist_core.model import build_model
 from mnist_core.owners import default_run, owner_id
 from mnist_core.report import build_report
-from mnist_core.runs import (
+from mnist_core.run_archive import import_run
+from mnist_core.run_schema import (
     ARCHIVE_FILES,
     MAX_BATCH_LOSSES,
     MAX_FULL_LOSSES,
@@ -39,13 +40,8 @@ from mnist_core.runs import (
     MAX_MISTAKES,
     MAX_SCHEDULE,
     RunError,
-    describe_schedule,
-    import_run,
-    list_run_metas,
-    load_run,
-    runs_table,
-    save_run,
 )
+from mnist_core.runs import describe_schedule, list_run_metas, load_run, runs_table, save_run
 from mnist_core.train import train
 
 MB = 2**20

@@ -13,19 +13,9 @@ from safetensors.torch import save_file
 from mnist_core.config import TrainConfig
 from mnist_core.outcomes import ENDINGS, OUTCOMES, judge_ending, near_chance, outcome, top_answer_share
 from mnist_core.report import build_report, predict
-from mnist_core.runs import (
-    RunError,
-    delete_run,
-    differing_labels,
-    export_run,
-    export_runs,
-    finish_run,
-    import_run,
-    list_runs,
-    load_run,
-    runs_table,
-    save_run,
-)
+from mnist_core.run_archive import export_run, export_runs, import_run
+from mnist_core.run_schema import RunError
+from mnist_core.runs import delete_run, differing_labels, finish_run, list_runs, load_run, runs_table, save_run
 from mnist_core.train import Callback, train
 
 

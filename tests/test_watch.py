@@ -13,16 +13,9 @@ from safetensors.torch import save as save_safetensors
 from mnist_core import protocol as p
 from mnist_core.config import TrainConfig
 from mnist_core.model import as_input, build_model
-from mnist_core.runs import (
-    MAX_SNAPSHOTS,
-    RunError,
-    export_run,
-    finish_run,
-    import_run,
-    load_run,
-    load_snapshots,
-    snapshot_key,
-)
+from mnist_core.run_archive import export_run, import_run
+from mnist_core.run_schema import MAX_SNAPSHOTS, RunError, snapshot_key
+from mnist_core.runs import finish_run, load_run, load_snapshots
 from mnist_core.train import Callback, train
 from mnist_core.watch import (
     EARLY_STEPS,

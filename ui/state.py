@@ -16,7 +16,8 @@ from mnist_core.data import DataError
 from mnist_core.feed import Feed
 from mnist_core.jobs import Job, JobQueue
 from mnist_core.owners import default_run, is_mine, mark_seen, owner_id, visible
-from mnist_core.runs import Run, RunError, RunMeta, list_run_metas, load_run, read_meta, runs_root
+from mnist_core.run_schema import RunError, RunMeta
+from mnist_core.runs import Run, list_run_metas, load_run, read_meta, runs_root
 
 from .common import shared_dataset
 
