@@ -1,24 +1,22 @@
 """Train: the tutorial's knobs, a live loss chart, and the run's controls: pause, step, resume, stop,
 and a new learning rate or momentum while it trains."""
 
-import time
-
 import streamlit as st
 
 from mnist_core.config import CONFIG_FIELDS, LOOP_STYLES, TrainConfig, batches_per_epoch, nearest_offer
 from mnist_core.devices import available_devices
 from mnist_core.feed import FEED_POLL_S, FEED_WAIT_POLL_S
-from mnist_core.jobs import Job, JobSnapshot, QueueError
+from mnist_core.jobs import Job, JobSnapshot
 from mnist_core.outcomes import JobState
 from mnist_core.presets import PRESET_KNOBS, PRESETS, matching
-from mnist_core.run_schema import MAX_NAME, RunError
-from mnist_core.runs import name_run
+from mnist_core.run_schema import MAX_NAME
 from mnist_core.visual import live_chart_data
 from ui.charts import honest_loss_axis, loss_figure, lr_find_figure
 from ui.common import KEEP, current, outcome_box
-from ui.inside import chosen_digit, health_panel, watch_panel
+from ui.inside import health_panel, watch_panel
 from ui.live_chart import live_chart
-from ui.state import client_address, job_queue, owner, session_job, viewer
+from ui.state import job_queue, owner, session_job
+from ui.train_actions import act, apply_preset, find_lr, keep_knobs, name_it, send_knob, start_run, use_lr
 
 dataset, device = current()
 CODE = {
@@ -36,12 +34,8 @@ CODE = {
         "    for p, g in zip(params, grads):\n        p.sub_(lr * g)",
     ),
 }
-KNOBS = ("lr", "epochs", "batch_size", "optimiser", "momentum", "loop", "seed", "device", "record_every")
-LR_FIND_WAIT_S = 60.0  # the range test takes about a second on the sample; the page waits for it
-FIRST_LOSS_WAIT_S = 0.5  # Start waits this long at most for the first loss before the page redraws
 ZOOM_HELP = "Draw the finished curve with Plotly's chart: zoom, pan, and read each point's step and loss."
 PAUSED_REFRESH_S = 5.0  # a paused page's look at its run, which the pause limit or a lost trainer may end
-ACK_TIMEOUT_S = 5.0  # how long a control button waits for the trainer to confirm before the page redraws anyway
 
 st.title("Train")
 queue = job_queue()
@@ -53,28 +47,7 @@ active = now is not None and now.state != JobState.DONE
 live = now is not None and now.state == JobState.RUNNING  # running or paused: the live knobs steer it
 paused = now is not None and now.paused
 feed = now.feed if now is not None else None  # the chart follows a waiting or training job by itself
-
-# The knobs show the run's own settings after a refresh or a visit from another page.
-if job is not None and st.session_state.get("knobs_of") != job.id:
-    for name in KNOBS:
-        st.session_state[f"keep_{name}"] = getattr(job.config, name)
-    if job.history is not None and job.history.lr_schedule:
-        st.session_state["keep_lr"] = job.history.lr_schedule[-1][1]
-    st.session_state["knobs_of"] = job.id
-tutorial = TrainConfig()  # the tutorial's defaults, kept across pages once changed
-for name in KNOBS:
-    st.session_state.setdefault(f"keep_{name}", getattr(tutorial, name))
-
-
-def send_knob(name: str) -> None:
-    """A live knob moved while the run trains: the trainer uses it from its next batch on."""
-    current_job = session_job()
-    if current_job is None or current_job.state != JobState.RUNNING:
-        return
-    try:
-        queue.control(current_job.id, me, "set", **{name: st.session_state[f"keep_{name}"]})
-    except QueueError as exc:
-        st.session_state["control_error"] = str(exc)
+keep_knobs(job)
 
 
 def knob_widget(name: str, **extra):
@@ -98,42 +71,6 @@ def knob_widget(name: str, **extra):
     if k.high - k.low <= 1000:
         return st.slider(k.label, int(k.low), int(k.high), **common, **extra)
     return st.number_input(k.label, int(k.low), int(k.high), **common, **extra)
-
-
-def wait_until(condition, timeout: float) -> None:
-    """Poll ``condition`` until it holds or ``timeout`` passes: the trainer answers in milliseconds."""
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.01)
-
-
-def queue_job(task: str = "train") -> Job | None:
-    """Queue the knobs' config as a run or an lr-find ``task``; None (with the reason kept for the page) if refused."""
-    settings = {name: st.session_state[f"keep_{name}"] for name in KNOBS}
-    try:
-        # Offline (the sample is in use) the trainer need not try the network again.
-        return queue.submit(
-            TrainConfig(dataset=dataset.name, **settings),
-            owner=me,
-            allow_download=dataset.source_kind != "sample",
-            task=task,
-            watch=chosen_digit(dataset)[0] if task == "train" else None,
-            address=client_address(),
-            sizes=(dataset.n_train, dataset.n_test),
-        )
-    except ValueError as exc:
-        st.session_state["control_error"] = str(exc)
-        return None
-
-
-def find_lr() -> None:
-    """The range test's callback: it runs in the warm trainer like a run, and takes a second or two."""
-    if new := queue_job("lr-find"):
-        wait_until(lambda: new.done or queue.waits_behind(new), LR_FIND_WAIT_S)  # behind another: no wait
-
-
-def use_lr(value: float) -> None:
-    st.session_state["keep_lr"] = value
 
 
 def lr_finder(chart_slot) -> None:
@@ -164,26 +101,6 @@ def lr_finder(chart_slot) -> None:
     with chart_slot, st.expander(f"The range test for {cfg.optimiser}, batch {cfg.batch_size}", expanded=True):
         st.plotly_chart(lr_find_figure(c.lrs, c.losses, c.smoothed, c.suggested_lr), key="lr_find_chart")
         st.caption(f"{cfg.optimiser}, batch {cfg.batch_size}, seed {cfg.seed}. {found.message}")
-
-
-def apply_preset() -> None:
-    """The preset chosen: its knobs (the tutorial's for those it leaves alone); seed, device and recorder stay."""
-    preset = next((p for p in PRESETS if p.name == st.session_state["preset"]), None)
-    if preset is not None:
-        for name, value in preset.values().items():
-            st.session_state[f"keep_{name}"] = value
-
-
-def start_run() -> None:
-    """Start's callback, before the page redraws: queue the run, and since a warm trainer starts at once,
-    wait a moment for its first loss so that this very redraw shows it (not when every trainer is busy)."""
-    if new := queue_job():
-        st.session_state["knobs_of"] = new.id
-        # A run waiting behind another would only keep the click unanswered: its page shows its place at once.
-        wait_until(
-            lambda: new.done or (new.history is not None and new.history.step > 0) or queue.waits_behind(new),
-            FIRST_LOSS_WAIT_S,
-        )
 
 
 def fixed_knobs(momentum: bool, advanced) -> None:
@@ -273,42 +190,10 @@ else:
     refresh = 0.2
 
 
-def act(j: Job, action: str, **kwargs) -> None:
-    """Send a control and wait (bounded) for the trainer to confirm it, so the view shows the result."""
-    before = j.history.step if j.history else 0
-    try:
-        queue.control(j.id, me, action, **kwargs)
-    except QueueError as exc:
-        st.session_state["control_error"] = str(exc)
-        return
-    confirmed = {
-        "stop": lambda: j.done,
-        "pause": lambda: j.done or j.history.paused,
-        "resume": lambda: j.done or not j.history.paused,
-        "step": lambda: j.done or (j.history.paused and j.history.step > before),
-        "epoch": lambda: j.done or (j.history.paused and j.history.step > before),
-    }[action]
-    wait_until(confirmed, ACK_TIMEOUT_S)
-
-
-@st.fragment(run_every=refresh)
-def live_view() -> None:
-    j = session_job()
-    if j is None:
-        st.info(f"Set the knobs and press **Start training**. Data: {dataset.describe()}.")
-        if chosen is not None:
-            st.caption(f"**{chosen.name}**: {chosen.look_for}")
-        # Empty axes where the curve will be drawn.
-        planned = st.session_state["keep_epochs"] * batches_per_epoch(
-            dataset.n_train, st.session_state["keep_batch_size"]
-        )
-        live_chart(live_chart_data([], [], [], planned, []))
-        return
-    if mode(j) != watched and not st.session_state.get(INLINE):
-        st.rerun(scope="app")  # queued -> running -> paused -> done: redraw the page (knobs, refresh rate)
-    cfg = j.config
-    h = j.history
-    buttons = st.columns(4)
+def run_buttons(j: Job) -> None:
+    """Cancel a waiting job; pause, resume, step or stop a running one. A button that changes the page's mode
+    redraws the whole page."""
+    buttons, h = st.columns(4), j.history
     if j.state == JobState.QUEUED:
         if buttons[0].button("Cancel", key="cancel", use_container_width=True):
             act(j, "stop")
@@ -335,21 +220,11 @@ def live_view() -> None:
             act(j, "stop")
         if mode(j) != watched and not st.session_state.get(INLINE):
             st.rerun(scope="app")
-    momentum = f", momentum {cfg.momentum:g}" if cfg.optimiser != "Descent" else ""
-    st.caption(
-        f"Run `{j.id}`: {cfg.optimiser}, lr {cfg.lr:g}{momentum}, {cfg.epochs} epochs, batch {cfg.batch_size}, "
-        f"loop {cfg.loop}, seed {cfg.seed}"
-    )
-    if preset := matching({name: getattr(cfg, name) for name in PRESET_KNOBS}):
-        st.caption(f"What to look for ({preset.name}): {preset.look_for}")
-    if j.state == JobState.QUEUED and not feed:
-        st.info(queue.waiting_line(j.id))
-    if h is None:  # never left the queue
-        if j.done:
-            outcome_message(j)
-        return
-    if feed:  # the chart below follows the run, with its progress, epoch and knob lines
-        return
+
+
+def still_view(j: Job) -> None:
+    """A paused or ended run: its lines and its chart, drawn by the page (no feed to follow)."""
+    h = j.history
     # Paused or ended: the same lines as the feed's above the chart while it trains (one definition of them)
     progress, notes, warning = j.live_lines()
     if progress is not None:
@@ -370,6 +245,42 @@ def live_view() -> None:
         st.plotly_chart(honest_loss_axis(figure, losses), key="still_chart")
     else:
         live_chart(live_chart_data(h.batch_losses[:], h.epochs[:], h.full_losses[:], h.total_steps, h.lr_schedule[:]))
+
+
+@st.fragment(run_every=refresh)
+def live_view() -> None:
+    j = session_job()
+    if j is None:
+        st.info(f"Set the knobs and press **Start training**. Data: {dataset.describe()}.")
+        if chosen is not None:
+            st.caption(f"**{chosen.name}**: {chosen.look_for}")
+        # Empty axes where the curve will be drawn.
+        planned = st.session_state["keep_epochs"] * batches_per_epoch(
+            dataset.n_train, st.session_state["keep_batch_size"]
+        )
+        live_chart(live_chart_data([], [], [], planned, []))
+        return
+    if mode(j) != watched and not st.session_state.get(INLINE):
+        st.rerun(scope="app")  # queued -> running -> paused -> done: redraw the page (knobs, refresh rate)
+    cfg = j.config
+    h = j.history
+    run_buttons(j)
+    momentum = f", momentum {cfg.momentum:g}" if cfg.optimiser != "Descent" else ""
+    st.caption(
+        f"Run `{j.id}`: {cfg.optimiser}, lr {cfg.lr:g}{momentum}, {cfg.epochs} epochs, batch {cfg.batch_size}, "
+        f"loop {cfg.loop}, seed {cfg.seed}"
+    )
+    if preset := matching({name: getattr(cfg, name) for name in PRESET_KNOBS}):
+        st.caption(f"What to look for ({preset.name}): {preset.look_for}")
+    if j.state == JobState.QUEUED and not feed:
+        st.info(queue.waiting_line(j.id))
+    if h is None:  # never left the queue
+        if j.done:
+            outcome_message(j)
+        return
+    if feed:  # the chart below follows the run, with its progress, epoch and knob lines
+        return
+    still_view(j)
     if h.paused and (j.folder / "report.json").is_file():  # the checkpoint of the paused model
         st.session_state["selected_run"] = j.id
         st.page_link("app_pages/4_Report.py", label="Report of the paused model", icon=":material/analytics:")
@@ -442,15 +353,6 @@ def outcome_message(j: Job) -> None:
             name.caption(f"Saved as “{named}”.")
         if problem := st.session_state.pop(f"name_error_{j.id}", None):
             name.error(problem)
-
-
-def name_it(j: Job) -> None:
-    try:
-        meta = name_run(j.run_dir, viewer(), st.session_state[f"name_{j.id}"])
-        st.session_state[f"named_{j.id}"] = meta.name
-    except RunError as exc:
-        st.session_state[f"named_{j.id}"] = None
-        st.session_state[f"name_error_{j.id}"] = str(exc)
 
 
 # One container per part, so that each fragment keeps its place in the column whatever the others draw: a

@@ -260,25 +260,7 @@ def add_config_flags(parser: argparse.ArgumentParser, names: list[str] | tuple[s
         )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m mnist_core", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--data-dir", help="folder with the four IDX files (else MNIST_DATA_DIR, download, sample)")
-    common.add_argument("--offline", action="store_true", help="do not try to download")
-
-    train = sub.add_parser("train", parents=[common], help="train the tutorial's model")
-    add_config_flags(train, list(CONFIG_FIELDS))
-    train.add_argument("--runs-dir", help="where to save the run (default: MNIST_RUNS_DIR or ./runs)")
-    train.set_defaults(func=cmd_train)
-
-    inspect = sub.add_parser("inspect", help="print the layer-shape table")
-    inspect.set_defaults(func=cmd_inspect)
-
-    evaluate = sub.add_parser("evaluate", parents=[common], help="report on a saved run")
-    evaluate.add_argument("run_dir", help="a run folder under runs/")
-    evaluate.set_defaults(func=cmd_evaluate)
-
+def _add_lr_find(sub, common: argparse.ArgumentParser) -> None:
     find = sub.add_parser(
         "lr-find", parents=[common], help="the learning-rate range test: raise the lr each batch, suggest one"
     )
@@ -295,6 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
         )
     find.set_defaults(func=cmd_lr_find)
 
+
+def _add_tune(sub, common: argparse.ArgumentParser) -> None:
+    """``tune`` (a study's search space and its trials) and ``tune-worker`` (more trials of a study)."""
     from .tune import SAMPLERS, SearchSpace
 
     space = SearchSpace()
@@ -328,6 +313,29 @@ def build_parser() -> argparse.ArgumentParser:
     tune.set_defaults(func=cmd_tune)
     worker = sub.add_parser("tune-worker", parents=[joins], help="join a study and train its trials")
     worker.set_defaults(func=cmd_tune)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m mnist_core", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", help="folder with the four IDX files (else MNIST_DATA_DIR, download, sample)")
+    common.add_argument("--offline", action="store_true", help="do not try to download")
+
+    train = sub.add_parser("train", parents=[common], help="train the tutorial's model")
+    add_config_flags(train, list(CONFIG_FIELDS))
+    train.add_argument("--runs-dir", help="where to save the run (default: MNIST_RUNS_DIR or ./runs)")
+    train.set_defaults(func=cmd_train)
+
+    inspect = sub.add_parser("inspect", help="print the layer-shape table")
+    inspect.set_defaults(func=cmd_inspect)
+
+    evaluate = sub.add_parser("evaluate", parents=[common], help="report on a saved run")
+    evaluate.add_argument("run_dir", help="a run folder under runs/")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    _add_lr_find(sub, common)
+    _add_tune(sub, common)
     return parser
 
 

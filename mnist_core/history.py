@@ -56,6 +56,30 @@ class History:
             else:
                 schedule.append((step, value))
 
+    def apply(self, event) -> None:
+        """The reducer: fold one event of a run into this history. Events are the trainer's messages
+        (mnist_core.protocol: start, batches, epoch, knobs, state, done, told apart by ``kind``); the queue's
+        mirror of a run in another process is built by it alone."""
+        kind = event.kind
+        if kind == "start":
+            self.total_steps, self.steps_per_epoch = event.total_steps, event.steps_per_epoch
+            self.started_at = event.started_at
+            self.record_knobs(0, event.lr, event.momentum)
+        elif kind == "batches":
+            del self.batch_losses[event.first_step - 1 :]  # normally a no-op; keeps the order exact
+            self.batch_losses.extend(event.losses)
+            self.full_losses.extend((int(s), v) for s, v in event.full_losses)
+            self.epoch, self.step = event.epoch, event.step
+            self.train_seconds, self.images_done = event.train_seconds, event.images_done
+        elif kind == "epoch":
+            self.epochs.append(EpochMetrics(**event.metrics))
+        elif kind == "knobs":
+            self.record_knobs(event.step, event.lr, event.momentum)
+        elif kind == "state":
+            self.paused = event.paused
+        elif kind == "done":
+            self.status, self.message, self.paused = event.status, event.message, False
+
     @property
     def images_per_sec(self) -> float:
         return self.images_done / self.train_seconds if self.train_seconds > 0 else 0.0

@@ -32,7 +32,7 @@ from . import settings
 from .config import TrainConfig, batches_per_epoch, check_knob, over_budget
 from .feed import FEED_EVERY_S, FEED_KEEP_S, Feed, new_token
 from .health import HealthStats
-from .history import EpochMetrics, History, epoch_line, plateau_warning
+from .history import History, epoch_line, plateau_warning
 from .outcomes import RUNNING, Ending, JobState, Phase, outcome
 from .owners import QuotaError, make_room, owner_id
 from .runs import describe_schedule, new_run_id, runs_root
@@ -47,6 +47,7 @@ KEEP_FINISHED = 100  # finished jobs remembered in memory (their runs stay on di
 MAX_HEALTH_LOG = 2_000  # health readings a job keeps for a chart; beyond, every other one is dropped
 READY_TIMEOUT_S = 600.0  # a process that is not warm by then is replaced
 KNOB_SETTLE_S = 0.4  # a live knob sent once it has rested this long: 17 arrow presses are one change, not 9
+HISTORY_EVENTS = {cls.kind for cls in (p.Start, p.Batches, p.Epoch, p.Knobs, p.State, p.Done)}  # History.apply's
 RUN_BYTES = 1_200_000  # a saved run but its batch losses: weights, snapshots, epochs, report (about 1 MB)
 
 
@@ -595,58 +596,52 @@ class JobQueue:
         )
         if job.stop_requested:  # Stop pressed while we were handing it over
             trainer.send(p.Control(action="stop", job_id=job.id))
-        h = job.history
         while True:
             message = trainer.next()
             if message is None:  # the process died: its last checkpoint, if any, is on disk as "interrupted"
-                code = trainer.proc.wait()
-                job.run_dir = job.folder if (job.folder / "run.json").is_file() else None
-                job.outcome = Ending.INTERRUPTED if job.run_dir else "failed"
-                job.message = f"The training process ended unexpectedly (exit code {code}) at step {h.step}. " + (
-                    "What it had learned by its last save is kept." if job.run_dir else "Nothing had been saved yet."
-                )
+                self._lost(job, trainer.proc.wait())
                 return
+            if self._mirror(job, message):
+                return
+
+    def _lost(self, job: Job, code: int) -> None:
+        """The trainer of ``job`` died: what it saved last is the run, marked interrupted, or nothing."""
+        job.run_dir = job.folder if (job.folder / "run.json").is_file() else None
+        job.outcome = Ending.INTERRUPTED if job.run_dir else Ending.FAILED
+        job.message = f"The training process ended unexpectedly (exit code {code}) at step {job.history.step}. " + (
+            "What it had learned by its last save is kept." if job.run_dir else "Nothing had been saved yet."
+        )
+
+    def _mirror(self, job: Job, message: p.Message) -> bool:
+        """Fold one message of the trainer into ``job``: its history (History.apply, the one reducer), the views
+        beside it (health, the watched digit, the range test's curve), and its feed. True once it is done."""
+        h = job.history
+        if message.kind in HISTORY_EVENTS:
+            if isinstance(message, p.Batches):
+                job.smoother.truncate(message.first_step - 1)
+            first = h.step == 0
+            h.apply(message)
             if isinstance(message, p.Start):
                 job.phase = Phase.TRAINING
-                h.total_steps, h.steps_per_epoch = message.total_steps, message.steps_per_epoch
-                h.started_at = message.started_at
-                h.record_knobs(0, message.lr, message.momentum)
-                self._publish(job)
-            elif isinstance(message, p.Batches):
-                job.smoother.truncate(message.first_step - 1)
-                del h.batch_losses[message.first_step - 1 :]  # normally a no-op; keeps the order exact
-                h.batch_losses.extend(message.losses)
-                h.full_losses.extend((int(s), v) for s, v in message.full_losses)
-                first = h.step == 0
-                h.epoch, h.step = message.epoch, message.step
-                h.train_seconds, h.images_done = message.train_seconds, message.images_done
-                if first or time.monotonic() - job.fed_at >= FEED_EVERY_S:
-                    self._publish(job)
-            elif isinstance(message, p.Epoch):
-                h.epochs.append(EpochMetrics(**message.metrics))
-                self._publish(job)
-            elif isinstance(message, p.Knobs):
-                h.record_knobs(message.step, message.lr, message.momentum)
-                self._publish(job)
-            elif isinstance(message, p.State):
-                h.paused = message.paused
-                self._publish(job)
-            elif isinstance(message, p.Health):
-                job.health = HealthStats.from_dict(message.step, message.layers)
-                job.health_log.append(job.health)
-                if len(job.health_log) > MAX_HEALTH_LOG:
-                    job.health_log = job.health_log[::2]
-            elif isinstance(message, p.Watch):
-                job.watch = DigitView.from_message(message)
-            elif isinstance(message, p.Replay):
-                job.replay = [DigitView.from_message(p.Watch(**view)) for view in message.views]
-            elif isinstance(message, p.LrCurve):
-                job.lr_curve = message
-            elif isinstance(message, p.Done):
+            if isinstance(message, p.Done):
                 job.outcome, job.message = message.status, message.message
                 job.run_dir = Path(message.run_dir) if message.run_dir else None
-                h.status, h.message, h.paused = job.outcome, job.message, False
-                return
+                return True
+            # losses come several times a second: the feed is written at most every FEED_EVERY_S
+            if not isinstance(message, p.Batches) or first or time.monotonic() - job.fed_at >= FEED_EVERY_S:
+                self._publish(job)
+        elif isinstance(message, p.Health):
+            job.health = HealthStats.from_dict(message.step, message.layers)
+            job.health_log.append(job.health)
+            if len(job.health_log) > MAX_HEALTH_LOG:
+                job.health_log = job.health_log[::2]
+        elif isinstance(message, p.Watch):
+            job.watch = DigitView.from_message(message)
+        elif isinstance(message, p.Replay):
+            job.replay = [DigitView.from_message(p.Watch(**view)) for view in message.views]
+        elif isinstance(message, p.LrCurve):
+            job.lr_curve = message
+        return False
 
     def _forget_old(self) -> None:
         finished = [j for j in self._jobs.values() if j.done]

@@ -19,6 +19,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from itertools import takewhile
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
@@ -121,9 +122,22 @@ def save_run(
         message = f"{message} The weights are no longer finite numbers: the learning rate is too high.".strip()
     finite = lambda *xs: all(math.isfinite(x) for x in xs)  # noqa: E731
     epochs = list(takewhile(lambda e: finite(e.train_loss, e.train_acc, e.test_loss, e.test_acc, e.seconds), h.epochs))
-    full_losses = [(s, v) for s, v in h.full_losses if finite(v)][:MAX_FULL_LOSSES]
-    losses = list(h.batch_losses[:MAX_BATCH_LOSSES])
-    meta = RunMeta(
+    meta = _meta_of(trainer, status, message, report.test_acc if report else None, epochs, owner)
+    files = _checked_files(folder, meta, report, snapshots)
+    files["batches.csv"] = list(h.batch_losses[:MAX_BATCH_LOSSES])
+    files["epochs.csv"] = epochs
+    files["full_losses.csv"] = [(s, v) for s, v in h.full_losses if finite(v)][:MAX_FULL_LOSSES]
+    files["weights.safetensors"] = state
+    _write_folder(folder, files)
+    return folder
+
+
+def _meta_of(
+    trainer: Trainer, status: str, message: str, test_acc: float | None, epochs: list[EpochMetrics], owner: str
+) -> RunMeta:
+    """run.json of ``trainer``'s run as it is now."""
+    h = trainer.history
+    return RunMeta(
         config=trainer.config,
         status=status,
         message=message[:MAX_MESSAGE],
@@ -142,37 +156,46 @@ def save_run(
         images_done=h.images_done,
         started_at=h.started_at,
         saved_at=time.time(),
-        test_acc=report.test_acc if report else (epochs[-1].test_acc if epochs else None),
+        test_acc=test_acc if test_acc is not None else (epochs[-1].test_acc if epochs else None),
         owner=owner,
     )
-    run_json = json.dumps(meta.to_dict(), indent=2).encode()
-    RunMeta.from_dict(json.loads(run_json), str(folder / "run.json"))  # what load_run will check, checked now
-    report_json = None
-    if report is not None:
-        report_json = json.dumps(report.to_dict()).encode()  # per_class may hold NaN; it is rebuilt on load
-        try:
-            parse_report(parse_json(report_json, "report.json"), "report.json", meta)
-        except RunError as exc:
-            report_json = None
-            meta.message = f"{meta.message} The report could not be kept: {exc}"[:MAX_MESSAGE]
-            run_json = json.dumps(meta.to_dict(), indent=2).encode()
-    snapshots_raw = None
-    if snapshots:
-        snapshots_raw = save_safetensors({k: v.detach().cpu().contiguous() for k, v in snapshots.items()})
-        try:
-            if len(snapshots_raw) > ARCHIVE_FILES["snapshots.safetensors"]:
-                raise RunError(f"{len(snapshots_raw):,} bytes")
-            parse_snapshots(snapshots_raw, "snapshots.safetensors", meta)
-        except RunError as exc:
-            snapshots_raw = None
-            meta.message = f"{meta.message} The weight snapshots could not be kept: {exc}"[:MAX_MESSAGE]
-            run_json = json.dumps(meta.to_dict(), indent=2).encode()
 
+
+def _checked_files(
+    folder: Path, meta: RunMeta, report: Report | None, snapshots: dict[str, torch.Tensor] | None
+) -> dict[str, Any]:
+    """run.json, report.json and snapshots.safetensors as bytes, each checked as load_run will check it. A report
+    or snapshots that fail are left out, and the run's message says so."""
+    RunMeta.from_dict(json.loads(json.dumps(meta.to_dict())), str(folder / "run.json"))
+    files: dict[str, Any] = {}
+    if report is not None:
+        raw = json.dumps(report.to_dict()).encode()  # per_class may hold NaN; it is rebuilt on load
+        try:
+            parse_report(parse_json(raw, "report.json"), "report.json", meta)
+            files["report.json"] = raw
+        except RunError as exc:
+            meta.message = f"{meta.message} The report could not be kept: {exc}"[:MAX_MESSAGE]
+    if snapshots:
+        raw = save_safetensors({k: v.detach().cpu().contiguous() for k, v in snapshots.items()})
+        try:
+            if len(raw) > ARCHIVE_FILES["snapshots.safetensors"]:
+                raise RunError(f"{len(raw):,} bytes")
+            parse_snapshots(raw, "snapshots.safetensors", meta)
+            files["snapshots.safetensors"] = raw
+        except RunError as exc:
+            meta.message = f"{meta.message} The weight snapshots could not be kept: {exc}"[:MAX_MESSAGE]
+    files["run.json"] = json.dumps(meta.to_dict(), indent=2).encode()  # with the message as it ends up
+    return files
+
+
+def _write_folder(folder: Path, files: dict[str, Any]) -> None:
+    """Write a run's files (bytes, or the losses, epochs and weights to encode) into ``folder``, whole or not at
+    all: into a *.partial folder first, then renamed into place."""
     tmp = folder.with_name(folder.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir(parents=True)
-        (tmp / "run.json").write_bytes(run_json)
+        losses, epochs, full_losses = files.pop("batches.csv"), files.pop("epochs.csv"), files.pop("full_losses.csv")
         pd.DataFrame({"step": range(1, len(losses) + 1), "loss": losses}).to_csv(tmp / "batches.csv", index=False)
         columns = list(EpochMetrics.__dataclass_fields__)
         if not epochs or any(e.val_acc is None or e.val_loss is None for e in epochs):  # no validation split
@@ -180,11 +203,9 @@ def save_run(
         pd.DataFrame([asdict(e) for e in epochs], columns=columns).to_csv(tmp / "epochs.csv", index=False)
         if full_losses:
             pd.DataFrame(full_losses, columns=["step", "loss"]).to_csv(tmp / "full_losses.csv", index=False)
-        if report_json is not None:
-            (tmp / "report.json").write_bytes(report_json)
-        save_file(state, str(tmp / "weights.safetensors"))
-        if snapshots_raw is not None:
-            (tmp / "snapshots.safetensors").write_bytes(snapshots_raw)
+        save_file(files.pop("weights.safetensors"), str(tmp / "weights.safetensors"))
+        for name, raw in files.items():
+            (tmp / name).write_bytes(raw)
         # Replace an earlier save (a checkpoint) by renames only: the run is never missing for longer than
         # between two renames, and a kill at any point leaves at worst a *.partial folder the next save clears.
         old = folder.with_name(folder.name + ".old.partial")
@@ -196,7 +217,6 @@ def save_run(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # a failed save leaves nothing half-written behind
         raise
-    return folder
 
 
 def finish_run(

@@ -497,15 +497,9 @@ class Trainer:
             seen = 0
             for start, stop in batch_bounds(n, bs):
                 go_on = self.control.try_turn()
-                if go_on is None:  # paused: show everything so far, then wait for resume, a step or stop
-                    if not self._deliver(pending, epoch):
-                        break
-                    h.train_seconds = trained_before + (time.perf_counter() - t0 - waited)
-                    t_wait = time.perf_counter()
-                    self._set_paused(True)
-                    go_on = self.control.wait_turn()
-                    waited += time.perf_counter() - t_wait
-                    self._set_paused(False)  # resumed, or stepping (it says paused again when the steps are used)
+                if go_on is None:  # paused
+                    go_on, paused_s = self._pause(pending, epoch, trained_before + (time.perf_counter() - t0 - waited))
+                    waited += paused_s
                 if not go_on:
                     break
                 if knobs := self.control.take_knobs():
@@ -527,25 +521,7 @@ class Trainer:
             if h.status == Ending.DIVERGED:
                 break
             if seen:
-                test_loss, test_acc = evaluate(model, self._x_test, self._y_test)
-                val_loss = val_acc = None
-                if self._x_val is not None:
-                    val_loss, val_acc = evaluate(model, self._x_val, self._y_val)
-                metrics = EpochMetrics(
-                    epoch=epoch,
-                    step=h.step,
-                    train_loss=loss_sum.item() / seen,
-                    train_acc=correct.item() / seen,
-                    test_loss=test_loss,
-                    test_acc=test_acc,
-                    seconds=seconds,
-                    val_loss=val_loss,
-                    val_acc=val_acc,
-                )
-                if seen == n:  # a partial epoch (a stop) is not an epoch
-                    h.epochs.append(metrics)
-                    for cb in self.callbacks:
-                        cb.on_epoch_end(self, metrics)
+                self._end_epoch(epoch, seen, seconds, sums)
             if self.stop_event.is_set():
                 h.paused = False
                 h.status = self.control.stop_status
@@ -555,6 +531,42 @@ class Trainer:
             h.status = Ending.FINISHED
             h.message = f"Finished {cfg.epochs} epochs ({h.step} steps)."
             self._judge_finished()
+
+    def _pause(self, pending: list[torch.Tensor], epoch: int, trained_s: float) -> tuple[bool, float]:
+        """Paused before a batch: show everything so far, then wait for resume, a step or stop. Returns whether
+        to go on and the seconds waited (not training time)."""
+        if not self._deliver(pending, epoch):
+            return False, 0.0
+        self.history.train_seconds = trained_s
+        t_wait = time.perf_counter()
+        self._set_paused(True)
+        go_on = self.control.wait_turn()
+        waited = time.perf_counter() - t_wait
+        self._set_paused(False)  # resumed, or stepping (it says paused again when the steps are used)
+        return go_on, waited
+
+    def _end_epoch(self, epoch: int, seen: int, seconds: float, sums: tuple[torch.Tensor, torch.Tensor]) -> None:
+        """Measure the model on the test (and validation) images; a whole epoch joins the history."""
+        loss_sum, correct = sums
+        test_loss, test_acc = evaluate(self.model, self._x_test, self._y_test)
+        val_loss = val_acc = None
+        if self._x_val is not None:
+            val_loss, val_acc = evaluate(self.model, self._x_val, self._y_val)
+        metrics = EpochMetrics(
+            epoch=epoch,
+            step=self.history.step,
+            train_loss=loss_sum.item() / seen,
+            train_acc=correct.item() / seen,
+            test_loss=test_loss,
+            test_acc=test_acc,
+            seconds=seconds,
+            val_loss=val_loss,
+            val_acc=val_acc,
+        )
+        if seen == self.n_fit:  # a partial epoch (a stop) is not an epoch
+            self.history.epochs.append(metrics)
+            for cb in self.callbacks:
+                cb.on_epoch_end(self, metrics)
 
     def _judge_finished(self) -> None:
         """A finished run that collapsed to chance (one answer for every image) ends "collapsed" instead."""

@@ -31,6 +31,34 @@ def loss_figure(
     A plain dict, not ``make_subplots``: it costs a fraction of the figure objects' validation. (While a run
     trains, the Train page draws ui.live_chart instead, from the same numbers.)
     """
+    data = _loss_traces(batch_losses, epochs, full_losses)
+    if not data:  # Streamlit refuses a figure without traces (plotly 7 lacks the error it means to raise)
+        data.append({"type": "scatter", "x": [], "y": [], "showlegend": False})
+    shapes, notes = lr_markers(lr_schedule or [])
+    layout = {
+        "height": height,
+        "margin": {"t": 40, "b": 40},
+        "legend": {"orientation": "h", "y": 1.16},
+        "xaxis": {"title": {"text": "step (batch)"}, **({"range": [0, total_steps]} if total_steps else {})},
+        "yaxis": {"title": {"text": "cross-entropy loss"}, "rangemode": "tozero"},
+        "yaxis2": {
+            "title": {"text": "test accuracy"},
+            "overlaying": "y",
+            "side": "right",
+            "range": [0, 1],
+            "tickformat": ".0%",
+            "dtick": 0.2,
+            "showgrid": False,
+        },
+        "shapes": shapes,
+        "annotations": notes,
+        "uirevision": "keep",  # a refresh keeps the learner's zoom
+    }
+    return {"data": data, "layout": layout}
+
+
+def _loss_traces(batch_losses: list[float], epochs: list[EpochMetrics], full_losses) -> list[dict]:
+    """The traces of ``loss_figure``: batch losses (thinned), smoothed, the recorder's, test accuracy."""
     data = []
     if batch_losses:
         steps, raw = thin(batch_losses, MAX_POINTS)
@@ -56,10 +84,14 @@ def loss_figure(
                 yaxis="y2",
             )
         )
-    if not data:  # Streamlit refuses a figure without traces (plotly 7 lacks the error it means to raise)
-        data.append({"type": "scatter", "x": [], "y": [], "showlegend": False})
+    return data
+
+
+def lr_markers(lr_schedule: list[tuple[int, float]]) -> tuple[list[dict], list[dict]]:
+    """A dashed line and a label ("lr 0.01") at each change of the learning rate (the first entry is the run's
+    own lr, not a change): Plotly shapes and annotations."""
     shapes, notes = [], []
-    for step, lr in (lr_schedule or [])[1:]:  # the first entry is the run's starting lr
+    for step, lr in lr_schedule[1:]:
         shapes.append(
             {"type": "line", "xref": "x", "yref": "paper", "x0": step, "x1": step, "y0": 0, "y1": 1,
              "line": {"color": "#ff7f0e", "width": 1.5, "dash": "dash"}}
@@ -68,26 +100,7 @@ def loss_figure(
             {"x": step, "xref": "x", "y": 1, "yref": "paper", "yanchor": "bottom", "text": f"lr {lr:g}",
              "showarrow": False, "font": {"color": "#ff7f0e", "size": 11}}
         )  # fmt: skip
-    layout = {
-        "height": height,
-        "margin": {"t": 40, "b": 40},
-        "legend": {"orientation": "h", "y": 1.16},
-        "xaxis": {"title": {"text": "step (batch)"}, **({"range": [0, total_steps]} if total_steps else {})},
-        "yaxis": {"title": {"text": "cross-entropy loss"}, "rangemode": "tozero"},
-        "yaxis2": {
-            "title": {"text": "test accuracy"},
-            "overlaying": "y",
-            "side": "right",
-            "range": [0, 1],
-            "tickformat": ".0%",
-            "dtick": 0.2,
-            "showgrid": False,
-        },
-        "shapes": shapes,
-        "annotations": notes,
-        "uirevision": "keep",  # a refresh keeps the learner's zoom
-    }
-    return {"data": data, "layout": layout}
+    return shapes, notes
 
 
 def lr_find_figure(lrs: list[float], losses: list[float], smoothed: list[float], suggested: float) -> dict:
