@@ -34,6 +34,7 @@ CODE = {
         "    for p, g in zip(params, grads):\n        p.sub_(lr * g)",
     ),
 }
+PRESETS_HELP = "Knobs worth trying first, each saying what to look for. Moving a knob makes the settings your own."
 ZOOM_HELP = "Draw the finished curve with Plotly's chart: zoom, pan, and read each point's step and loss."
 PAUSED_REFRESH_S = 5.0  # a paused page's look at its run, which the pause limit or a lost trainer may end
 
@@ -142,16 +143,13 @@ with controls:
     # The preset the knobs match now (none once a knob moves): "back to the tutorial's settings" is one choice
     chosen = matching({name: st.session_state[f"keep_{name}"] for name in PRESET_KNOBS})
     if not active:
-        own = "Your own settings"
-        if st.session_state.get("preset") != (chosen.name if chosen else own):
-            st.session_state["preset"] = chosen.name if chosen else own
-        st.selectbox(
-            "Preset",
-            [p.name for p in PRESETS] + ([own] if chosen is None else []),
-            key="preset",
-            on_change=apply_preset,
-            help="Knobs worth trying first; each says what to look for. Moving a knob makes them your own.",
-        )
+        # Buttons, not a select box: a choice is an event, so a knob moved at once after it is never undone by a
+        # stale selection the browser sends back (a select box set by code re-applied its preset that way)
+        with st.popover("Presets", width="stretch", help=PRESETS_HELP):
+            for preset in PRESETS:
+                st.button(preset.name, key=f"preset_{preset.name}", on_click=apply_preset, args=(preset.name,),
+                          use_container_width=True, help=preset.look_for)  # fmt: skip
+        st.caption(f"Preset: {chosen.name}" if chosen else "Your own settings")
     knob_widget("lr")
     if live:
         st.caption("Move the learning rate while it trains: it applies from the next batch once the slider rests.")

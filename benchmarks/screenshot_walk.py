@@ -88,8 +88,8 @@ def main() -> None:
                 page.locator('[data-testid="stMain"] h1').first.wait_for(timeout=120_000)
                 shoot(page, args.out, f"{i + 1:02d}-{name.lower()}")
                 if name == "Train":  # and a run of the "Watch it diverge" preset, ended
-                    page.get_by_role("combobox", name="Preset").click()
-                    page.get_by_role("option", name="Watch it diverge").click()
+                    page.get_by_test_id("stMain").get_by_role("button", name="Presets").click()
+                    page.get_by_role("button", name="Watch it diverge", exact=True).click()
                     page.get_by_role("button", name="Start training").click()
                     page.get_by_placeholder("Name this run (Runs shows it)").wait_for(timeout=120_000)
                     shoot(page, args.out, f"{i + 1:02d}-{name.lower()}-ended")

@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 import ui.state
 from mnist_core.config import TrainConfig
+from mnist_core.presets import PRESETS
 from mnist_core.report import CLASS, GUESSES_RIGHT, IMAGES, RIGHT, worst_cell
 from mnist_core.run_archive import export_run
 from mnist_core.runs import finish_run, list_runs, load_run
@@ -31,8 +32,9 @@ PAGES = [
 
 
 def controls(at: AppTest) -> list[str]:
-    """The Train page's training buttons (not the digit panel's "Another digit")."""
-    return [b.label for b in at.button if b.label != "Another digit"]
+    """The Train page's training buttons (not the digit panel's "Another digit", nor the presets' buttons)."""
+    presets = {p.name for p in PRESETS}
+    return [b.label for b in at.button if b.label != "Another digit" and b.label not in presets]
 
 
 def start_button(at: AppTest):

@@ -85,12 +85,11 @@ def use_lr(value: float) -> None:
     st.session_state["keep_lr"] = value
 
 
-def apply_preset() -> None:
-    """The preset chosen: its knobs (the tutorial's for those it leaves alone); seed, device and recorder stay."""
-    preset = next((p for p in PRESETS if p.name == st.session_state["preset"]), None)
-    if preset is not None:
-        for name, value in preset.values().items():
-            st.session_state[f"keep_{name}"] = value
+def apply_preset(name: str) -> None:
+    """Preset ``name``'s knobs (the tutorial's for those it leaves alone); seed, device and recorder stay."""
+    preset = next(p for p in PRESETS if p.name == name)
+    for knob, value in preset.values().items():
+        st.session_state[f"keep_{knob}"] = value
 
 
 def start_run() -> None:

@@ -20,18 +20,22 @@ def canvas_data(page: Page, name: str) -> str:
     return page.evaluate(f"() => document.querySelector('{CANVAS}')?.dataset.{name}")
 
 
-def choose(page: Page, label: str, option: str) -> None:
-    page.get_by_role("combobox", name=label).click()
-    page.get_by_role("option", name=option, exact=True).click()
+def preset(page: Page, name: str) -> None:
+    """Open the Presets popover and choose ``name``."""
+    page.get_by_test_id("stMain").get_by_role("button", name="Presets").click()
+    page.get_by_role("button", name=name, exact=True).click()
+    expect(page.get_by_text(f"Preset: {name}", exact=True)).to_be_visible()
 
 
 def test_a_preset_a_spiking_run_one_message_and_a_named_run(server, page: Page):
     page.goto(server["url"] + "/Train")
     wait_for_app(page)
-    expect(page.get_by_role("combobox", name="Preset")).to_have_value("The tutorial's settings")
+    expect(page.get_by_text("Preset: The tutorial's settings", exact=True)).to_be_visible()
 
     # A preset sets the knobs and says what to look for; a knob moved makes the settings the learner's own.
-    choose(page, "Preset", "Watch it diverge")
+    set_slider(page, "Epochs", "ArrowRight", "11")
+    expect(page.get_by_text("Your own settings", exact=True)).to_be_visible()
+    preset(page, "Watch it diverge")
     lr = page.get_by_role("slider", name="Learning rate (log scale)")
     expect(lr).to_have_attribute("aria-valuetext", "1")
     expect(page.get_by_role("radio", name="ADAM", exact=True)).to_be_checked()
@@ -76,7 +80,7 @@ def test_a_preset_a_spiking_run_one_message_and_a_named_run(server, page: Page):
 
     # Back to the tutorial's settings in one choice.
     page.get_by_role("link", name="Train", exact=True).click()
-    choose(page, "Preset", "The tutorial's settings")
+    preset(page, "The tutorial's settings")
     expect(page.get_by_role("slider", name="Learning rate (log scale)")).to_have_attribute("aria-valuetext", "0.1")
     expect(page.get_by_role("radio", name="Descent", exact=True)).to_be_checked()
 

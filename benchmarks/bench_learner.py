@@ -1,0 +1,91 @@
+"""What a learner meets first, measured: the presets, the default Tune search, and Predict's "no training image is
+near this drawing" check.
+
+Run by hand, never by the tests:
+    python benchmarks/bench_learner.py [--seeds 1,2,3] [--trials 12] [--data-dir /usr/share/datasets/fashion-mnist]
+
+Prints, on the embedded MNIST sample: each preset's ending, test accuracy, largest batch loss and training time;
+the default search's best validation accuracy for each sampler seed; the familiarity check's build and query
+times, its limit, an X scribble's distance and the share of real test digits it flags. With --data-dir (four IDX
+files, read as Fashion-MNIST), the check's build and query times on 60,000 training images too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from PIL import Image, ImageDraw  # noqa: E402
+
+from mnist_core.data import load_idx_folder, load_sample  # noqa: E402
+from mnist_core.digits import Familiarity, preprocess  # noqa: E402
+from mnist_core.presets import PRESETS  # noqa: E402
+from mnist_core.train import train  # noqa: E402
+from mnist_core.tune import SearchSpace, best_trial, open_study, run_trials  # noqa: E402
+
+
+def presets(sample) -> None:
+    for preset in PRESETS:
+        t0 = time.perf_counter()
+        h = train(preset.config(), sample).history
+        acc = h.epochs[-1].test_acc if h.epochs else float("nan")
+        print(
+            f"preset {preset.name!r}: {h.status}, test {acc:.2%}, largest batch loss {max(h.batch_losses):,.1f}, "
+            f"{time.perf_counter() - t0:.1f} s"
+        )
+
+
+def default_search(sample, seeds: list[int], trials: int) -> None:
+    for seed in seeds:
+        with tempfile.TemporaryDirectory() as root:
+            study, space = open_study(f"sqlite:///{root}/tune.db", "default", SearchSpace(), sampler_seed=seed)
+            run_trials(study, space, sample, trials, root=root)
+            best = best_trial(study)
+            print(f"default search, sampler seed {seed}, {trials} trials: best val {best.val_acc:.2%} ({best.params})")
+
+
+def scribble() -> Image.Image:
+    img = Image.new("L", (280, 280), 255)
+    pen = ImageDraw.Draw(img)
+    pen.line((60, 60, 220, 220), fill=0, width=18)
+    pen.line((220, 60, 60, 220), fill=0, width=18)
+    return img
+
+
+def familiarity(dataset, name: str) -> None:
+    t0 = time.perf_counter()
+    known = Familiarity.of(dataset.train_images, dataset.test_images)
+    built = time.perf_counter() - t0
+    x = preprocess(scribble()).final
+    t0 = time.perf_counter()
+    distance = known.distance(x)
+    query = time.perf_counter() - t0
+    others = dataset.test_images[1::2][:500]
+    flagged = sum(known.warning(image.numpy()) is not None for image in others)
+    print(
+        f"familiarity on {name} ({len(dataset.train_images):,} training images): built in {built * 1000:.0f} ms, "
+        f"one query {query * 1000:.0f} ms, limit {known.limit:.2f}, X scribble {distance:.2f}, "
+        f"real test images flagged {flagged}/{len(others)}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", default="1,2,3", help="sampler seeds of the default search")
+    parser.add_argument("--trials", type=int, default=12)
+    parser.add_argument("--data-dir", type=Path, help="a folder of four IDX files (Fashion-MNIST) for the check")
+    args = parser.parse_args()
+    sample = load_sample()
+    presets(sample)
+    familiarity(sample, "the MNIST sample")
+    if args.data_dir:
+        familiarity(load_idx_folder(args.data_dir, "fashion-mnist"), str(args.data_dir))
+    default_search(sample, [int(s) for s in args.seeds.split(",")], args.trials)
+
+
+if __name__ == "__main__":
+    main()
