@@ -2,7 +2,7 @@
 near this drawing" check.
 
 Run by hand, never by the tests:
-    python benchmarks/bench_learner.py [--seeds 1,2,3] [--trials 12] [--data-dir /usr/share/datasets/fashion-mnist]
+    python benchmarks/bench_learner.py [--seeds 1,2,3] [--trials 12] [--before] [--data-dir FOLDER]
 
 Prints, on the embedded MNIST sample: each preset's ending, test accuracy, largest batch loss and training time;
 the default search's best validation accuracy for each sampler seed; the familiarity check's build and query
@@ -39,13 +39,19 @@ def presets(sample) -> None:
         )
 
 
-def default_search(sample, seeds: list[int], trials: int) -> None:
+# The default search before 2026-12-06: the tutorial's Descent beside ADAM, lr up to 1, batch 128.
+BEFORE = SearchSpace(lr_low=1e-3, lr_high=1.0, optimisers=("Descent", "ADAM"), batch_sizes=(128,))
+
+
+def default_search(sample, seeds: list[int], trials: int, before: bool = False) -> None:
     for seed in seeds:
         with tempfile.TemporaryDirectory() as root:
-            study, space = open_study(f"sqlite:///{root}/tune.db", "default", SearchSpace(), sampler_seed=seed)
+            chosen = BEFORE if before else SearchSpace()
+            study, space = open_study(f"sqlite:///{root}/tune.db", "default", chosen, sampler_seed=seed)
             run_trials(study, space, sample, trials, root=root)
             best = best_trial(study)
-            print(f"default search, sampler seed {seed}, {trials} trials: best val {best.val_acc:.2%} ({best.params})")
+            which = "old default" if before else "default"
+            print(f"{which} search, sampler seed {seed}, {trials} trials: best val {best.val_acc:.2%} ({best.params})")
 
 
 def scribble() -> Image.Image:
@@ -77,6 +83,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="1,2,3", help="sampler seeds of the default search")
     parser.add_argument("--trials", type=int, default=12)
+    parser.add_argument("--before", action="store_true", help="the default search before 2026-12-06 too")
     parser.add_argument("--data-dir", type=Path, help="a folder of four IDX files (Fashion-MNIST) for the check")
     args = parser.parse_args()
     sample = load_sample()
@@ -84,7 +91,10 @@ def main() -> None:
     familiarity(sample, "the MNIST sample")
     if args.data_dir:
         familiarity(load_idx_folder(args.data_dir, "fashion-mnist"), str(args.data_dir))
-    default_search(sample, [int(s) for s in args.seeds.split(",")], args.trials)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    default_search(sample, seeds, args.trials)
+    if args.before:
+        default_search(sample, seeds, args.trials, before=True)
 
 
 if __name__ == "__main__":
