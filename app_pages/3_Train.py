@@ -36,7 +36,7 @@ CODE = {
 }
 PRESETS_HELP = "Knobs worth trying first, each saying what to look for. Moving a knob makes the settings your own."
 ZOOM_HELP = "Draw the finished curve with Plotly's chart: zoom, pan, and read each point's step and loss."
-PAUSED_REFRESH_S = 5.0  # a paused page's look at its run, which the pause limit or a lost trainer may end
+NO_FEED_REFRESH_S = 0.5  # the live view's redraws where the server cannot serve a feed (no static serving)
 
 st.title("Train")
 queue = job_queue()
@@ -173,19 +173,9 @@ def mode(j: Job | None, reading: JobSnapshot | None = None) -> tuple:
 
 watched = mode(job, now)  # what this run of the page draws
 drawn_mode = now.mode if now is not None else None  # the feed's mode this page is drawn for (mnist_core.feed)
-# With a feed the chart (drawn below the view, outside its fragment) polls it and redraws the page when
-# the feed's mode changes: no timer. Without one: five refreshes a second while it trains, and a waiting
-# job only needs its place now and then (the next in line soon, the others every few seconds: each redraw
-# costs the learner's browser too). A paused or ended run needs none (a control button redraws the view
-# itself once the trainer confirms).
-if paused:  # the run may still end without a click here (paused too long, its trainer gone): look now and then
-    refresh = PAUSED_REFRESH_S
-elif not active or feed:
-    refresh = None
-elif now.state == JobState.QUEUED:
-    refresh = 0.5 if queue.position(job.id) == 1 else 2.0
-else:
-    refresh = 0.2
+# The chart follows the job's feed in every state but the end (waiting, training, paused), and redraws the page
+# when the feed's mode changes: no timer. Only a server without static serving has no feed: a timer then.
+refresh = NO_FEED_REFRESH_S if active and not feed else None
 
 
 def run_buttons(j: Job) -> None:
@@ -276,12 +266,12 @@ def live_view() -> None:
         if j.done:
             outcome_message(j)
         return
-    if feed:  # the chart below follows the run, with its progress, epoch and knob lines
-        return
-    still_view(j)
     if h.paused and (j.folder / "report.json").is_file():  # the checkpoint of the paused model
         st.session_state["selected_run"] = j.id
         st.page_link("app_pages/4_Report.py", label="Report of the paused model", icon=":material/analytics:")
+    if feed:  # the chart below follows the run, with its progress, epoch and knob lines
+        return
+    still_view(j)
     if j.done:
         outcome_message(j)
 
@@ -297,7 +287,7 @@ def followed_chart(j: Job) -> None:
     # empty axes until the trainer says how many steps
     planned = j.config.epochs * batches_per_epoch(dataset.n_train, j.config.batch_size)
     curves = payload.get("chart") or live_chart_data([], [], [], planned, [])
-    poll = FEED_WAIT_POLL_S if now.state == JobState.QUEUED else FEED_POLL_S
+    poll = FEED_POLL_S if now.state == JobState.RUNNING and not now.paused else FEED_WAIT_POLL_S
     live_chart(curves, feed, drawn_mode, payload["progress"], payload["notes"], payload["warning"], poll=poll)
 
 

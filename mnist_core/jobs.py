@@ -61,7 +61,7 @@ class JobSnapshot:
 
     state: JobState
     paused: bool
-    feed: str | None  # the feed its page follows: while it waits or trains, not paused (None without one)
+    feed: str | None  # the feed its page follows while it waits, trains or is paused (None once it ended)
 
     @property
     def mode(self) -> str:
@@ -126,7 +126,7 @@ class Job:
         """One reading of what decides its page's layout. The job moves on in the queue's threads while a page
         draws: a page that read "running" for its knobs and "done" for its chart would never redraw itself."""
         state, paused = self.state, self.history is not None and self.history.paused
-        return JobSnapshot(state, paused, None if state == JobState.DONE or paused else self.feed_url)
+        return JobSnapshot(state, paused, None if state == JobState.DONE else self.feed_url)
 
     @property
     def mode(self) -> str:
@@ -662,6 +662,7 @@ class JobQueue:
             "seq": job.fed,
             "mode": snap.mode,
             "state": snap.state,
+            "paused": snap.paused,
             "progress": progress,
             "notes": notes,
             "warning": warning,

@@ -362,6 +362,13 @@ def test_each_job_feeds_its_page_its_place_its_curve_and_its_end(tmp_path, data_
     assert read_feed(queue, first)["mode"] == before == "running|False"
     queue.control(first.id, "a", "pause")  # a pause is a new mode: the page redraws with Resume and Step
     wait_for(lambda: read_feed(queue, first)["mode"] == "running|True")
+    # A paused job's page follows the same feed (no timer): a step shows in it, as does where it paused.
+    assert first.snapshot().feed == first.feed_url and read_feed(queue, first)["paused"] is True
+    paused_at = first.history.step
+    assert read_feed(queue, first)["progress"][1].split(" · ")[1] == f"paused at step {paused_at}"
+    queue.control(first.id, "a", "step", batches=1)
+    wait_for(lambda: read_feed(queue, first)["chart"]["steps"][-1] == paused_at + 1)
+    assert f"paused at step {paused_at + 1}" in read_feed(queue, first)["progress"][1]
 
     queue.stop(second.id, "b")  # a cancel moves the line up
     assert read_feed(queue, second)["state"] == "done"

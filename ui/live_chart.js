@@ -299,7 +299,7 @@ async function poll(chart) {
       // A training job's feed that stops changing (it can no longer be written): redraw from the server.
       const seen = Date.now();
       if (feed.seq !== chart.seq) [chart.seq, chart.seqAt] = [feed.seq, seen];
-      else if (feed.state === "running" && seen - chart.seqAt > 10000) {
+      else if (feed.state === "running" && !feed.paused && seen - chart.seqAt > 10000) { // a paused feed rests
         chart.seqAt = seen;
         chart.setTriggerValue("mode", `stale#${feed.seq}`);
       }
