@@ -15,7 +15,7 @@ import math
 import re
 from array import array
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -268,6 +268,15 @@ def _schedule(knob: str, steps: int) -> Callable[[object], list[tuple[int, float
     return check
 
 
+def _checked(default: Any, check: Callable[[Any], Any]) -> Any:
+    """A run.json field that is checked on its own: its default and its check, declared with it."""
+    return field(default=default, metadata={"check": check})
+
+
+def _bool(value: object) -> bool:
+    return value if isinstance(value, bool) else _fail("must be true or false", value)
+
+
 @dataclass
 class RunMeta:
     """run.json: everything about a run but its curves, report and weights."""
@@ -282,22 +291,24 @@ class RunMeta:
     steps_per_epoch: int
     lr_schedule: list[tuple[int, float]]  # (step, lr): from step+1 on; the first is (0, the config's lr)
     momentum_schedule: list[tuple[int, float]]  # the same for momentum; empty for Descent
-    device: str = ""
-    dataset_title: str = ""
-    dataset_source: str = ""
-    train_seconds: float = 0.0
-    images_per_sec: float = 0.0
-    images_done: int = 0
-    started_at: float = 0.0  # time.time()
-    saved_at: float = 0.0
-    test_acc: float | None = None
-    imported: bool = False  # added from an archive: import_run sets it, whatever the archive said
-    study: str = ""  # the hyperparameter study (mnist_core.tune) that ran it as a trial; "" for none
-    trial: int | None = None  # its trial number in that study
-    owner: str = ""  # owners.owner_id of the browser that made it; "" for the CLI and tune workers (shared)
-    shared: bool = False  # its owner shows it to every visitor (read-only)
-    name: str = ""  # what its owner calls it; shown as text, never as markdown
-    note: str = ""  # its owner's note: what was tried, what was seen
+    # The fields below stand alone: each declares its check here, and from_dict applies them in one loop.
+    device: str = _checked("", lambda v: _text(v, MAX_LABEL))
+    dataset_title: str = _checked("", lambda v: _text(v, MAX_LABEL))
+    dataset_source: str = _checked("", lambda v: _text(v, MAX_LABEL))
+    train_seconds: float = _checked(0.0, lambda v: _real(v, 0, 1e9))
+    images_per_sec: float = _checked(0.0, lambda v: _real(v, 0, 1e12))
+    images_done: int = 0  # checked against the steps and batch size in from_dict
+    started_at: float = _checked(0.0, lambda v: _real(v, 0, 1e11))  # time.time()
+    saved_at: float = _checked(0.0, lambda v: _real(v, 0, 1e11))
+    test_acc: float | None = _checked(None, lambda v: None if v is None else _real(v, 0, 1))
+    imported: bool = _checked(False, _bool)  # added from an archive: import_run sets it, whatever the archive said
+    study: str = _checked("", lambda v: _text(v, MAX_LABEL))  # the Tune study that ran it as a trial; "" for none
+    trial: int | None = _checked(None, lambda v: None if v is None else _whole(v, 0, 10_000_000))  # in that study
+    # owners.owner_id of the browser that made it; "" for the CLI and tune workers (shared)
+    owner: str = _checked("", lambda v: v if v == "" or OWNER_ID.fullmatch(str(v)) else _fail("must be an id", v))
+    shared: bool = _checked(False, _bool)  # its owner shows it to every visitor (read-only)
+    name: str = _checked("", lambda v: _text(v, MAX_NAME))  # what its owner calls it; shown as text, never markdown
+    note: str = _checked("", lambda v: _text(v, MAX_NOTE))  # its owner's note: what was tried, what was seen
     format: int = FORMAT_VERSION
 
     def to_dict(self) -> dict:
@@ -348,22 +359,8 @@ class RunMeta:
                 _schedule("momentum", total_steps) if not descent else _nothing("Descent has no momentum"),
                 [] if descent else [(0, config.momentum)],
             ),
-            device=f("device", lambda v: _text(v, MAX_LABEL), ""),
-            dataset_title=f("dataset_title", lambda v: _text(v, MAX_LABEL), ""),
-            dataset_source=f("dataset_source", lambda v: _text(v, MAX_LABEL), ""),
-            train_seconds=f("train_seconds", lambda v: _real(v, 0, 1e9), 0.0),
-            images_per_sec=f("images_per_sec", lambda v: _real(v, 0, 1e12), 0.0),
             images_done=f("images_done", lambda v: _whole(v, 0, max(total_steps * bs, n_fit * epochs)), 0),
-            started_at=f("started_at", lambda v: _real(v, 0, 1e11), 0.0),
-            saved_at=f("saved_at", lambda v: _real(v, 0, 1e11), 0.0),
-            test_acc=f("test_acc", lambda v: None if v is None else _real(v, 0, 1), None),
-            imported=f("imported", lambda v: v if isinstance(v, bool) else _fail("must be true or false", v), False),
-            study=f("study", lambda v: _text(v, MAX_LABEL), ""),
-            trial=f("trial", lambda v: None if v is None else _whole(v, 0, 10_000_000), None),
-            owner=f("owner", lambda v: v if v == "" or OWNER_ID.fullmatch(str(v)) else _fail("must be an id", v), ""),
-            shared=f("shared", lambda v: v if isinstance(v, bool) else _fail("must be true or false", v), False),
-            name=f("name", lambda v: _text(v, MAX_NAME), ""),
-            note=f("note", lambda v: _text(v, MAX_NOTE), ""),
+            **{k.name: f(k.name, k.metadata["check"], k.default) for k in fields(cls) if "check" in k.metadata},
             format=fmt,
         )
 
