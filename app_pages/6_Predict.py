@@ -13,6 +13,7 @@ from mnist_core.digits import (
     predict_digit,
     preprocess,
 )
+from mnist_core.explain import METHODS, explain, heat_tile, top_two
 from mnist_core.outcomes import Ending
 from mnist_core.visual import square_tile
 from ui.charts import probability_figure
@@ -99,6 +100,28 @@ unlike = (look_warning(prepared.final) if run.config.dataset == "mnist" else Non
 for warning in filter(None, [confidence_warning(probs, classes), unlike]):
     st.warning(warning)
 st.plotly_chart(probability_figure(probs, classes), key="predict_probs")
+
+st.subheader("What it looked at")
+method = st.radio(
+    "Attribution method",
+    list(METHODS),
+    index=list(METHODS).index("integrated_gradients"),  # signed: it shows what speaks against the answer too
+    format_func=METHODS.get,
+    horizontal=True,
+    key="why_method",
+)
+for column, found in zip(
+    st.columns(2), [explain(run.model, prepared.final, c, method) for c in top_two(run.model, prepared.final)]
+):
+    column.image(
+        heat_tile(prepared.final, found.heat),
+        caption=f"{classes[found.target]} ({found.probability:.0%}): red speaks for it, blue against it",
+    )
+st.caption(
+    "Captum's attributions for the answer and the runner-up. Integrated Gradients shares the score's change from a "
+    "blank image out over the pixels; Saliency shows where a small change would move the score most; Occlusion, "
+    "how much the score drops when each 4x4 patch is blanked."
+)
 accuracy = "not measured" if run.meta.test_acc is None else f"{run.meta.test_acc:.2%}"
 st.caption(f"Run `{run.run_id}`: test accuracy {accuracy} on {run.config.dataset}.")  # no text from run.json
 st.caption("Follow this digit through the network while a run trains: **Train**, Watch one digit, from Predict.")

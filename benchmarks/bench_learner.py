@@ -4,10 +4,11 @@ near this drawing" check.
 Run by hand, never by the tests:
     python benchmarks/bench_learner.py [--seeds 1,2,3] [--trials 12] [--before] [--data-dir FOLDER]
 
-Prints, on the embedded MNIST sample: each preset's ending, test accuracy, largest batch loss and training time;
-the default search's best validation accuracy for each sampler seed; the familiarity check's build and query
-times, its limit, an X scribble's distance and the share of real test digits it flags. With --data-dir (four IDX
-files, read as Fashion-MNIST), the check's build and query times on 60,000 training images too.
+Prints, on the embedded MNIST sample: the time to explain one digit (mnist_core.explain); each preset's
+ending, test accuracy, largest batch loss and training time; the familiarity check's build and query times, its
+limit, an X scribble's distance and the share of real test digits it flags; the default search's best validation
+accuracy for each sampler seed. With --data-dir (four IDX files, read as Fashion-MNIST), the check's build and query
+times on 60,000 training images too.
 """
 
 from __future__ import annotations
@@ -79,6 +80,26 @@ def familiarity(dataset, name: str) -> None:
     )
 
 
+def explain_times(sample) -> None:
+    """Seconds to explain one test digit on this machine's CPU, per method: the first call (Captum's import
+    included) and the median of 20 more."""
+    import statistics
+
+    from mnist_core.config import TrainConfig
+    from mnist_core.explain import METHODS, explain, top_two
+
+    model = train(TrainConfig(optimiser="ADAM", lr=0.005, epochs=3, batch_size=32), sample).model.cpu()
+    for method in METHODS:
+        times = []
+        for i in range(21):
+            image = sample.test_images[i].numpy()
+            t0 = time.perf_counter()
+            explain(model, image, top_two(model, image)[0], method)
+            times.append(time.perf_counter() - t0)
+        print(f"explain one digit, {method}: first {times[0] * 1000:.0f} ms, then median "
+              f"{statistics.median(times[1:]) * 1000:.1f} ms")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="1,2,3", help="sampler seeds of the default search")
@@ -87,6 +108,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, help="a folder of four IDX files (Fashion-MNIST) for the check")
     args = parser.parse_args()
     sample = load_sample()
+    explain_times(sample)
     presets(sample)
     familiarity(sample, "the MNIST sample")
     if args.data_dir:

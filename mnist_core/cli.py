@@ -3,6 +3,7 @@
 python -m mnist_core train [--lr 0.1 --epochs 10 ...]   layer table, progress, report, run folder
 python -m mnist_core inspect                           the layer-shape table
 python -m mnist_core evaluate RUN_DIR                  the report of a saved run
+python -m mnist_core explain RUN_DIR --index N --out F  what test digit N's answer rests on, as a heat-map PNG
 python -m mnist_core lr-find [--optimiser ADAM ...]    the learning-rate range test and a suggested lr
 python -m mnist_core tune --trials 12 [--study NAME]   a hyperparameter study; last line: best: ... val ... test ...
 python -m mnist_core tune-worker --study NAME          join a study from any machine that reaches its storage
@@ -122,6 +123,33 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"run {run.run_id}: {run.meta.get('status')} ({run.meta.get('message', '')})")
     print(dataset.describe())
     print_report(build_report(run.model, dataset))
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Heat-maps of test digit ``--index`` for the predicted class and the runner-up, side by side, in ``--out``."""
+    from .explain import explain, heat_png, top_two
+
+    try:
+        run = load_run(args.run_dir)
+        dataset = load_dataset(run.config.dataset, data_dir=args.data_dir, allow_download=not args.offline)
+    except (RunError, DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not 0 <= args.index < dataset.n_test:
+        print(f"error: --index must be between 0 and {dataset.n_test - 1}", file=sys.stderr)
+        return 2
+    image = dataset.test_images[args.index].numpy()
+    classes = dataset.classes
+    found = [explain(run.model, image, c, args.method) for c in top_two(run.model, image)]
+    with open(args.out, "wb") as out:
+        out.write(heat_png(image, [e.heat for e in found]))
+    best, second = found
+    print(
+        f"predicted {classes[best.target]} ({best.probability:.0%}), runner-up {classes[second.target]} "
+        f"({second.probability:.0%}), true {classes[int(dataset.test_labels[args.index])]}; {args.method} heat-maps "
+        f"(red: for the class, blue: against) in {args.out}"
+    )
     return 0
 
 
@@ -333,6 +361,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("evaluate", parents=[common], help="report on a saved run")
     evaluate.add_argument("run_dir", help="a run folder under runs/")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    from .explain import METHODS
+
+    why = sub.add_parser("explain", parents=[common], help="what a test digit's answer rests on: a heat-map PNG")
+    why.add_argument("run_dir", help="a run folder under runs/")
+    why.add_argument("--index", type=int, required=True, help="the test digit's index")
+    why.add_argument("--out", required=True, help="the PNG to write: the predicted class, then the runner-up")
+    why.add_argument("--method", choices=list(METHODS), default="integrated_gradients", help="(default: %(default)s)")
+    why.set_defaults(func=cmd_explain)
 
     _add_lr_find(sub, common)
     _add_tune(sub, common)

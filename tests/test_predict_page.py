@@ -27,6 +27,18 @@ def shadowed_photo(image_28: np.ndarray) -> bytes:
     return png((225 - 190 * ink) * (1 - 0.6 / (1 + np.exp(-(cols - 126) / 5))))
 
 
+def images(at: AppTest) -> list:
+    """Every st.image of the page (AppTest has no accessor for them): each proto's ImageList entries."""
+    found, todo = [], [at._tree]
+    while todo:
+        node = todo.pop()
+        children = getattr(node, "children", None) or {}
+        todo.extend(reversed(list(children.values() if isinstance(children, dict) else children)))  # page order
+        if type(node).__name__ == "Image":
+            found.extend(node.proto.imgs)
+    return found
+
+
 def upload(data: bytes) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()
@@ -42,6 +54,12 @@ def test_a_shadowed_photo_is_read_right(runs_dir, sample):
     headline = next(s.value for s in at.subheader if s.value.startswith("Prediction"))
     assert headline.startswith(f"Prediction: {int(sample.test_labels[index])} ")
     assert any("Otsu" in c.value for c in at.caption)  # the page says how ink was told from paper
+    # What it looked at: a heat-map for the answer and one for the runner-up, for each attribution method
+    truth = str(int(sample.test_labels[index]))
+    for method in ("integrated_gradients", "saliency", "occlusion"):
+        at.radio(key="why_method").set_value(method).run()
+        captions = [img.caption for img in images(at) if "speaks for it" in img.caption]
+        assert len(captions) == 2 and captions[0].startswith(truth), (method, captions)
 
 
 def test_a_blob_is_flagged_as_unlike_mnist(runs_dir, sample):
