@@ -3,56 +3,37 @@
 import streamlit as st
 import torch
 
-from mnist_core.model import as_input, build_model, first_prediction, layer_table
+from mnist_core.model import as_input, build_model, evaluating, first_prediction, layer_table
 from mnist_core.visual import layer_dataframe, map_grid, upscale
 from mnist_core.watch import model_at, saved_steps
 from ui.charts import probability_figure, shrink_figure
 from ui.common import current, next_step
+from ui.inside import knobs_network
 from ui.state import get_run, run_ids
 
 st.title("Model")
 dataset, _ = current()
 
-rows = layer_table()
+network = knobs_network()  # the network Train's knobs describe: the tutorial's Chain until they change
+rows = layer_table(build_model(**network))
 layers = layer_dataframe(rows)
-st.subheader("Eight layers, shapes read off a real forward pass")
+st.subheader(f"{len(rows)} layers, shapes read off a real forward pass")
 # A static table: it wraps its text, so every column (parameters and multiply-adds too) fits at 1280 px.
 st.table(layers.style.format({"parameters": "{:,}", "multiply-adds": "{:,}"}).hide(axis="index"))
 st.caption(
     f"{layers['parameters'].sum():,} parameters · {layers['multiply-adds'].sum():,} multiply-adds per image. "
-    "NCHW is PyTorch's order (batch, channels, height, width); WHCN is Flux's (width, height, channels, batch)."
+    "NCHW is PyTorch's order (batch, channels, height, width); WHCN is Flux's (width, height, channels, batch). "
+    "The network is the one Train's knobs describe (Network, under the knobs)."
 )
 st.plotly_chart(shrink_figure(rows))
 
-# One above the other, each the page's width, so that no line wraps at 1280 px.
+# One above the other, each the page's width, so that no line wraps at 1280 px; both written from the layers
 flux, torch_code = st.container(), st.container()
-flux.caption("Flux (the tutorial)")
-flux.code(
-    """model = Chain(
-    Conv((5, 5), 1=>8, pad=2, stride=2, relu),
-    Conv((3, 3), 8=>16, pad=1, stride=2, relu),
-    Conv((3, 3), 16=>32, pad=1, stride=2, relu),
-    Conv((3, 3), 32=>32, pad=1, stride=2, relu),
-    GlobalMeanPool(),
-    flatten,
-    Dense(32, 10),
-    softmax)""",
-    language="julia",
-    wrap_lines=True,
-)
-torch_code.caption("PyTorch (what runs here: mnist_core/model.py)")
+flux.caption("Flux (the tutorial's words)")
+flux.code("model = Chain(\n    " + ",\n    ".join(r.flux for r in rows) + ")", language="julia", wrap_lines=True)
+torch_code.caption("PyTorch (what runs here: mnist_core/model.py; training uses the logits, before softmax)")
 torch_code.code(
-    """nn.Sequential(
-    ConvReLU(1, 8, kernel=5, pad=2, stride=2),
-    ConvReLU(8, 16, kernel=3, pad=1, stride=2),
-    ConvReLU(16, 32, kernel=3, pad=1, stride=2),
-    ConvReLU(32, 32, kernel=3, pad=1, stride=2),
-    GlobalMeanPool(),          # x.mean(dim=(2, 3), keepdim=True)
-    nn.Flatten(),
-    nn.Linear(32, 10),
-    Softmax())                 # training uses the logits""",
-    language="python",
-    wrap_lines=True,
+    "nn.Sequential(\n    " + ",\n    ".join(r.pytorch for r in rows) + ")", language="python", wrap_lines=True
 )
 
 st.subheader("Inside the network")
@@ -61,7 +42,7 @@ choices = ["untrained (seed 0, Flux init)"] + ids
 default = st.session_state.get("selected_run")
 which = st.selectbox("Model", choices, index=choices.index(default) if default in choices else 0)
 if which == choices[0]:
-    model = build_model(seed=0)
+    model = build_model(seed=0, **knobs_network())  # the network Train's knobs describe
 else:
     run = get_run(which)
     if run is None:
@@ -89,11 +70,11 @@ right.plotly_chart(probability_figure(probs.numpy(), list(dataset.classes)), key
 if which == choices[0]:
     st.caption("Untrained, the numbers are useless, as the tutorial says; the check is that the shapes fit.")
 
-with torch.inference_mode():
+with torch.inference_mode(), evaluating(model):
     maps = model.feature_maps(as_input(image))  # [(1, 8, 14, 14), ..., (1, 32, 2, 2)]
 for i, fmap in enumerate(maps, start=1):
     c, h, w = fmap.shape[1:]
-    st.markdown(f"**Conv layer {i}**: {c} feature maps of {h}x{w} (after ReLU; each scaled to its own range)")
+    st.markdown(f"**Conv layer {i}**: {c} feature maps of {h}x{w} (after its activation; each scaled to its range)")
     st.image(map_grid(fmap[0], columns=16 if c > 8 else 8, cell=48))
 st.markdown("**The first layer's 8 filters** (5x5 weights; bright = positive)")
 st.image(map_grid(model.first_filters(), columns=8, cell=60))

@@ -3,7 +3,7 @@ and a new learning rate or momentum while it trains."""
 
 import streamlit as st
 
-from mnist_core.config import CONFIG_FIELDS, LOOP_STYLES, TrainConfig, batches_per_epoch, nearest_offer
+from mnist_core.config import CONFIG_FIELDS, LOOP_STYLES, NETWORK_KNOBS, TrainConfig, batches_per_epoch, nearest_offer
 from mnist_core.devices import available_devices
 from mnist_core.feed import FEED_POLL_S, FEED_WAIT_POLL_S
 from mnist_core.jobs import Job, JobSnapshot
@@ -63,6 +63,10 @@ def knob_widget(name: str, **extra):
     if k.offer:
         options = sorted({*k.offer, st.session_state[key]})
         return st.select_slider(k.label, options, format_func=lambda v: f"{v:g}", **common, **extra)
+    if isinstance(CONFIG_FIELDS[name].default, bool):
+        return st.toggle(k.label, **common, **extra)
+    if isinstance(CONFIG_FIELDS[name].default, str) and not k.choices:
+        return st.text_input(k.label, max_chars=40, **common, **extra)
     if k.choices:
         if len(k.choices) <= 4:
             return st.radio(k.label, k.choices, horizontal=name != "loop", **common, **extra)
@@ -114,6 +118,9 @@ def fixed_knobs(momentum: bool, advanced) -> None:
     if st.session_state["keep_loop"] == "manual" and st.session_state["keep_optimiser"] != "Descent":
         st.warning("The update by hand is plain Descent: choose Descent, or another loop style, to start.")
     with advanced:
+        st.caption("Network (the tutorial's Chain: 8,16,32,32, relu, no batch norm, no dropout)")
+        for name in NETWORK_KNOBS:
+            knob_widget(name)
         knob_widget("seed")
         if st.session_state["keep_device"] not in available_devices():
             st.session_state["keep_device"] = "auto"

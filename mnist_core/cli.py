@@ -19,11 +19,11 @@ from inspect import signature
 
 import torch
 
-from .config import CONFIG_FIELDS, TrainConfig
+from .config import CONFIG_FIELDS, NETWORK_KNOBS, TrainConfig
 from .data import DataError, load_dataset
 from .history import EpochMetrics
 from .lr_find import SUGGESTION_RULE, LrFindResult, lr_find
-from .model import first_prediction, format_layer_table, layer_table
+from .model import build_model, first_prediction, format_layer_table, layer_table
 from .outcomes import Ending
 from .report import Report, build_report
 from .run_schema import RunError
@@ -109,7 +109,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    print(format_layer_table(layer_table()))
+    config = TrainConfig(**{name: getattr(args, name) for name in NETWORK_KNOBS})
+    try:
+        config.validate()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(format_layer_table(layer_table(build_model(**config.network()))))
     return 0
 
 
@@ -279,6 +285,10 @@ def add_config_flags(parser: argparse.ArgumentParser, names: list[str] | tuple[s
     for name in names:
         f, knob = CONFIG_FIELDS[name], TrainConfig.knob(name)
         bounds = f" [{knob.low:g} .. {knob.high:g}]" if knob.low is not None else ""
+        if isinstance(f.default, bool):  # --batch-norm / --no-batch-norm
+            flag = "--" + name.replace("_", "-")
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=knob.help)
+            continue
         parser.add_argument(
             "--" + name.replace("_", "-"),
             type=type(f.default),
@@ -355,7 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--runs-dir", help="where to save the run (default: MNIST_RUNS_DIR or ./runs)")
     train.set_defaults(func=cmd_train)
 
-    inspect = sub.add_parser("inspect", help="print the layer-shape table")
+    inspect = sub.add_parser("inspect", help="print the layer-shape table (of the tutorial's Chain, or another)")
+    add_config_flags(inspect, NETWORK_KNOBS)
     inspect.set_defaults(func=cmd_inspect)
 
     evaluate = sub.add_parser("evaluate", parents=[common], help="report on a saved run")

@@ -5,13 +5,33 @@ a run will read. The CLI flags, the Train page, the run folder and the trainer a
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import torch
 
 from .data import DATASETS
-from .model import INIT_STYLES
+from .model import ACTIVATIONS, INIT_STYLES, TUTORIAL_CHANNELS
+
+MAX_WIDTH = 256  # channels of one conv layer: 256,256,256,256 is 1.5 M parameters, still trainable on a CPU
+
+
+def parse_channels(text: str) -> tuple[int, ...]:
+    """ "8,16,32,32" -> (8, 16, 32, 32); ValueError unless four whole numbers from 1 to MAX_WIDTH."""
+    parts = [p.strip() for p in str(text).split(",")]
+    if len(parts) != 4 or not all(p.isdigit() and 1 <= int(p) <= MAX_WIDTH for p in parts):
+        raise ValueError(f"conv widths must be four whole numbers from 1 to {MAX_WIDTH}, like 8,16,32,32")
+    return tuple(int(p) for p in parts)
+
+
+def _channels_problem(value: Any) -> str | None:
+    try:
+        parse_channels(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
 
 OPTIMISERS = ("Descent", "Momentum", "ADAM")  # as the tutorial names them
 LOOP_STYLES = {
@@ -34,6 +54,7 @@ class Knob:
     log: bool = False  # a number best chosen on a log scale (the page offers 10 values per decade)
     offer: tuple | None = None  # the values the page's slider offers, where not every allowed value is useful
     live: bool = False  # may change while the run trains (Control "set")
+    check: Callable[[Any], str | None] | None = None  # for a text knob: what is wrong with a value, or None
 
 
 def log_values(low: float, high: float, per_decade: int = 10) -> list[float]:
@@ -100,6 +121,22 @@ class TrainConfig:
         help="flux (Glorot-uniform, zero bias) or pytorch (its defaults)",
         choices=INIT_STYLES,
     )
+    channels: str = knob(
+        ",".join(map(str, TUTORIAL_CHANNELS)),
+        label="Conv widths",
+        help="output channels of the four conv layers, comma-separated; the tutorial's Chain has 8,16,32,32",
+        check=_channels_problem,
+    )
+    activation: str = knob(
+        "relu", label="Activation", help="the conv layers' activation; the tutorial's is relu", choices=ACTIVATIONS
+    )
+    batch_norm: bool = knob(
+        False, label="Batch norm", help="batch normalisation after each convolution (not in the tutorial)"
+    )
+    dropout: float = knob(
+        0.0, label="Dropout", help="share of the dense layer's inputs dropped while training (0 = none)", low=0.0,
+        high=0.9,
+    )  # fmt: skip
     record_every: int = knob(
         0,
         label="Loss on the whole train set every N batches (0 = off)",
@@ -128,6 +165,15 @@ class TrainConfig:
         if problems:
             raise ValueError("; ".join(problems) + ".")
 
+    def network(self) -> dict:
+        """The network's shape, as ``model.build_model`` takes it."""
+        return {
+            "channels": parse_channels(self.channels),
+            "activation": self.activation,
+            "batch_norm": self.batch_norm,
+            "dropout": self.dropout,
+        }
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -138,6 +184,7 @@ class TrainConfig:
 
 
 CONFIG_FIELDS = {f.name: f for f in fields(TrainConfig)}
+NETWORK_KNOBS = ("channels", "activation", "batch_norm", "dropout")  # the network's shape; the rest is training
 
 
 def check_knob(name: str, value: Any) -> str | None:
@@ -147,6 +194,10 @@ def check_knob(name: str, value: Any) -> str | None:
     name = k.label.split(" (")[0].lower()  # "learning rate", "batch size": the words the learner sees
     if k.choices is not None:
         return None if value in k.choices else f"{name} must be one of {', '.join(map(str, k.choices))}"
+    if k.check is not None:
+        return k.check(value)
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else f"{name} must be true or false"
     if isinstance(default, (int, float)) and not isinstance(value, bool):
         try:
             number = float(value)

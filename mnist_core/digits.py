@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
-from .model import as_input
+from .model import as_input, evaluating
 
 # Only the everyday raster formats: Pillow's other plugins (EPS runs Ghostscript, for one) are attack surface.
 FORMATS = ("PNG", "JPEG")  # what the Predict page offers; JPEG covers the MPO files of many phones
@@ -356,7 +356,7 @@ def predict_digit(model: torch.nn.Module, image_28: torch.Tensor) -> torch.Tenso
     if tuple(image_28.shape) not in ((28, 28), (1, 28, 28)):
         raise ValueError(f"expected one (28, 28) or (1, 28, 28) image, got shape {tuple(image_28.shape)}")
     x = as_input(image_28.reshape(1, 28, 28), next(model.parameters()).device)
-    with torch.inference_mode():
+    with torch.inference_mode(), evaluating(model):
         return torch.softmax(model.logits(x), dim=1)[0].float().cpu()
 
 

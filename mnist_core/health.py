@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from .history import EpochMetrics
-from .model import ConvReLU, TutorialCNN
+from .model import ConvLayer, TutorialCNN
 from .train import Callback, Trainer
 
 # One step in HEALTH_EVERY is measured. A measurement (copies of the 15,594 weights, 20 norms, four sums of
@@ -101,11 +101,11 @@ class HealthStats:
 
 
 def health_layers(model: TutorialCNN) -> list[tuple[str, nn.Module]]:
-    """(name, module) of each layer with weights, in order: "conv 1" ... "conv 4" (a ConvReLU), "dense"."""
+    """(name, module) of each layer with weights, in order: "conv 1" ... "conv 4" (a ConvLayer), "dense"."""
     out: list[tuple[str, nn.Module]] = []
     convs = 0
     for layer in model.layers:
-        if isinstance(layer, ConvReLU):
+        if isinstance(layer, ConvLayer):
             convs += 1
             out.append((f"conv {convs}", layer))
         elif isinstance(layer, nn.Linear):
@@ -114,7 +114,7 @@ def health_layers(model: TutorialCNN) -> list[tuple[str, nn.Module]]:
 
 
 def _weight(module: nn.Module) -> torch.Tensor:
-    return module.conv.weight if isinstance(module, ConvReLU) else module.weight
+    return module.conv.weight if isinstance(module, ConvLayer) else module.weight
 
 
 class HealthMonitor(Callback):
@@ -171,13 +171,13 @@ class HealthMonitor(Callback):
         layers = health_layers(model)
         pending = {"step": step, "names": [n for n, _ in layers], "handles": []}
         pending["weights"] = [_weight(m) for _, m in layers]  # updated in place by the step
-        pending["relu"] = [isinstance(m, ConvReLU) for _, m in layers]
+        pending["relu"] = [isinstance(m, ConvLayer) and m.activation == "relu" for _, m in layers]  # dead: ReLU only
         pending["before"] = [w.detach().clone() for w in pending["weights"]]
         pending["grad"] = [None] * len(layers)  # ||g|| per layer, a 0-d tensor (no sync in the hook)
         pending["fired"] = [None] * len(layers)  # per ReLU layer: (C,) True where the channel fired
         for i, (_, module) in enumerate(layers):
             pending["handles"].append(_weight(module).register_hook(self._grad_hook(pending, i)))
-            if isinstance(module, ConvReLU):
+            if isinstance(module, ConvLayer):
                 pending["handles"].append(module.register_forward_hook(self._relu_hook(pending, i)))
         self._pending = pending
 

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,17 +21,29 @@ import torch
 from torch import nn
 
 INIT_STYLES = ("flux", "pytorch")
+TUTORIAL_CHANNELS = (8, 16, 32, 32)  # the four conv layers' widths in the tutorial's Chain
+ACTIVATION_FUNCTIONS = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "gelu": nn.functional.gelu}
+ACTIVATIONS = tuple(ACTIVATION_FUNCTIONS)
 
 
-class ConvReLU(nn.Module):
-    """Flux's ``Conv(..., relu)``: a convolution with its activation, one layer of the chain."""
+class ConvLayer(nn.Module):
+    """Flux's ``Conv(..., relu)``: a convolution with its activation, one layer of the chain; with ``batch_norm``
+    Flux's ``Conv(...), BatchNorm(c_out, relu)``. Without it the weights are named as they always were."""
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, pad: int, stride: int) -> None:
+    def __init__(
+        self, c_in: int, c_out: int, kernel: int, pad: int, stride: int, activation: str = "relu", batch_norm=False
+    ) -> None:
         super().__init__()
         self.conv = nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=pad)
+        if batch_norm:
+            self.bn = nn.BatchNorm2d(c_out)
+        self.activation = activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.conv(x))
+        y = self.conv(x)
+        if hasattr(self, "bn"):
+            y = self.bn(y)
+        return ACTIVATION_FUNCTIONS[self.activation](y)
 
 
 class GlobalMeanPool(nn.Module):
@@ -48,18 +61,28 @@ class Softmax(nn.Module):
 class TutorialCNN(nn.Module):
     """The tutorial's chain. ``forward`` gives probabilities (N, 10); ``logits`` the scores before softmax."""
 
-    def __init__(self, init: str = "flux") -> None:
+    def __init__(
+        self,
+        init: str = "flux",
+        channels: tuple[int, ...] = TUTORIAL_CHANNELS,
+        activation: str = "relu",
+        batch_norm: bool = False,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         if init not in INIT_STYLES:
             raise ValueError(f"init must be one of {INIT_STYLES}, not {init!r}")
+        a, b, c, d = channels
+        style = {"activation": activation, "batch_norm": batch_norm}
         self.layers = nn.Sequential(
-            ConvReLU(1, 8, kernel=5, pad=2, stride=2),  # (N, 8, 14, 14)
-            ConvReLU(8, 16, kernel=3, pad=1, stride=2),  # (N, 16, 7, 7)
-            ConvReLU(16, 32, kernel=3, pad=1, stride=2),  # (N, 32, 4, 4)
-            ConvReLU(32, 32, kernel=3, pad=1, stride=2),  # (N, 32, 2, 2)
+            ConvLayer(1, a, kernel=5, pad=2, stride=2, **style),  # (N, 8, 14, 14) in the tutorial
+            ConvLayer(a, b, kernel=3, pad=1, stride=2, **style),  # (N, 16, 7, 7)
+            ConvLayer(b, c, kernel=3, pad=1, stride=2, **style),  # (N, 32, 4, 4)
+            ConvLayer(c, d, kernel=3, pad=1, stride=2, **style),  # (N, 32, 2, 2)
             GlobalMeanPool(),  # (N, 32, 1, 1)
             nn.Flatten(),  # (N, 32)
-            nn.Linear(32, 10),  # (N, 10)
+            *([nn.Dropout(dropout)] if dropout > 0 else []),  # not in the tutorial: the layers keep their numbers
+            nn.Linear(d, 10),  # (N, 10)
             Softmax(),  # (N, 10), rows sum to 1
         )
         if init == "flux":
@@ -83,7 +106,7 @@ class TutorialCNN(nn.Module):
         """The output of each of the four conv layers for ``x``: [(N, 8, 14, 14), ..., (N, 32, 2, 2)]."""
         maps = []
         for layer in self.layers:
-            if not isinstance(layer, ConvReLU):
+            if not isinstance(layer, ConvLayer):
                 break
             x = layer(x)
             maps.append(x)
@@ -104,13 +127,25 @@ def as_input(images: torch.Tensor, device: torch.device | str = "cpu") -> torch.
     return x.contiguous(memory_format=torch.channels_last)
 
 
-def build_model(init: str = "flux", seed: int | None = None) -> TutorialCNN:
-    """A fresh model; with ``seed`` its initial weights are reproducible."""
+def build_model(init: str = "flux", seed: int | None = None, **network) -> TutorialCNN:
+    """A fresh model; with ``seed`` its initial weights are reproducible. ``network``: TutorialCNN's shape
+    arguments (channels, activation, batch_norm, dropout); none gives the tutorial's Chain."""
     if seed is None:
-        return TutorialCNN(init)
+        return TutorialCNN(init, **network)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return TutorialCNN(init)
+        return TutorialCNN(init, **network)
+
+
+@contextmanager
+def evaluating(model: nn.Module):
+    """The model in eval mode for a measurement (batch norm's running statistics, no dropout), then back."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -159,21 +194,28 @@ class LayerKind:
     macs: Callable[[Any, tuple[int, ...]], int]  # multiply-adds per image, given the output shape (N, C, H, W)
 
 
-def _conv_flux(layer: ConvReLU) -> str:
+def _conv_flux(layer: ConvLayer) -> str:
     c = layer.conv
     k, p, s = c.kernel_size[0], c.padding[0], c.stride[0]
-    return f"Conv(({k},{k}), {c.in_channels}=>{c.out_channels}, pad={p}, stride={s}, relu)"
+    conv = f"Conv(({k},{k}), {c.in_channels}=>{c.out_channels}, pad={p}, stride={s}"
+    if hasattr(layer, "bn"):  # Flux puts the activation in the BatchNorm after the convolution
+        return f"{conv}), BatchNorm({c.out_channels}, {layer.activation})"
+    return f"{conv}, {layer.activation})"
 
 
-def _conv_torch(layer: ConvReLU) -> str:
+def _conv_torch(layer: ConvLayer) -> str:
     c = layer.conv
+    bn = f" + BatchNorm2d({c.out_channels})" if hasattr(layer, "bn") else ""
     return (
         f"Conv2d({c.in_channels}, {c.out_channels}, kernel_size={c.kernel_size[0]}, "
-        f"stride={c.stride[0]}, padding={c.padding[0]}) + ReLU"
+        f"stride={c.stride[0]}, padding={c.padding[0]}){bn} + {TORCH_NAMES[layer.activation]}"
     )
 
 
-def _conv_macs(layer: ConvReLU, out: tuple[int, ...]) -> int:
+TORCH_NAMES = {"relu": "ReLU", "tanh": "Tanh", "sigmoid": "Sigmoid", "gelu": "GELU"}
+
+
+def _conv_macs(layer: ConvLayer, out: tuple[int, ...]) -> int:
     c = layer.conv
     return c.in_channels * c.kernel_size[0] * c.kernel_size[1] * out[1] * out[2] * out[3]  # per output value
 
@@ -184,7 +226,8 @@ def _free(_layer: nn.Module, _out: tuple[int, ...]) -> int:
 
 # One row per kind of layer in the chain: a new kind of layer is one new row here.
 LAYER_KINDS: dict[type[nn.Module], LayerKind] = {
-    ConvReLU: LayerKind(_conv_flux, _conv_torch, _conv_macs),
+    ConvLayer: LayerKind(_conv_flux, _conv_torch, _conv_macs),
+    nn.Dropout: LayerKind(lambda d: f"Dropout({d.p:g})", lambda d: f"nn.Dropout(p={d.p:g})", _free),
     GlobalMeanPool: LayerKind(lambda _: "GlobalMeanPool()", lambda _: "x.mean(dim=(2, 3), keepdim=True)", _free),
     nn.Flatten: LayerKind(lambda _: "flatten", lambda _: "nn.Flatten()", _free),
     nn.Linear: LayerKind(
@@ -250,6 +293,6 @@ def format_layer_table(rows: list[LayerRow]) -> str:
 def first_prediction(model: TutorialCNN, images: torch.Tensor) -> tuple[int, torch.Tensor]:
     """The tutorial's first check: ``onecold(model(x))`` for the first image; (class, probabilities)."""
     x = as_input(images[:1], next(model.parameters()).device)  # (1, 1, 28, 28)
-    with torch.inference_mode():
+    with torch.inference_mode(), evaluating(model):
         probs = model(x)[0].cpu()
     return int(probs.argmax()), probs

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import SAMPLE_NAME, DataError, Dataset, load_idx_folder, load_sample
-from .model import TutorialCNN, as_input
+from .model import TutorialCNN, as_input, evaluating
 
 
 @dataclass
@@ -49,7 +49,7 @@ def predict(model: TutorialCNN, images: torch.Tensor, chunk: int = 1024) -> torc
     """Log-probabilities (N, 10) on the CPU for uint8 images (N, 28, 28)."""
     device = next(model.parameters()).device
     out = []
-    with torch.inference_mode():
+    with torch.inference_mode(), evaluating(model):
         for start in range(0, len(images), chunk):
             x = as_input(images[start : start + chunk], device)
             out.append(F.log_softmax(model.logits(x), dim=1).cpu())

@@ -32,8 +32,9 @@ from .outcomes import ENDINGS, Ending
 from .owners import OWNER_ID
 from .report import Report, per_class_table
 
-# 2: an epoch's remainder joins its last batch (train.batch_bounds); 1: a last, smaller batch held it.
-FORMAT_VERSION = 2
+# 3: the network's shape is in the config (channels, activation, batch_norm, dropout; older runs have the
+# tutorial's); 2: an epoch's remainder joins its last batch (config.batch_bounds); 1: a last, smaller batch held it.
+FORMAT_VERSION = 3
 VALIDATION_COLUMNS = ("val_loss", "val_acc")  # the last columns of epochs.csv, only in a run with a validation split
 
 # What one run can hold. Each bound is what a real run needs, so one run costs a page a bounded amount.
@@ -228,7 +229,9 @@ def _config(value: object, where: str) -> TrainConfig:
             continue  # an older run: the default
         v, kind = value[name], type(spec.default)
         try:  # the type of the default here; TrainConfig.validate says which values are allowed
-            if kind is str:
+            if kind is bool:
+                _bool(v)
+            elif kind is str:
                 _text(v, MAX_LABEL)
             elif kind is int:
                 _whole(v, -(2**63), 2**63)
@@ -488,9 +491,21 @@ def parse_report(data: object, where: str, meta: RunMeta) -> Report:
     )
 
 
-def _weights(raw: bytes, where: str, status: str) -> TutorialCNN:
+def network_of(config: TrainConfig) -> TutorialCNN:
+    """A fresh model of the run's network (the tutorial's Chain unless its config says otherwise)."""
+    return TutorialCNN(config.init, **config.network())
+
+
+def _fits(tensor: torch.Tensor, expected: torch.Tensor) -> bool:
+    """A saved tensor of the expected shape: floats for weights, the same integers for batch norm's counter."""
+    if not expected.is_floating_point():
+        return tensor.dtype == expected.dtype and tensor.shape == expected.shape
+    return tensor.shape == expected.shape and tensor.dtype in WEIGHT_DTYPES
+
+
+def _weights(raw: bytes, where: str, status: str, config: TrainConfig) -> TutorialCNN:
     """Safetensors weights into a fresh model, every name and shape checked first; NaN only in a diverged run."""
-    model = TutorialCNN()
+    model = network_of(config)
     try:
         state = load_safetensors(raw)
     except (SafetensorError, ValueError, OSError, RuntimeError, TypeError) as exc:
@@ -498,16 +513,14 @@ def _weights(raw: bytes, where: str, status: str) -> TutorialCNN:
     expected = model.state_dict()
     if set(state) != set(expected):
         missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-        raise RunError(
-            f"{where}: weights do not fit the tutorial's model (missing {missing}, unexpected {shown(extra)})."
-        )
+        raise RunError(f"{where}: weights do not fit the run's network (missing {missing}, unexpected {shown(extra)}).")
     for name, tensor in state.items():
-        if tensor.shape != expected[name].shape or tensor.dtype not in WEIGHT_DTYPES:
+        if not _fits(tensor, expected[name]):
             raise RunError(
                 f"{where}: {name} has shape {tuple(tensor.shape)} {tensor.dtype}, "
                 f"expected {tuple(expected[name].shape)} floats (float16, bfloat16, float32 or float64)."
             )
-    state = {k: v.float() for k, v in state.items()}
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     if status != Ending.DIVERGED and not all(torch.isfinite(v).all() for v in state.values()):
         raise RunError(
             f"{where}: the weights hold NaN or infinite numbers, which only a diverged run may have "
@@ -529,7 +542,7 @@ def parse_snapshots(raw: bytes, where: str, meta: RunMeta) -> dict[int, dict[str
         tensors = load_safetensors(raw)
     except (SafetensorError, ValueError, OSError, RuntimeError, TypeError) as exc:
         raise RunError(f"{where}: not a valid safetensors file ({str(exc)[:200]}).") from None
-    expected = TutorialCNN().state_dict()
+    expected = network_of(meta.config).state_dict()
     steps: dict[int, dict[str, torch.Tensor]] = {}
     for key, tensor in tensors.items():
         match = SNAPSHOT_KEY.fullmatch(key)
@@ -538,14 +551,14 @@ def parse_snapshots(raw: bytes, where: str, meta: RunMeta) -> dict[int, dict[str
         step, name = int(match[1]), match[2]
         if step > meta.steps:
             raise RunError(f"{where}: a snapshot at step {step:,} of a run of {meta.steps:,} steps.")
-        if tensor.shape != expected[name].shape or tensor.dtype not in WEIGHT_DTYPES:
+        if not _fits(tensor, expected[name]):
             raise RunError(
                 f"{where}: {key} has shape {tuple(tensor.shape)} {tensor.dtype}, "
                 f"expected {tuple(expected[name].shape)} floats (float16, bfloat16, float32 or float64)."
             )
         if not torch.isfinite(tensor).all():
             raise RunError(f"{where}: {key} holds NaN or infinite numbers.")
-        steps.setdefault(step, {})[name] = tensor.float()
+        steps.setdefault(step, {})[name] = tensor.float() if tensor.is_floating_point() else tensor
     if len(steps) > MAX_SNAPSHOTS:
         raise RunError(f"{where}: {len(steps):,} snapshots; a run keeps at most {MAX_SNAPSHOTS}.")
     for step, state in steps.items():
@@ -563,7 +576,9 @@ def parse_run(
     report = None
     if "report.json" in files:
         report = parse_report(parse_json(files["report.json"], where("report.json")), where("report.json"), meta)
-    model = _weights(files["weights.safetensors"], where("weights.safetensors"), meta.status) if with_model else None
+    model = None
+    if with_model:
+        model = _weights(files["weights.safetensors"], where("weights.safetensors"), meta.status, meta.config)
     if with_model and "snapshots.safetensors" in files:
         parse_snapshots(files["snapshots.safetensors"], where("snapshots.safetensors"), meta)
     return meta, history, report, model

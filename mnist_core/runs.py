@@ -367,7 +367,7 @@ def describe_schedule(name: str, schedule: list[tuple[int, float]], most: int = 
 
 # --------------------------------------------------------------------------- comparing and sharing runs
 
-TABLE_FIELDS = ("optimiser", "lr", "epochs", "batch_size", "loop", "seed", "init")
+TABLE_FIELDS = ("optimiser", "lr", "epochs", "batch_size", "loop", "channels", "activation", "seed", "init")
 TABLE_COLUMNS = (  # what a learner compares first comes first: how it ended and how well it does
     "name",
     "status",

@@ -25,7 +25,7 @@ from .config import TrainConfig, batch_bounds, batches_per_epoch, check_knob, he
 from .data import Dataset
 from .devices import resolve_device
 from .history import EpochMetrics, History
-from .model import TutorialCNN, as_input, build_model
+from .model import TutorialCNN, as_input, build_model, evaluating
 from .outcomes import RUNNING, Ending, collapse_note, judge_ending, near_chance, top_answer_share
 
 
@@ -38,7 +38,7 @@ def evaluate(model: TutorialCNN, x: torch.Tensor, y: torch.Tensor, chunk: int = 
     """
     total_loss = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device, dtype=torch.long)
-    with torch.inference_mode():
+    with torch.inference_mode(), evaluating(model):
         for start in range(0, len(x), chunk):
             xb = x[start : start + chunk]
             logits = model.logits(as_input(xb, x.device) if xb.dtype == torch.uint8 else xb)
@@ -341,7 +341,8 @@ class Trainer:
         self.lr = config.lr  # the learning rate in use now (a live change moves it)
         self.momentum = config.momentum if config.optimiser != "Descent" else None
         # channels_last lets oneDNN (CPU) and cuDNN pick their fastest kernels for these small convs.
-        self.model = build_model(config.init, seed=config.seed).to(self.device, memory_format=torch.channels_last)
+        network = build_model(config.init, seed=config.seed, **config.network())
+        self.model = network.to(self.device, memory_format=torch.channels_last)
         self.n_fit = dataset.n_train - held_out(dataset.n_train, config.validation)  # images trained on
         steps_per_epoch = batches_per_epoch(self.n_fit, config.batch_size)
         self.history = History(total_steps=steps_per_epoch * config.epochs, steps_per_epoch=steps_per_epoch)
@@ -573,7 +574,7 @@ class Trainer:
         h, k = self.history, len(self.dataset.classes)
         if not h.epochs or not near_chance(h.epochs[-1].test_acc, k):
             return  # the model's answers are only needed near chance
-        with torch.inference_mode():
+        with torch.inference_mode(), evaluating(self.model):
             chunks = self._x_test.split(1024)
             answers = torch.cat([self.model.logits(as_input(x, self.device)).argmax(1) for x in chunks])
         test_acc = h.epochs[-1].test_acc

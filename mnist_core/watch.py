@@ -34,9 +34,10 @@ import numpy as np
 import torch
 
 from . import protocol as p
+from .config import TrainConfig
 from .history import EpochMetrics
-from .model import TutorialCNN, as_input
-from .run_schema import MAX_SNAPSHOTS, snapshot_key
+from .model import TutorialCNN, as_input, evaluating
+from .run_schema import MAX_SNAPSHOTS, network_of, snapshot_key
 from .runs import load_run, load_snapshots, read_meta
 from .train import Callback, Trainer
 
@@ -123,7 +124,7 @@ def digit_image(digit: torch.Tensor | np.ndarray | Sequence[int]) -> torch.Tenso
 def view_digit(model: TutorialCNN, image: torch.Tensor, step: int = 0) -> DigitView:
     """Run ``image`` (uint8 (28, 28), see ``digit_image``) through ``model`` on the model's device."""
     x = as_input(image[None], next(model.parameters()).device)  # (1, 1, 28, 28)
-    with torch.inference_mode():
+    with torch.inference_mode(), evaluating(model):
         maps = model.feature_maps(x)  # [(1, 8, 14, 14), ..., (1, 32, 2, 2)]
         logits = model.layers[len(maps) :][:-1](maps[-1])  # pool, flatten, dense: (1, 10)
         probs = torch.softmax(logits.float(), dim=1)[0].cpu().numpy()
@@ -182,12 +183,14 @@ class SnapshotRecorder(Callback):
     def take(self, trainer: Trainer, step: int) -> None:
         if step in self.snapshots or len(self.snapshots) >= MAX_SNAPSHOTS:
             return
-        state = trainer.model.state_dict()
+        full = trainer.model.state_dict()
+        state = {k: v for k, v in full.items() if v.is_floating_point()}  # batch norm's counter is kept as it is
         # one copy to the CPU for the whole model: on a GPU, one sync instead of one per tensor
         flat = torch.cat([v.detach().reshape(-1) for v in state.values()]).to("cpu", torch.float16)
         if torch.isfinite(flat).all():
             parts = flat.split([v.numel() for v in state.values()])
-            self.snapshots[step] = {k: part.reshape(v.shape) for (k, v), part in zip(state.items(), parts)}
+            kept = {k: part.reshape(v.shape) for (k, v), part in zip(state.items(), parts)}
+            self.snapshots[step] = {k: kept[k] if k in kept else v.detach().cpu().clone() for k, v in full.items()}
 
     def on_train_start(self, trainer: Trainer) -> None:
         self.epochs = snapshot_epochs(trainer.config.epochs)
@@ -209,9 +212,9 @@ class SnapshotRecorder(Callback):
         return {snapshot_key(step, name): t for step, state in self.snapshots.items() for name, t in state.items()}
 
 
-def _model(state: dict[str, torch.Tensor]) -> TutorialCNN:
-    model = TutorialCNN()
-    model.load_state_dict({k: v.float() for k, v in state.items()})
+def _model(state: dict[str, torch.Tensor], config: TrainConfig) -> TutorialCNN:
+    model = network_of(config)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     return model.to(memory_format=torch.channels_last)
 
 
@@ -228,7 +231,7 @@ def model_at(run_dir: Path | str, step: int) -> TutorialCNN:
     """The model of a saved run as it was after ``step`` steps (one of ``saved_steps``), on the CPU."""
     snapshots = load_snapshots(run_dir)
     if step in snapshots:
-        return _model(snapshots[step])
+        return _model(snapshots[step], read_meta(run_dir).config)
     run = load_run(run_dir)
     if step == run.meta.steps and run.weights_finite:
         return run.model
@@ -240,7 +243,8 @@ def replay(run_dir: Path | str, digit: torch.Tensor | np.ndarray | Sequence[int]
     run's last step (its float32 weights) unless a snapshot is of that step or the run diverged."""
     image = digit_image(digit)
     snapshots = load_snapshots(run_dir)
-    views = [view_digit(_model(state), image, step) for step, state in snapshots.items()]
+    config = read_meta(run_dir).config
+    views = [view_digit(_model(state, config), image, step) for step, state in snapshots.items()]
     if read_meta(run_dir).steps not in snapshots:  # a run that ends at an epoch's end has a snapshot there
         run = load_run(run_dir)  # its weights: half the time of a replay, so only when they are needed
         if run.weights_finite:

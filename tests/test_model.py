@@ -41,10 +41,31 @@ def test_layer_table_matches_tutorial():
 
 
 def test_one_table_entry_per_layer_kind():
-    kinds = {type(layer) for layer in TutorialCNN().layers}
-    assert kinds == set(LAYER_KINDS)  # every kind in the chain is named once, and nothing else
-    with pytest.raises(TypeError, match="Dropout"):  # a new kind of layer must be added, not shown as a blank
-        layer_kind(nn.Dropout())
+    kinds = {type(layer) for layer in TutorialCNN(dropout=0.5).layers}
+    assert kinds == set(LAYER_KINDS)  # every kind any network can hold is named once, and nothing else
+    with pytest.raises(TypeError, match="Identity"):  # a new kind of layer must be added, not shown as a blank
+        layer_kind(nn.Identity())
+
+
+def test_the_tutorial_network_is_unchanged_and_other_shapes_are_knobs():
+    """The default config builds the tutorial's Chain weight for weight (same names, same seeded values)."""
+    from mnist_core.config import TrainConfig
+
+    default = build_model("flux", seed=3, **TrainConfig().network())
+    plain = build_model("flux", seed=3)
+    assert list(default.state_dict()) == [f"layers.{i}.{p}" for i in range(4) for p in ("conv.weight", "conv.bias")] + [
+        "layers.6.weight",
+        "layers.6.bias",
+    ]
+    assert all(torch.equal(a, b) for a, b in zip(default.state_dict().values(), plain.state_dict().values()))
+    assert count_parameters(default) == 15_594
+    wide = TrainConfig(channels="16,32,64,64", activation="tanh")
+    assert count_parameters(build_model(**wide.network())) == 61_130  # the issue's figure
+    for bad in ("8,16,32", "8,16,32,0", "a,b,c,d", "8,16,32,999"):
+        with pytest.raises(ValueError, match="conv widths"):
+            TrainConfig(channels=bad).validate()
+    with pytest.raises(ValueError, match="batch norm must be true or false"):
+        TrainConfig(batch_norm="yes").validate()
 
 
 def test_flux_init_is_glorot_uniform_with_zero_bias():

@@ -334,7 +334,7 @@ CASES = {
     ),
     "weights of another shape": (
         lambda f: {**f, "weights.safetensors": safetensors_bytes({"layers.6.weight": torch.zeros(10, 64)})},
-        ["weights.safetensors: weights do not fit the tutorial's model"],
+        ["weights.safetensors: weights do not fit the run's network"],
     ),
     # the zip itself
     "run.json twice": (lambda f: {**f, "run/sub/run.json": f["run.json"]}, ["run.json is in the archive twice"]),

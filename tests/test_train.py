@@ -362,3 +362,31 @@ def test_a_step_clock_logs_when_each_step_ended_where_the_env_says(tmp_path, mon
     assert record["label"] == "cli" and record["steps"] == record["total_steps"] == h.step == 8
     assert len(record["seconds"]) == 8 and record["seconds"] == sorted(record["seconds"])
     assert 0 < record["seconds"][0] <= record["seconds"][-1] <= h.train_seconds  # training time: no evaluation
+
+
+def test_another_network_trains_saves_loads_and_replays(sample, tmp_path):
+    """The network as knobs: wider, tanh, batch norm and dropout train, save (format 3), load and replay."""
+    from mnist_core.health import HealthMonitor
+    from mnist_core.report import build_report
+    from mnist_core.runs import load_run, save_run
+    from mnist_core.watch import DigitWatcher, SnapshotRecorder, replay
+
+    config = TrainConfig(
+        epochs=2, optimiser="ADAM", lr=0.005, batch_size=64, channels="16,32,64,64", activation="tanh",
+        batch_norm=True, dropout=0.2,
+    )  # fmt: skip
+    snaps, stats, views = SnapshotRecorder(), [], []
+    watcher = DigitWatcher(sample.test_images[0], views.append, every_s=0.0)
+    trainer = train(config, sample, [snaps, HealthMonitor(every=5, on_stats=stats.append), watcher])
+    assert trainer.history.status == "finished" and trainer.history.epochs[-1].test_acc > 0.8
+    assert trainer.model.training  # the watched digit's views put it in eval mode only while they look
+    assert stats and all(h.dead_share is None for h in stats[-1].layers.values())  # tanh: no dead ReLUs to count
+    assert views and len(views[-1].maps) == 4
+    folder = save_run(trainer, build_report(trainer.model, sample), root=tmp_path, snapshots=snaps.tensors())
+    run = load_run(folder)
+    assert run.config.network() == config.network() and run.meta.format == 3
+    assert any(k.endswith("bn.running_mean") for k in run.model.state_dict())
+    # the loaded model answers as the trained one did (batch norm's running statistics came along)
+    assert build_report(run.model, sample).test_acc == pytest.approx(run.report.test_acc)
+    views = replay(folder, sample.test_images[0])
+    assert len(views) >= 2 and views[-1].step == trainer.history.step

@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
+from mnist_core.config import NETWORK_KNOBS, TrainConfig
 from mnist_core.data import Dataset
 from mnist_core.health import HealthStats, health_flags, health_summary
 from mnist_core.jobs import Job
@@ -27,6 +28,17 @@ SOURCES = {"test": "a test digit", "drawn": "the digit from Predict"}
 
 
 Digit = tuple[int | list[int], np.ndarray, int | None]
+
+
+def knobs_network() -> dict:
+    """The network the Train page's knobs describe (the tutorial's until they change; a bad width: the tutorial's)."""
+    state = st.session_state
+    try:
+        config = TrainConfig(**{k: state[f"keep_{k}"] for k in NETWORK_KNOBS if f"keep_{k}" in state})
+        config.validate()
+        return config.network()
+    except (ValueError, TypeError):
+        return TrainConfig().network()
 
 
 def chosen_digit(dataset: Dataset, watch: int | list[int] | None = None) -> Digit:
@@ -94,12 +106,12 @@ def watch_panel(job: Job | None, dataset: Dataset, seed: int, feed: str | None =
         pick_digit(dataset, disabled=busy)
         watch, digit, label = chosen_digit(dataset)
     if job is None or job.task != "train":
-        view = view_digit(build_model(seed=seed), torch.from_numpy(digit.copy()), step=0)
+        view = view_digit(build_model(seed=seed, **knobs_network()), torch.from_numpy(digit.copy()), step=0)
         st.caption("Before training: the network's random filters, and a guess no better than chance.")
     elif not job.done:
         view = job.watch
         if view is None:  # the network as the run starts it; the trainer's views follow (from the feed, if any)
-            model = build_model(job.config.init, seed=job.config.seed)  # the network the trainer starts from
+            model = build_model(job.config.init, seed=job.config.seed, **job.config.network())  # as the trainer
             view = view_digit(model, torch.from_numpy(digit.copy()), step=0)
             st.caption("The trainer's views of this digit follow, a few a second, from its first batch on.")
     elif job.run_dir is None:

@@ -8,7 +8,7 @@ import time
 
 import streamlit as st
 
-from mnist_core.config import TrainConfig
+from mnist_core.config import NETWORK_KNOBS, TrainConfig
 from mnist_core.jobs import Job, QueueError
 from mnist_core.outcomes import JobState
 from mnist_core.presets import PRESETS
@@ -18,7 +18,18 @@ from ui.common import current
 from ui.inside import chosen_digit
 from ui.state import client_address, job_queue, owner, session_job, viewer
 
-KNOBS = ("lr", "epochs", "batch_size", "optimiser", "momentum", "loop", "seed", "device", "record_every")
+KNOBS = (
+    "lr",
+    "epochs",
+    "batch_size",
+    "optimiser",
+    "momentum",
+    "loop",
+    *NETWORK_KNOBS,
+    "seed",
+    "device",
+    "record_every",
+)
 LR_FIND_WAIT_S = 60.0  # the range test takes about a second on the sample; the page waits for it
 FIRST_LOSS_WAIT_S = 0.5  # Start waits this long at most for the first loss before the page redraws
 ACK_TIMEOUT_S = 5.0  # how long a control button waits for the trainer to confirm before the page redraws anyway
