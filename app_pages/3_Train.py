@@ -109,7 +109,8 @@ def lr_finder(chart_slot) -> None:
 
 
 def fixed_knobs(momentum: bool, advanced) -> None:
-    """The knobs a run keeps from its start (and momentum, where asked), the rarely turned ones in ``advanced``."""
+    """The knobs a run keeps from its start (and momentum, where asked), the rarely turned ones last, in the
+    container ``advanced()`` makes there."""
     knob_widget("epochs")
     knob_widget("batch_size")
     if knob_widget("optimiser") != "Descent" and momentum:
@@ -117,7 +118,7 @@ def fixed_knobs(momentum: bool, advanced) -> None:
     knob_widget("loop", format_func=LOOP_STYLES.get)
     if st.session_state["keep_loop"] == "manual" and st.session_state["keep_optimiser"] != "Descent":
         st.warning("The update by hand is plain Descent: choose Descent, or another loop style, to start.")
-    with advanced:
+    with advanced():
         st.caption("Network (the tutorial's Chain: 8,16,32,32, relu, no batch norm, no dropout)")
         for name in NETWORK_KNOBS:
             knob_widget(name)
@@ -166,10 +167,10 @@ with controls:
         if st.session_state["keep_optimiser"] != "Descent":
             knob_widget("momentum")
         with st.expander("This run's other settings"):
-            fixed_knobs(momentum=False, advanced=st.container())
+            fixed_knobs(momentum=False, advanced=st.container)
     else:
         lr_finder(finder_slot)
-        fixed_knobs(momentum=True, advanced=st.expander("Advanced"))
+        fixed_knobs(momentum=True, advanced=lambda: st.expander("Advanced"))
 
 
 def mode(j: Job | None, reading: JobSnapshot | None = None) -> tuple:
