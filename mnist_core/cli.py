@@ -20,14 +20,14 @@ from inspect import signature
 import torch
 
 from .config import CONFIG_FIELDS, NETWORK_KNOBS, TrainConfig
-from .data import DataError, load_dataset
+from .data import DataError, Dataset, load_dataset
 from .history import EpochMetrics
 from .lr_find import SUGGESTION_RULE, LrFindResult, lr_find
 from .model import build_model, first_prediction, format_layer_table, layer_table
 from .outcomes import Ending
 from .report import Report, build_report
 from .run_schema import RunError
-from .runs import finish_run, load_run
+from .runs import Run, finish_run, load_run
 from .threads import CpuLoad, run_threads, starting_threads
 from .train import Callback, StepClock, Trainer
 
@@ -119,13 +119,20 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
+def _run_and_data(args: argparse.Namespace) -> tuple[Run, Dataset] | None:
+    """The saved run ``args.run_dir`` and its data set; None, with the reason on stderr, if either fails."""
     try:
         run = load_run(args.run_dir)
-        dataset = load_dataset(run.config.dataset, data_dir=args.data_dir, allow_download=not args.offline)
+        return run, load_dataset(run.config.dataset, data_dir=args.data_dir, allow_download=not args.offline)
     except (RunError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    if (found := _run_and_data(args)) is None:
         return 2
+    run, dataset = found
     print(f"run {run.run_id}: {run.meta.get('status')} ({run.meta.get('message', '')})")
     print(dataset.describe())
     print_report(build_report(run.model, dataset))
@@ -136,12 +143,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
     """Heat-maps of test digit ``--index`` for the predicted class and the runner-up, side by side, in ``--out``."""
     from .explain import explain, heat_png, top_two
 
-    try:
-        run = load_run(args.run_dir)
-        dataset = load_dataset(run.config.dataset, data_dir=args.data_dir, allow_download=not args.offline)
-    except (RunError, DataError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    if (found := _run_and_data(args)) is None:
         return 2
+    run, dataset = found
     if not 0 <= args.index < dataset.n_test:
         print(f"error: --index must be between 0 and {dataset.n_test - 1}", file=sys.stderr)
         return 2

@@ -476,10 +476,11 @@ def _kth_nearest(queries: torch.Tensor, train: torch.Tensor, norms: torch.Tensor
     """The Euclidean distance (pixels in [0, 1]) from each uint8 query row to its NEAREST_K-th nearest row of
     ``train``, in chunks: ||q||^2 + ||t||^2 - 2 q.t, without a float copy of the whole training set."""
     q = queries.float() / 255
+    q_norms = q.square().sum(1, keepdim=True)
     best = []
     for start in range(0, len(train), _CHUNK):
         t = train[start : start + _CHUNK].float() / 255
-        d2 = q.square().sum(1, keepdim=True) + norms[start : start + _CHUNK] - 2 * q @ t.T
+        d2 = q_norms + norms[start : start + _CHUNK] - 2 * q @ t.T
         best.append(d2.topk(min(NEAREST_K, d2.shape[1]), dim=1, largest=False).values)
     d2 = torch.cat(best, dim=1).topk(NEAREST_K, dim=1, largest=False).values[:, -1]
     return d2.clamp_min(0).sqrt()
