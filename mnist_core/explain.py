@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .model import as_input
+from .model import as_input, evaluating
 
 METHODS = {
     "saliency": "Saliency (gradient)",
@@ -49,9 +49,7 @@ def explain(model: torch.nn.Module, image_28: torch.Tensor | np.ndarray, target:
     device = next(model.parameters()).device
     x = as_input(torch.as_tensor(np.asarray(image_28, dtype=np.uint8)).reshape(1, 28, 28), device)
     x = x.contiguous()  # Captum perturbs the input in place; channels_last views confuse its expansions
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         forward = model.logits
         if method == "saliency":
             heat = Saliency(forward).attribute(x.requires_grad_(), target=target, abs=True)
@@ -63,8 +61,6 @@ def explain(model: torch.nn.Module, image_28: torch.Tensor | np.ndarray, target:
             )
         with torch.no_grad():
             probability = float(torch.softmax(forward(x), dim=1)[0, target])
-    finally:
-        model.train(was_training)
     return Explanation(target, probability, heat.detach()[0, 0].float().cpu().numpy())
 
 
@@ -72,7 +68,7 @@ def top_two(model: torch.nn.Module, image_28: torch.Tensor | np.ndarray) -> tupl
     """The predicted class and the runner-up."""
     device = next(model.parameters()).device
     x = as_input(torch.as_tensor(np.asarray(image_28, dtype=np.uint8)).reshape(1, 28, 28), device)
-    with torch.inference_mode():
+    with torch.inference_mode(), evaluating(model):  # batch norm's statistics, no dropout: as Predict answers
         order = model.logits(x)[0].argsort(descending=True)
     return int(order[0]), int(order[1])
 
