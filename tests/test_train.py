@@ -390,3 +390,22 @@ def test_another_network_trains_saves_loads_and_replays(sample, tmp_path):
     assert build_report(run.model, sample).test_acc == pytest.approx(run.report.test_acc)
     views = replay(folder, sample.test_images[0])
     assert len(views) >= 2 and views[-1].step == trainer.history.step
+
+
+def test_the_tutorials_default_trains_number_for_number_as_before_the_network_knobs(sample):
+    """Issue 26: the network became knobs; the default must train exactly as the fixed Chain did. The figures
+    were printed by the same run at 62d72aa (before the knobs), on one thread so that sums add in one order."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        trainer = train(TrainConfig(epochs=3), sample, [])
+    finally:
+        torch.set_num_threads(threads)
+    h = trainer.history
+    assert len(h.batch_losses) == 93
+    before = [2.3030057, 2.3022888, 2.2997324, 2.2981918, 2.2961888, 2.2918887, 2.278244]
+    assert h.batch_losses[::15] == pytest.approx(before, rel=1e-6)
+    assert [e.train_loss for e in h.epochs] == pytest.approx([2.302055, 2.297876, 2.289790], rel=1e-6)
+    assert [e.test_acc for e in h.epochs] == [0.133, 0.174, 0.303]
+    weights = sum(float(p.detach().double().sum()) for p in trainer.model.parameters())
+    assert weights == pytest.approx(19.5481394086446, rel=1e-9)
