@@ -5,6 +5,7 @@ import streamlit as st
 
 from mnist_core.config import OPTIMISERS, TrainConfig, held_out
 from mnist_core.jobs import QueueError
+from mnist_core.model import ACTIVATIONS
 from mnist_core.tune import (
     SAMPLERS,
     SearchSpace,
@@ -16,6 +17,7 @@ from mnist_core.tune import (
     new_study_name,
     open_study,
     pruning_savings,
+    scaled_channels,
     start_study,
     study_figures,
     study_names,
@@ -29,6 +31,7 @@ METHODS = {
     "random": "independent random picks",
     "TPE": "Optuna's default: random at first, then near what worked so far",
 }
+WIDTHS = (0.5, 1.0, 2.0, 4.0)  # the network widths offered, as multipliers of the tutorial's
 REFRESH_S = 2.0  # the study's table and views redraw this often while it runs
 
 dataset, device = current()
@@ -53,6 +56,8 @@ defaults = {
     "keep_tune_optimisers": list(space.optimisers),
     "keep_tune_batch_sizes": list(space.batch_sizes),
     "keep_tune_epochs": list(space.epochs),
+    "keep_tune_widths": list(space.widths),
+    "keep_tune_activations": list(space.activations),
     "keep_tune_method": space.sampler,
     "keep_tune_trials": 12,
     "keep_tune_validation": space.validation,
@@ -72,6 +77,8 @@ def chosen_space() -> SearchSpace:
         optimisers=tuple(o for o in OPTIMISERS if o in state["keep_tune_optimisers"]),
         batch_sizes=tuple(sorted(state["keep_tune_batch_sizes"])),
         epochs=tuple(sorted(state["keep_tune_epochs"])),
+        widths=tuple(sorted(state["keep_tune_widths"])),
+        activations=tuple(a for a in ACTIVATIONS if a in state["keep_tune_activations"]),
         sampler=state["keep_tune_method"],
         dataset=dataset.name,
         validation=round(state["keep_tune_validation"], 2),
@@ -103,6 +110,18 @@ with st.container(border=True):
         disabled=running,
     )
     right.multiselect("Epochs", list(range(1, 11)), key="keep_tune_epochs", persist_state=KEEP, disabled=running)
+    left.multiselect(
+        "Network widths",
+        WIDTHS,
+        key="keep_tune_widths",
+        persist_state=KEEP,
+        disabled=running,
+        format_func=lambda w: f"×{w:g} ({scaled_channels(w)})",
+        help="Multipliers of the tutorial's four conv widths (8,16,32,32). Wider learns more per epoch, slower.",
+    )
+    right.multiselect(
+        "Activations", ACTIVATIONS, key="keep_tune_activations", persist_state=KEEP, disabled=running
+    )
     right.radio(
         "Search method",
         SAMPLERS,

@@ -236,6 +236,8 @@ def _space_from_args(args: argparse.Namespace):
         optimisers=listed(args.optimisers, str),
         batch_sizes=listed(args.batch_sizes, int),
         epochs=listed(args.epochs, int),
+        widths=listed(args.widths, float),
+        activations=listed(args.activations, str),
         sampler=args.sampler,
         dataset=args.dataset,
         validation=args.validation,
@@ -349,9 +351,17 @@ def _add_tune(sub, common: argparse.ArgumentParser) -> None:
         tune.add_argument(
             "--" + name.replace("_", "-"), type=kind, default=default, help=f"{what} (default: %(default)s)"
         )
-    for name in ("optimisers", "batch_sizes", "epochs"):
-        default = ",".join(map(str, getattr(space, name)))
-        tune.add_argument("--" + name.replace("_", "-"), default=default, help=f"comma-separated (default: {default})")
+    for name, what in (
+        ("optimisers", ""),
+        ("batch_sizes", ""),
+        ("epochs", ""),
+        ("widths", "multipliers of the tutorial's conv widths, 2: 16,32,64,64; "),
+        ("activations", "of the conv layers; "),
+    ):
+        default = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in getattr(space, name))
+        tune.add_argument(
+            "--" + name.replace("_", "-"), default=default, help=f"{what}comma-separated (default: {default})"
+        )
     tune.set_defaults(func=cmd_tune)
     worker = sub.add_parser("tune-worker", parents=[joins], help="join a study and train its trials")
     worker.set_defaults(func=cmd_tune)

@@ -42,6 +42,7 @@ from . import settings
 from .config import TrainConfig, check_knob, log_values
 from .data import Dataset
 from .history import EpochMetrics
+from .model import TUTORIAL_CHANNELS
 from .jobs import JobQueue, QueueError
 from .outcomes import Ending
 from .run_schema import RunError
@@ -63,6 +64,11 @@ STORAGE_FILE = STUDY_STORE  # the default storage: SQLite in the runs folder
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per trial is the caller's business
 
 
+def scaled_channels(width: float) -> str:
+    """The tutorial's conv widths times ``width``, as the channels knob writes them: 2 -> "16,32,64,64"."""
+    return ",".join(str(max(1, round(c * width))) for c in TUTORIAL_CHANNELS)
+
+
 @dataclass(frozen=True)
 class SearchSpace:
     """What a study searches and what every trial shares. A choice of one value is fixed, not searched."""
@@ -79,6 +85,9 @@ class SearchSpace:
     validation: float = 0.1  # share of the training set held out to select on
     seed: int = 0  # every trial starts from the same weights: differences come from the hyperparameters
     grid_per_decade: int = 1  # learning rates per decade a grid tries (1: 0.001, 0.01, 0.1, 1)
+    # The network's shape: a width multiplier of the tutorial's four conv widths (2: 16,32,64,64), activations
+    widths: tuple[float, ...] = (1.0,)
+    activations: tuple[str, ...] = ("relu",)
 
     def validate(self) -> None:
         """Raise ValueError with a message a learner can act on."""
@@ -89,10 +98,18 @@ class SearchSpace:
             ("optimiser", self.optimisers, "optimiser"),
             ("batch size", self.batch_sizes, "batch_size"),
             ("epochs", self.epochs, "epochs"),
+            ("activation", self.activations, "activation"),
         ):
             if not values:
                 problems.append(f"choose at least one {name}")
             problems += [p for v in values if (p := check_knob(field_name, v))]
+        if not self.widths:
+            problems.append("choose at least one width")
+        problems += [
+            f"a width of {w:g} makes conv layers of {scaled_channels(w)}; {p}"
+            for w in self.widths
+            if (p := check_knob("channels", scaled_channels(w)))
+        ]
         if self.sampler not in SAMPLERS:
             problems.append(f"the search method must be one of {', '.join(SAMPLERS)}")
         if not 0 < self.validation <= TrainConfig.knob("validation").high:
@@ -112,7 +129,7 @@ class SearchSpace:
     @classmethod
     def from_dict(cls, data: dict) -> SearchSpace:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        for name in ("optimisers", "batch_sizes", "epochs"):
+        for name in ("optimisers", "batch_sizes", "epochs", "widths", "activations"):
             if name in known:
                 known[name] = tuple(known[name])
         return cls(**known)
@@ -127,6 +144,7 @@ class SearchSpace:
         """The searched parameters and their grid values (only those with more than one value)."""
         grid = {"lr": self.grid_lrs(), "optimiser": list(self.optimisers), "batch_size": list(self.batch_sizes)}
         grid["epochs"] = list(self.epochs)
+        grid["width"], grid["activation"] = list(self.widths), list(self.activations)
         return {name: values for name, values in grid.items() if len(values) > 1}
 
     def grid_size(self) -> int:
@@ -139,8 +157,7 @@ class SearchSpace:
             if name == "lr":
                 params["lr"] = trial.suggest_float("lr", self.lr_low, self.lr_high, log=True)
             else:
-                choices = {"optimiser": self.optimisers, "batch_size": self.batch_sizes, "epochs": self.epochs}[name]
-                params[name] = trial.suggest_categorical(name, list(choices))
+                params[name] = trial.suggest_categorical(name, self.searched()[name])
         return params
 
     def config(self, params: dict[str, Any]) -> TrainConfig:
@@ -151,6 +168,8 @@ class SearchSpace:
             optimiser=params.get("optimiser", self.optimisers[0]),
             batch_size=int(params.get("batch_size", self.batch_sizes[0])),
             epochs=int(params.get("epochs", self.epochs[0])),
+            channels=scaled_channels(float(params.get("width", self.widths[0]))),
+            activation=params.get("activation", self.activations[0]),
             validation=self.validation,
             seed=self.seed,
         )
@@ -299,6 +318,8 @@ def describe_space(space: SearchSpace) -> str:
     lr = f"lr {space.lr_low:g}" if space.lr_low == space.lr_high else f"lr {space.lr_low:g}..{space.lr_high:g} (log)"
     parts = [lr, f"optimiser {'|'.join(space.optimisers)}", f"batch {'|'.join(map(str, space.batch_sizes))}"]
     parts.append(f"{'|'.join(map(str, space.epochs))} epochs")
+    if space.widths != (1.0,) or space.activations != ("relu",):
+        parts.append(f"width ×{'|'.join(f'{w:g}' for w in space.widths)}, {'|'.join(space.activations)}")
     return ", ".join(parts) + f", {space.sampler}, validation {space.validation:.0%}"
 
 
@@ -345,6 +366,16 @@ def prune_reason(study_name: str, trial: int, metrics: EpochMetrics) -> str:
     )
 
 
+def _tell(study: optuna.Study, trial: optuna.Trial, *values: float, **state) -> None:
+    """``study.tell``. A grid's last trial makes GridSampler call ``study.stop()``, which raises outside
+    ``study.optimize`` after the trial is stored; here trials are asked by hand and ``trials_left`` ends a grid."""
+    try:
+        study.tell(trial, *values, **state)
+    except RuntimeError as exc:
+        if "Study.stop" not in str(exc):
+            raise
+
+
 def finish_trial(
     study: optuna.Study,
     trial: optuna.Trial,
@@ -380,13 +411,13 @@ def finish_trial(
         trial.set_user_attr(key, value)
     state = optuna.trial.TrialState
     if pruned:
-        study.tell(trial, state=state.PRUNED)
+        _tell(study, trial, state=state.PRUNED)
         outcome = "pruned"
     elif status not in USER_STOPS + ("failed",) and val_acc is not None:  # finished, collapsed, diverged late
-        study.tell(trial, val_acc)
+        _tell(study, trial, val_acc)
         outcome = "complete"
     else:
-        study.tell(trial, state=state.FAIL)
+        _tell(study, trial, state=state.FAIL)
         outcome = "failed"
     return TrialResult(trial.number, params, outcome, val_acc, attrs["run"], len(epochs), message)
 

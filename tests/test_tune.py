@@ -21,6 +21,7 @@ from mnist_core.tune import (
     SearchSpace,
     StudyDriver,
     best_trial,
+    describe_space,
     forget_storages,
     open_storage,
     open_study,
@@ -90,6 +91,32 @@ def test_trials_are_saved_as_runs_tagged_with_their_study(tmp_path, blobs):
     assert best.val_acc == max(r.val_acc for r in results) and best.test_acc is not None
     shown = trials_table(study)
     assert list(shown["trial"]) == [best.number, 1 - best.number] and "test accuracy" not in shown
+
+
+def test_the_networks_shape_is_a_search_dimension(tmp_path, blobs):
+    """Width multiplier and activation: searched like any choice, and each trial's run is its own network."""
+    space = SearchSpace(
+        lr_low=0.01, lr_high=0.01, optimisers=("ADAM",), batch_sizes=(32,), epochs=(1,), validation=0.2,
+        widths=(0.5, 2.0), activations=("relu", "tanh"), sampler="grid",
+    )  # fmt: skip
+    assert space.searched() == {"width": [0.5, 2.0], "activation": ["relu", "tanh"]}
+    assert space.config({"width": 2.0, "activation": "tanh"}).network()["channels"] == (16, 32, 64, 64)
+    assert "width ×0.5|2, relu|tanh" in describe_space(space)
+    assert SearchSpace.from_dict(space.to_dict()) == space
+    with pytest.raises(ValueError, match="a width of 64 makes conv layers of 512,1024,2048,2048"):
+        SearchSpace(widths=(64.0,)).validate()
+    with pytest.raises(ValueError, match="choose at least one activation"):
+        SearchSpace(activations=()).validate()
+    study, space = open_study(f"sqlite:///{tmp_path}/tune.db", "shape", space, sampler_seed=0)
+    results = run_trials(study, space, blobs, 4, root=tmp_path)
+    seen = set()
+    for result in results:
+        run = load_run(tmp_path / result.run)
+        seen.add((run.config.channels, run.config.activation))
+        wanted = tuple(max(1, round(c * result.params["width"])) for c in (8, 16, 32, 32))
+        assert run.config.network()["channels"] == wanted and run.config.activation == result.params["activation"]
+        assert run.model.layers[0].conv.out_channels == run.config.network()["channels"][0]  # built as searched
+    assert seen == {(c, a) for c in ("4,8,16,16", "16,32,64,64") for a in ("relu", "tanh")}
 
 
 def test_a_hopeless_trial_is_pruned(tmp_path, blobs):
