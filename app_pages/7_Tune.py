@@ -119,9 +119,7 @@ with st.container(border=True):
         format_func=lambda w: f"×{w:g} ({scaled_channels(w)})",
         help="Multipliers of the tutorial's four conv widths (8,16,32,32). Wider learns more per epoch, slower.",
     )
-    right.multiselect(
-        "Activations", ACTIVATIONS, key="keep_tune_activations", persist_state=KEEP, disabled=running
-    )
+    right.multiselect("Activations", ACTIVATIONS, key="keep_tune_activations", persist_state=KEEP, disabled=running)
     right.radio(
         "Search method",
         SAMPLERS,

@@ -42,8 +42,8 @@ from . import settings
 from .config import TrainConfig, check_knob, log_values
 from .data import Dataset
 from .history import EpochMetrics
-from .model import TUTORIAL_CHANNELS
 from .jobs import JobQueue, QueueError
+from .model import TUTORIAL_CHANNELS
 from .outcomes import Ending
 from .run_schema import RunError
 from .runs import STUDY_STORE, finish_run, runs_root, tag_run
