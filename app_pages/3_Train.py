@@ -10,13 +10,13 @@ from mnist_core.jobs import Job, JobSnapshot
 from mnist_core.outcomes import JobState
 from mnist_core.presets import PRESET_KNOBS, PRESETS, matching
 from mnist_core.run_schema import MAX_NAME
-from mnist_core.visual import live_chart_data
+from mnist_core.visual import duration, live_chart_data
 from ui.charts import honest_loss_axis, loss_figure, lr_find_figure
 from ui.common import KEEP, current, outcome_box
-from ui.inside import health_panel, watch_panel
+from ui.inside import estimated_epoch, health_panel, network_card, watch_panel
 from ui.live_chart import live_chart
 from ui.state import job_queue, owner, session_job
-from ui.train_actions import act, apply_preset, find_lr, keep_knobs, name_it, send_knob, start_run, use_lr
+from ui.train_actions import act, apply_preset, find_lr, keep_knobs, knobs_config, name_it, send_knob, start_run, use_lr
 
 dataset, device = current()
 CODE = {
@@ -122,6 +122,7 @@ def fixed_knobs(momentum: bool, advanced) -> None:
         st.caption("Network (the tutorial's Chain: 8,16,32,32, relu, no batch norm, no dropout)")
         for name in NETWORK_KNOBS:
             knob_widget(name)
+        network_card(knobs_config(), dataset.n_train)
         knob_widget("seed")
         if st.session_state["keep_device"] not in available_devices():
             st.session_state["keep_device"] = "auto"
@@ -142,9 +143,11 @@ with controls:
     st.button("Start training", type="primary", disabled=active, use_container_width=True, on_click=start_run)
     per_epoch = batches_per_epoch(dataset.n_train, st.session_state["keep_batch_size"])
     epochs = st.session_state["keep_epochs"]
+    about = estimated_epoch(knobs_config(), dataset.n_train) if not active else None
     st.caption(
         f"{epochs} epochs × {per_epoch} batches of {st.session_state['keep_batch_size']} = "
         f"{epochs * per_epoch:,} steps on {dataset.title}"
+        + (f", about {duration(epochs * about)} of training" if about is not None else "")
     )
     if error := st.session_state.pop("control_error", None):
         st.error(error)

@@ -622,3 +622,38 @@ def train(
     trainer = Trainer(config, dataset, callbacks, stop_event)
     trainer.run()
     return trainer
+
+
+class _StepTimes(Callback):
+    """When each batch ended (after the device finished it); stops the run once ``enough`` steps took
+    ``budget_s``, so that a big network is timed in a second or two."""
+
+    def __init__(self, enough: int, budget_s: float) -> None:
+        self.ends: list[float] = []
+        self.enough, self.budget_s = enough, budget_s
+
+    def on_batch_end(self, trainer: Trainer, step: int, epoch: int, loss: float) -> None:
+        if trainer.device.type == "cuda":
+            torch.cuda.synchronize(trainer.device)
+        self.ends.append(time.perf_counter())
+        if len(self.ends) >= self.enough and self.ends[-1] - self.ends[0] > self.budget_s:
+            trainer.control.stop()
+
+
+def estimate_epoch_seconds(config: TrainConfig, n_fit: int, steps: int = 8, budget_s: float = 0.5) -> float:
+    """Seconds of training one epoch of ``n_fit`` images will take with ``config`` (its network, batch size,
+    optimiser, loop style and device), from up to ``steps`` real steps of the loop on random digits in this
+    process, at its thread count (fewer past ``budget_s``). The first two steps (warm-up, a CUDA graph's
+    capture) are not counted."""
+    n = config.batch_size * (steps + 2)
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n, 28, 28), dtype=torch.uint8, generator=g)
+    labels = torch.randint(0, 10, (n,), generator=g)
+    digits = Dataset(
+        "estimate", "random digits", "generated", images, labels, images[:1], labels[:1], tuple("0123456789")
+    )
+    clock = _StepTimes(enough=4, budget_s=budget_s)
+    timed = TrainConfig(**{**config.to_dict(), "epochs": 1, "validation": 0.0, "record_every": 0})
+    Trainer(timed, digits, [clock]).run()
+    gaps = sorted(b - a for a, b in zip(clock.ends[1:], clock.ends[2:]))
+    return gaps[len(gaps) // 2] * batches_per_epoch(n_fit, config.batch_size) if gaps else float("nan")

@@ -155,6 +155,28 @@ def layer_dataframe(rows: list[LayerRow]) -> pd.DataFrame:
     )
 
 
+def duration(seconds: float) -> str:
+    """A time as a reader wants it: 0.15 s, 12 s, 3.5 min, 1.2 h."""
+    if seconds < 10:
+        return f"{seconds:.2g} s"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def network_brief(rows: list[LayerRow]) -> pd.DataFrame:
+    """The layer table in three narrow columns, for a sidebar-wide column: each layer's kind, output, parameters."""
+    return pd.DataFrame(
+        {
+            "layer": [r.flux.split("(")[0] for r in rows],
+            "output": [" × ".join(map(str, r.shape_nchw[1:])) for r in rows],
+            "parameters": [r.params for r in rows],
+        }
+    )
+
+
 def square_tile(image: np.ndarray, size: int = 140) -> np.ndarray:
     """Pad an image to a square with its own corner colour, then scale it to ``size`` pixels a side.
 

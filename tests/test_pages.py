@@ -368,3 +368,26 @@ def test_the_knobs_outlive_a_visit_to_another_page_and_being_hidden(runs_dir):
     at.switch_page("app_pages/7_Tune.py").run()
     assert at.number_input(key="keep_tune_trials").value == 5
     assert not at.exception, at.exception
+
+
+def test_the_train_page_describes_the_network_before_it_trains(runs_dir):
+    """Issue 26: before a run, the knobs' network as a table, its size, and an epoch's time measured here."""
+    at = open_page("app_pages/3_Train.py")
+
+    def card() -> tuple[int, str]:
+        table = next(t.value for t in at.table if "layer" in t.value.columns)
+        caption = next(c.value for c in at.caption if "multiply-adds per image" in c.value)
+        return int(table["parameters"].sum()), caption
+
+    params, caption = card()
+    assert params == 15_594 and caption.startswith("15,594 parameters · 0.2 M multiply-adds")
+    assert "an epoch here" in caption
+    steps = next(c.value for c in at.caption if "steps on" in c.value)
+    assert "of training" in steps  # the whole run's estimate beside its steps
+    at.text_input(key="keep_channels").set_value("16,32,64,64").run()
+    at.radio(key="keep_activation").set_value("tanh").run()
+    params, caption = card()
+    assert params == 61_130 and caption.startswith("61,130 parameters")
+    at.text_input(key="keep_channels").set_value("16,32").run()
+    assert not [t for t in at.table if "layer" in t.value.columns]  # no network to describe
+    assert not at.exception, at.exception

@@ -409,3 +409,14 @@ def test_the_tutorials_default_trains_number_for_number_as_before_the_network_kn
     assert [e.test_acc for e in h.epochs] == [0.133, 0.174, 0.303]
     weights = sum(float(p.detach().double().sum()) for p in trainer.model.parameters())
     assert weights == pytest.approx(19.5481394086446, rel=1e-9)
+
+
+def test_an_epochs_time_is_estimated_from_a_few_real_steps():
+    """The Train page's estimate: positive, proportional to the epoch's batches, larger for a far wider net."""
+    from mnist_core.train import estimate_epoch_seconds
+
+    tutorial = estimate_epoch_seconds(TrainConfig(), n_fit=128 * 100)
+    assert 0 < tutorial < math.inf
+    wide = estimate_epoch_seconds(TrainConfig(channels="128,128,128,128", batch_norm=True), n_fit=128 * 100)
+    assert wide > 5 * tutorial  # 1.2 M parameters and ~60x the multiply-adds of the tutorial's 15,594
+    assert estimate_epoch_seconds(TrainConfig(), n_fit=0) == 0

@@ -15,7 +15,9 @@ from mnist_core.config import NETWORK_KNOBS, TrainConfig
 from mnist_core.data import Dataset
 from mnist_core.health import HealthStats, health_flags, health_summary
 from mnist_core.jobs import Job
-from mnist_core.model import build_model
+from mnist_core.model import build_model, layer_table
+from mnist_core.train import estimate_epoch_seconds
+from mnist_core.visual import duration, network_brief
 from mnist_core.watch import DigitView, replay, view_digit
 from ui.charts import health_figure
 from ui.common import KEEP
@@ -39,6 +41,37 @@ def knobs_network() -> dict:
         return config.network()
     except (ValueError, TypeError):
         return TrainConfig().network()
+
+
+@st.cache_data(max_entries=64, show_spinner="Timing a few steps of this network...")
+def epoch_estimate(config: dict, n_fit: int) -> float:
+    """Seconds an epoch of ``n_fit`` images trains, timed on this server (shared by every visitor, per shape)."""
+    return estimate_epoch_seconds(TrainConfig(**config), n_fit)
+
+
+def estimated_epoch(config: TrainConfig, n_fit: int) -> float | None:
+    """Seconds an epoch of the knobs' ``config`` trains here; None where the knobs do not make a run."""
+    try:
+        config.validate()
+    except ValueError:
+        return None
+    timed = {k: getattr(config, k) for k in (*NETWORK_KNOBS, "batch_size", "optimiser", "loop", "device")}
+    return epoch_estimate(timed, n_fit)
+
+
+def network_card(config: TrainConfig, n_fit: int) -> None:
+    """The network the knobs describe, before it trains: its layers, parameters, multiply-adds and an epoch's
+    estimated time (a warning instead where the knobs do not make a network)."""
+    seconds = estimated_epoch(config, n_fit)
+    if seconds is None:
+        return  # the knob's own check says what is wrong, where the run is started
+    rows = layer_table(build_model(**config.network()))
+    st.table(network_brief(rows).style.format({"parameters": "{:,}"}).hide(axis="index"))
+    st.caption(
+        f"{sum(r.params for r in rows):,} parameters · {sum(r.macs for r in rows) / 1e6:.1f} M multiply-adds per "
+        f"image · about {duration(seconds)} an epoch here, timed on a few batches. The whole table and its Flux "
+        "code: **Model**."
+    )
 
 
 def chosen_digit(dataset: Dataset, watch: int | list[int] | None = None) -> Digit:

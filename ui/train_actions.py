@@ -66,14 +66,19 @@ def wait_until(condition, timeout: float) -> None:
         time.sleep(0.01)
 
 
+def knobs_config() -> TrainConfig:
+    """The run the knobs describe, on the data set in use (not yet validated)."""
+    settings = {name: st.session_state[f"keep_{name}"] for name in KNOBS}
+    return TrainConfig(dataset=current()[0].name, **settings)
+
+
 def queue_job(task: str = "train") -> Job | None:
     """Queue the knobs' config as a run or an lr-find ``task``; None (with the reason kept for the page) if refused."""
-    settings = {name: st.session_state[f"keep_{name}"] for name in KNOBS}
     dataset = current()[0]
     try:
         # Offline (the sample is in use) the trainer need not try the network again.
         return job_queue().submit(
-            TrainConfig(dataset=dataset.name, **settings),
+            knobs_config(),
             owner=owner(),
             allow_download=dataset.source_kind != "sample",
             task=task,
