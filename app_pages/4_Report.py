@@ -14,6 +14,7 @@ from mnist_core.visual import upscale
 from ui.charts import confusion_figure
 from ui.common import next_step, run_answers, run_figures, run_test_images, show_outcome
 from ui.state import chosen_run, job_queue
+from ui.why import mistake_maps
 
 st.title("Report")
 run = chosen_run(
@@ -128,5 +129,7 @@ elif dataset is not None:
         ],
         width=110,
     )
+    with st.expander("What it looked at, mistake by mistake"):
+        mistake_maps(run, dataset.test_images, m, classes)
 
 next_step("app_pages/5_Runs.py", "compare this run with others (Runs)")

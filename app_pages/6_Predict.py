@@ -13,13 +13,14 @@ from mnist_core.digits import (
     predict_digit,
     preprocess,
 )
-from mnist_core.explain import METHODS, explain, heat_tile, top_two
+from mnist_core.explain import explain, heat_tile, top_two
 from mnist_core.outcomes import Ending
 from mnist_core.visual import square_tile
 from ui.charts import probability_figure
 from ui.common import familiarity, next_step
 from ui.inside import DRAWN_KEY
 from ui.state import chosen_run
+from ui.why import HOW_TO_READ, method_choice
 
 st.title("Predict your own digit")
 run = chosen_run(
@@ -102,14 +103,7 @@ for warning in filter(None, [confidence_warning(probs, classes), unlike]):
 st.plotly_chart(probability_figure(probs, classes), key="predict_probs")
 
 st.subheader("What it looked at")
-method = st.radio(
-    "Attribution method",
-    list(METHODS),
-    index=list(METHODS).index("integrated_gradients"),  # signed: it shows what speaks against the answer too
-    format_func=METHODS.get,
-    horizontal=True,
-    key="why_method",
-)
+method = method_choice("why_method")
 for column, found in zip(
     st.columns(2), [explain(run.model, prepared.final, c, method) for c in top_two(run.model, prepared.final)]
 ):
@@ -117,11 +111,7 @@ for column, found in zip(
         heat_tile(prepared.final, found.heat),
         caption=f"{classes[found.target]} ({found.probability:.0%}): red speaks for it, blue against it",
     )
-st.caption(
-    "Captum's attributions for the answer and the runner-up. Integrated Gradients shares the score's change from a "
-    "blank image out over the pixels; Saliency shows where a small change would move the score most; Occlusion, "
-    "how much the score drops when each 4x4 patch is blanked."
-)
+st.caption(f"The answer and the runner-up. {HOW_TO_READ}")
 accuracy = "not measured" if run.meta.test_acc is None else f"{run.meta.test_acc:.2%}"
 st.caption(f"Run `{run.run_id}`: test accuracy {accuracy} on {run.config.dataset}.")  # no text from run.json
 st.caption("Follow this digit through the network while a run trains: **Train**, Watch one digit, from Predict.")

@@ -68,3 +68,22 @@ def test_a_blob_is_flagged_as_unlike_mnist(runs_dir, sample):
     blob[115:165, 115:165] = 20  # a filled square: far more ink than any digit
     at = upload(png(blob))
     assert any("does not look like an MNIST digit" in w.value for w in at.warning), [w.value for w in at.warning]
+
+
+def test_report_explains_each_confident_mistake(runs_dir, sample):
+    """Issue 26: on Report, each confident mistake's heat-maps, for the wrong answer and for the true class."""
+    from mnist_core.runs import load_run
+
+    run = load_run(trained_run(runs_dir, sample, epochs=1))
+    mistakes = run.report.mistakes
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.switch_page("app_pages/4_Report.py").run()
+    assert not at.exception, at.exception
+    cells = mistakes[["index", "true", "predicted"]].itertuples(index=False)
+    wanted = [f"#{int(i)}: for {p} | for {t}" for i, t, p in cells]
+    for method in ("integrated_gradients", "occlusion"):
+        at.radio(key=f"why_mistakes_{run.run_id}").set_value(method).run()
+        captions = [img.caption for img in images(at) if " | for " in img.caption]
+        assert captions == wanted and len(wanted) == 16, (method, captions[:2])
+    assert not at.exception, at.exception
