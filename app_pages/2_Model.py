@@ -8,7 +8,7 @@ from mnist_core.visual import layer_dataframe, map_grid, upscale
 from mnist_core.watch import model_at, saved_steps
 from ui.charts import probability_figure, shrink_figure
 from ui.common import current, next_step
-from ui.inside import knobs_network
+from ui.inside import knobs_network, pixel_worked_out
 from ui.state import get_run, run_ids
 
 st.title("Model")
@@ -76,7 +76,11 @@ for i, fmap in enumerate(maps, start=1):
     c, h, w = fmap.shape[1:]
     st.markdown(f"**Conv layer {i}**: {c} feature maps of {h}x{w} (after its activation; each scaled to its range)")
     st.image(map_grid(fmap[0], columns=16 if c > 8 else 8, cell=48))
-st.markdown("**The first layer's 8 filters** (5x5 weights; bright = positive)")
-st.image(map_grid(model.first_filters(), columns=8, cell=60))
+filters = model.first_filters()
+st.markdown(f"**The first layer's {len(filters)} filters** (5x5 weights; bright = positive)")
+st.image(map_grid(filters, columns=8 if len(filters) <= 8 else 16, cell=60))
+
+st.subheader("One pixel of a feature map, worked out")
+pixel_worked_out(model, image[0].numpy(), maps)
 
 next_step("app_pages/3_Train.py", "train it and watch the loss fall (Train)")

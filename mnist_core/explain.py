@@ -9,6 +9,8 @@ Three methods to choose from, each asked for one class of one image:
 - ``occlusion``: how much the score drops when a 4x4 patch of the image is blanked, patch by patch.
 
 Captum (and the matplotlib it brings) is imported on first use: a server that never explains does not load it.
+
+And ``pixel_sum``: one output pixel of a conv layer worked out by hand, as CNN Explainer shows it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .model import as_input, evaluating
+from .model import ACTIVATION_FUNCTIONS, as_input, evaluating
 
 METHODS = {
     "saliency": "Saliency (gradient)",
@@ -92,3 +94,64 @@ def heat_png(image_28: np.ndarray, heats: list[np.ndarray], scale: int = 8) -> b
     buffer = io.BytesIO()
     Image.fromarray(row).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class PixelSum:
+    """One output pixel of a conv layer, worked out as CNN Explainer shows it: each input channel's patch times
+    the filter's slice, summed, plus the bias; then batch norm (if the layer has it) and the activation."""
+
+    layer: int  # 1-based conv layer
+    channel: int  # the output feature map
+    row: int
+    col: int
+    patch: np.ndarray  # (c_in, k, k): the layer's input under the filter, zeros where it hangs over the padding
+    kernel: np.ndarray  # (c_in, k, k): the filter's weights
+    partial: np.ndarray  # (c_in,): sum of patch * kernel per input channel
+    bias: float
+    conv: float  # partial.sum() + bias
+    normed: float | None  # after batch norm (its running statistics), where the layer has it
+    activation: str
+    value: float  # the pixel: activation(normed or conv)
+    stride: int
+    pad: int
+
+    @property
+    def top(self) -> int:
+        """The patch's first row in the (unpadded) input; it may be negative (the padding)."""
+        return self.row * self.stride - self.pad
+
+    @property
+    def left(self) -> int:
+        return self.col * self.stride - self.pad
+
+
+def pixel_sum(model: torch.nn.Module, image_28: torch.Tensor | np.ndarray, layer: int, channel: int, row: int,
+              col: int) -> PixelSum:  # fmt: skip
+    """Work out output pixel (``row``, ``col``) of feature map ``channel`` of conv ``layer`` (1-based) for one
+    uint8 (28, 28) image, from the weights and the layer's input, in float64."""
+    x = as_input(torch.as_tensor(np.asarray(image_28, dtype=np.uint8)).reshape(1, 28, 28))
+    convs = [m for m in model.layers if hasattr(m, "conv")]
+    block = convs[layer - 1]
+    with torch.inference_mode(), evaluating(model):
+        for earlier in convs[: layer - 1]:
+            x = earlier(x)
+    conv = block.conv
+    (k, _), (stride, _), (pad, _) = conv.kernel_size, conv.stride, conv.padding
+    padded = torch.nn.functional.pad(x[0].double(), (pad, pad, pad, pad))
+    r, c = row * stride, col * stride
+    patch = padded[:, r : r + k, c : c + k].cpu().numpy()
+    kernel = conv.weight.detach()[channel].double().cpu().numpy()
+    partial = (patch * kernel).sum(axis=(1, 2))
+    bias = float(conv.bias.detach()[channel]) if conv.bias is not None else 0.0
+    total = float(partial.sum()) + bias
+    normed = None
+    if hasattr(block, "bn"):
+        bn = block.bn
+        mean, var = float(bn.running_mean[channel]), float(bn.running_var[channel])
+        gamma, beta = float(bn.weight.detach()[channel]), float(bn.bias.detach()[channel])
+        normed = (total - mean) / (var + bn.eps) ** 0.5 * gamma + beta
+    before = torch.tensor(normed if normed is not None else total, dtype=torch.float64)
+    value = float(ACTIVATION_FUNCTIONS[block.activation](before))
+    return PixelSum(layer, channel, row, col, patch, kernel, partial, bias, total, normed, block.activation, value,
+                    stride, pad)  # fmt: skip

@@ -81,3 +81,27 @@ def test_the_explain_command_writes_the_heat_maps_and_says_what_it_predicted(run
         timeout=300,
     )
     assert bad.returncode == 2 and "--index must be between 0 and" in bad.stderr
+
+
+@pytest.mark.parametrize("network", [{}, {"channels": (16, 32, 64, 64), "activation": "tanh", "batch_norm": True}])
+def test_an_output_pixel_worked_out_by_hand_is_the_feature_maps_value(sample, network):
+    """The Model page's arithmetic of one output pixel agrees with the network's own forward pass, at the
+    corners (where the filter hangs over the padding) and inside, in every conv layer."""
+    from mnist_core.explain import pixel_sum
+    from mnist_core.model import as_input, build_model, evaluating
+
+    model = build_model(seed=1, **network)
+    with torch.no_grad():  # batch norm: running statistics of real digits, not the initial 0 and 1
+        model(as_input(sample.train_images[:256]))
+    image = sample.test_images[3]
+    with torch.inference_mode(), evaluating(model):
+        maps = [m[0] for m in model.feature_maps(as_input(image[None]))]
+    for layer, fmap in enumerate(maps, start=1):
+        c, h, w = fmap.shape
+        for channel, row, col in ((0, 0, 0), (c - 1, h - 1, w - 1), (c // 2, h // 2, w // 3)):
+            found = pixel_sum(model, image, layer, channel, row, col)
+            assert found.value == pytest.approx(float(fmap[channel, row, col]), abs=1e-5)
+            assert found.conv == pytest.approx(found.partial.sum() + found.bias)
+            assert (found.normed is not None) == bool(network)
+    corner = pixel_sum(model, image, 1, 0, 0, 0)
+    assert (corner.top, corner.left) == (-2, -2) and not corner.patch[0, :2].any()  # two rows of padding

@@ -325,3 +325,74 @@ def health_figure(log: list) -> dict:
         "shapes": [healthy],
     }
     return {"data": data, "layout": layout}
+
+
+def map_mosaic(maps: np.ndarray, columns: int) -> tuple[np.ndarray, list[tuple[int, int, int]], list[tuple[int, int]]]:
+    """Feature maps (C, H, W), each scaled to its own range, laid out ``columns`` to a row with one blank (NaN)
+    cell between them: (the mosaic, each pixel's (channel, row, col), its (y, x) in the mosaic)."""
+    c, h, w = maps.shape
+    rows = math.ceil(c / columns)
+    mosaic = np.full((rows * (h + 1) - 1, columns * (w + 1) - 1), np.nan)
+    cells, where = [], []
+    for ch in range(c):
+        low, high = float(maps[ch].min()), float(maps[ch].max())
+        scaled = (maps[ch] - low) / (high - low) if high > low else np.zeros((h, w))
+        y0, x0 = (ch // columns) * (h + 1), (ch % columns) * (w + 1)
+        mosaic[y0 : y0 + h, x0 : x0 + w] = scaled
+        cells += [(ch, r, col) for r in range(h) for col in range(w)]
+        where += [(y0 + r, x0 + col) for r in range(h) for col in range(w)]
+    return mosaic, cells, where
+
+
+def feature_map_picker(maps: np.ndarray, chosen: tuple[int, int, int], columns: int) -> tuple[go.Figure, list]:
+    """A layer's feature maps, every pixel clickable (an almost invisible marker on each: Streamlit reports
+    clicks on points only), the ``chosen`` pixel outlined; and each marker's (channel, row, col)."""
+    mosaic, cells, where = map_mosaic(maps, columns)
+    fig = go.Figure(go.Heatmap(z=mosaic, colorscale="gray", showscale=False, hoverinfo="skip"))
+    across = mosaic.shape[1]
+    fig.add_trace(
+        go.Scatter(
+            x=[x for _, x in where],
+            y=[y for y, _ in where],
+            customdata=[list(cell) for cell in cells],
+            mode="markers",
+            marker={"size": max(4, 640 // across), "opacity": 0.01, "symbol": "square"},
+            hovertemplate="map %{customdata[0]}, row %{customdata[1]}, column %{customdata[2]}"
+            "<extra>click to work it out</extra>",
+            showlegend=False,
+        )
+    )
+    y, x = where[cells.index(chosen)]
+    fig.add_shape(type="rect", x0=x - 0.5, x1=x + 0.5, y0=y - 0.5, y1=y + 0.5, line={"color": "red", "width": 3})
+    fig.update_xaxes(visible=False, range=[-0.5, across - 0.5])
+    fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x")
+    height = max(160, min(560, int(700 * mosaic.shape[0] / across) + 20))
+    fig.update_layout(height=height, margin={"t": 10, "b": 10, "l": 10, "r": 10}, clickmode="event+select")
+    return fig, cells
+
+
+def numbers_figure(matrix: np.ndarray, title: str, window: tuple[int, int, int] | None = None) -> go.Figure:
+    """A small matrix as coloured cells with its numbers (red positive, blue negative); ``window`` (top, left,
+    size) outlines where a filter sits on it."""
+    big = matrix.shape[0] > 7  # a whole input map: no numbers, the window shows where the patch lies
+    top = float(np.abs(matrix).max()) or 1.0
+    fig = go.Figure(
+        go.Heatmap(
+            z=matrix,
+            zmin=-top,
+            zmax=top,
+            colorscale="RdBu_r",
+            showscale=False,
+            text=None if big else np.round(matrix, 2),
+            texttemplate=None if big else "%{text}",
+            hovertemplate="row %{y}, column %{x}: %{z:.4f}<extra></extra>",
+        )
+    )
+    if window is not None:
+        t, left, k = window
+        fig.add_shape(type="rect", x0=left - 0.5, x1=left + k - 0.5, y0=t - 0.5, y1=t + k - 0.5,
+                      line={"color": "black", "width": 3})  # fmt: skip
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x")
+    fig.update_layout(title={"text": title, "font": {"size": 13}}, height=230, margin={"t": 30, "b": 5, "l": 5, "r": 5})
+    return fig

@@ -13,13 +13,14 @@ import torch
 
 from mnist_core.config import NETWORK_KNOBS, TrainConfig
 from mnist_core.data import Dataset
+from mnist_core.explain import pixel_sum
 from mnist_core.health import HealthStats, health_flags, health_summary
 from mnist_core.jobs import Job
 from mnist_core.model import build_model, layer_table
 from mnist_core.train import estimate_epoch_seconds
 from mnist_core.visual import duration, network_brief
 from mnist_core.watch import DigitView, replay, view_digit
-from ui.charts import health_figure
+from ui.charts import feature_map_picker, health_figure, numbers_figure
 from ui.common import KEEP
 from ui.digit_view import digit_view, digit_view_data
 
@@ -43,9 +44,10 @@ def knobs_network() -> dict:
         return TrainConfig().network()
 
 
-@st.cache_data(max_entries=64, show_spinner="Timing a few steps of this network...")
+@st.cache_data(max_entries=64, ttl=600, show_spinner="Timing a few steps of this network...")
 def epoch_estimate(config: dict, n_fit: int) -> float:
-    """Seconds an epoch of ``n_fit`` images trains, timed on this server (shared by every visitor, per shape)."""
+    """Seconds an epoch of ``n_fit`` images trains, timed on this server (shared by every visitor, per shape;
+    timed again after ten minutes, as the server's load changes)."""
     return estimate_epoch_seconds(TrainConfig(**config), n_fit)
 
 
@@ -66,7 +68,14 @@ def network_card(config: TrainConfig, n_fit: int) -> None:
     if seconds is None:
         return  # the knob's own check says what is wrong, where the run is started
     rows = layer_table(build_model(**config.network()))
-    st.table(network_brief(rows).style.format({"parameters": "{:,}"}).hide(axis="index"))
+    # One line a layer: the narrow knobs column has no room for a table's columns
+    brief = network_brief(rows)
+    st.caption(
+        "  \n".join(
+            f"{b.layer}: {b.output}" + (f" · {b.parameters:,} weights" if b.parameters else "")
+            for b in brief.itertuples(index=False)
+        )
+    )
     st.caption(
         f"{sum(r.params for r in rows):,} parameters · {sum(r.macs for r in rows) / 1e6:.1f} M multiply-adds per "
         f"image · about {duration(seconds)} an epoch here, timed on a few batches. The whole table and its Flux "
@@ -217,3 +226,78 @@ def health_panel(job: Job | None) -> None:
         st.success(health_summary(stats, loss))
     if (job.done or (job.history is not None and job.history.paused)) and len(job.health_log) > 1:
         st.plotly_chart(health_figure(job.health_log), key=f"health_{job.id}")
+
+
+MOST_MAPS = 32  # feature maps a layer shows to click in; a wider layer shows its first 32
+
+
+def _picked(chart_key: str, cells: list) -> tuple[int, int, int] | None:
+    """The pixel last clicked in the chart ``chart_key`` (read from its state before it is drawn, so that the
+    outline follows the click in the same run)."""
+    event = st.session_state.get(chart_key)
+    points = (event or {}).get("selection", {}).get("points", []) if hasattr(event, "get") else []
+    points = [p for p in points if p.get("curve_number") == 1 and p.get("point_index") is not None]
+    if points and points[0]["point_index"] < len(cells):
+        return cells[points[0]["point_index"]]
+    return None
+
+
+def pixel_worked_out(model, image_28: np.ndarray, maps: list[torch.Tensor]) -> None:
+    """CNN Explainer's view: click a pixel of a feature map to see the filter that made it, the patch of the
+    layer's input under it, and the arithmetic from there to the pixel's value."""
+    layer = st.radio("Conv layer", range(1, len(maps) + 1), horizontal=True, key="pixel_layer")
+    fmap = maps[layer - 1][0].float().numpy()
+    shown = fmap[:MOST_MAPS]
+    c, h, w = shown.shape
+    columns = max(1, min(c, round(60 / (w + 1))))
+    cells = [(ch, r, col) for ch in range(c) for r in range(h) for col in range(w)]
+    chart_key, pick_key = f"pixel_maps_{layer}", f"pixel_pick_{layer}"
+    if (clicked := _picked(chart_key, cells)) is not None:
+        st.session_state[pick_key] = clicked
+    chosen = st.session_state.get(pick_key)
+    if chosen not in cells:  # first visit, or another network: start on the layer's strongest pixel
+        chosen = tuple(int(i) for i in np.unravel_index(np.abs(shown).argmax(), shown.shape))
+    more = f" (the first {MOST_MAPS} of {fmap.shape[0]})" if fmap.shape[0] > MOST_MAPS else ""
+    st.caption(f"Click a pixel of one of the {c} feature maps{more}; each map is scaled to its own range.")
+    figure, _ = feature_map_picker(shown, chosen, columns)
+    st.plotly_chart(figure, key=chart_key, on_select="rerun", selection_mode="points")
+    found = pixel_sum(model, image_28, layer, *chosen)
+    ch, r, col = chosen
+    st.markdown(f"**Map {ch}, row {r}, column {col} of conv layer {layer}: {found.value:.4f}**")
+    order = sorted(range(len(found.partial)), key=lambda i: -abs(found.partial[i]))
+    source = 0
+    if len(order) > 1:
+        source = st.selectbox(
+            "Input channel under the filter",
+            order,
+            format_func=lambda i: f"channel {i}: adds {found.partial[i]:+.4f}",
+            key=f"pixel_source_{layer}_{ch}_{r}_{col}",  # a new pixel starts on its largest contributor
+            help="Each of the layer's input channels has its own slice of the filter; ordered by how much it adds.",
+        )
+    k = found.kernel.shape[-1]
+    source_map = image_28.astype(np.float64) / 255 if layer == 1 else maps[layer - 2][0, source].double().numpy()
+    where, patch, kernel, product = st.columns(4)
+    name = "the digit" if layer == 1 else f"input channel {source}"
+    where.plotly_chart(numbers_figure(source_map, name, (found.top, found.left, k)), key="pixel_where")
+    patch.plotly_chart(numbers_figure(found.patch[source], "the patch"), key="pixel_patch")
+    kernel.plotly_chart(numbers_figure(found.kernel[source], "× the filter"), key="pixel_kernel")
+    product.plotly_chart(numbers_figure(found.patch[source] * found.kernel[source], "= products"), key="pixel_product")
+    st.markdown(sum_in_words(found, order))
+
+
+def sum_in_words(found, order: list[int]) -> str:
+    """The arithmetic of one output pixel, line by line, as markdown."""
+    lines = []
+    if len(order) == 1:
+        lines.append(f"Sum of the products: {found.partial[0]:.4f}")
+    else:
+        terms = " + ".join(f"{found.partial[i]:.3f}" for i in order[:4])
+        rest = f" + … ({len(order) - 4} more channels)" if len(order) > 4 else ""
+        lines.append(f"Sum over the {len(order)} input channels: {terms}{rest} = {found.partial.sum():.4f}")
+    lines.append(f"plus the filter's bias {found.bias:+.4f} = {found.conv:.4f}")
+    before = found.conv
+    if found.normed is not None:
+        lines.append(f"batch norm (its running mean and variance, then its scale and shift) gives {found.normed:.4f}")
+        before = found.normed
+    lines.append(f"{found.activation}({before:.4f}) = **{found.value:.4f}**, the pixel's value")
+    return "  \n".join(lines)

@@ -128,3 +128,22 @@ def test_start_then_pause_and_stop_are_in_the_first_screen(server, browser, size
 def within(box: dict | None, height: int) -> bool:
     """True when an element's box lies inside the window's first screen (no scrolling)."""
     return box is not None and box["y"] >= 0 and box["y"] + box["height"] <= height
+
+
+def test_a_click_on_a_feature_map_works_out_that_pixel(server, page: Page):
+    """Issue 26 (CNN Explainer's view): a click on a pixel of a layer's feature maps shows that pixel's sum."""
+    page.goto(server["url"] + "/Model")
+    wait_for_app(page)
+    heading = page.get_by_text(re.compile(r"^Map \d+, row \d+, column \d+ of conv layer 1: "))
+    expect(heading).to_be_visible(timeout=60_000)  # the layer's strongest pixel first
+    page.get_by_role("radiogroup", name="Conv layer").get_by_text("2", exact=True).click()
+    first = page.get_by_text(re.compile(r"of conv layer 2: "))
+    expect(first).to_be_visible()
+    before = first.inner_text()
+    maps = page.locator(".stPlotlyChart").filter(has=page.locator(".heatmaplayer")).first
+    box = maps.locator(".heatmaplayer image").first.bounding_box()  # the mosaic itself, not the margins
+    for fx, fy in ((0.1, 0.2), (0.9, 0.8)):  # two pixels in different maps: at least one is not the first
+        page.mouse.click(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
+        expect(page.get_by_text(re.compile(r"of conv layer 2: "))).not_to_have_text(before, timeout=30_000)
+        before = page.get_by_text(re.compile(r"of conv layer 2: ")).inner_text()
+    expect(page.get_by_text(re.compile(r"the pixel's value"))).to_contain_text(before.rsplit(": ", 1)[1])
