@@ -5,7 +5,8 @@ Run by hand, never by the tests:
 
 On the embedded MNIST sample (or an MNIST folder of four IDX files): the tutorial's defaults; 16,32,64,64 with tanh
 and ADAM at lr 0.003; and the slowest network the knobs allow (256 channels in every conv layer, batch norm, gelu)
-for one epoch. Prints parameters, test accuracy and the median epoch time of each.
+for one epoch. Prints parameters, test accuracy and the median epoch time of each, beside the Train page's
+estimate made before the run (``estimate_epoch_seconds``, at the same thread count).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mnist_core.config import MAX_WIDTH, TrainConfig  # noqa: E402
 from mnist_core.data import load_idx_folder, load_sample  # noqa: E402
 from mnist_core.model import build_model, count_parameters  # noqa: E402
-from mnist_core.train import train  # noqa: E402
+from mnist_core.train import estimate_epoch_seconds, train  # noqa: E402
 
 
 def main() -> None:
@@ -41,11 +42,12 @@ def main() -> None:
     print(dataset.describe())
     for name, config in cases:
         params = count_parameters(build_model(**config.network()))
+        estimate = estimate_epoch_seconds(config, dataset.n_train)
         h = train(config, dataset).history
         seconds = statistics.median(e.seconds for e in h.epochs)
         print(
             f"{name}: {params:,} parameters, {len(h.epochs)} epoch(s), test accuracy {h.epochs[-1].test_acc:.2%}, "
-            f"{seconds:.2f} s per epoch ({h.images_per_sec:,.0f} images/s)"
+            f"{seconds:.2f} s per epoch ({h.images_per_sec:,.0f} images/s); estimated beforehand {estimate:.2f} s"
         )
 
 
