@@ -2,79 +2,82 @@
 
 import streamlit as st
 
-# Only Streamlit at the top: on a cold start the home page's title and text are drawn before PyTorch and
-# the data set load (seconds on a small machine); the rest of the app is imported in start(), below them.
+from mnist_core.i18n import N_, _
+from ui.language import choose_language, language_switch
+
+# Only Streamlit (and the language's few lines) at the top: on a cold start the home page's title and text are
+# drawn before PyTorch and the data set load (seconds on a small machine); the rest of the app is imported in
+# start(), below them.
 
 
-PATH = [  # the tutorial's steps, in order: Home's links
-    ("app_pages/1_Data.py", "1. Data"),
-    ("app_pages/2_Model.py", "2. Model"),
-    ("app_pages/3_Train.py", "3. Train"),
-    ("app_pages/4_Report.py", "4. Report"),
-    ("app_pages/5_Runs.py", "5. Runs"),
-    ("app_pages/6_Predict.py", "6. Predict"),
-    ("app_pages/7_Tune.py", "7. Tune"),
+PAGES = [  # the tutorial's steps, in order: the page list and Home's links
+    ("app_pages/1_Data.py", N_("Data"), ":material/image:"),
+    ("app_pages/2_Model.py", N_("Model"), ":material/layers:"),
+    ("app_pages/3_Train.py", N_("Train"), ":material/show_chart:"),
+    ("app_pages/4_Report.py", N_("Report"), ":material/analytics:"),
+    ("app_pages/5_Runs.py", N_("Runs"), ":material/table_rows:"),
+    ("app_pages/6_Predict.py", N_("Predict"), ":material/draw:"),
+    ("app_pages/7_Tune.py", N_("Tune"), ":material/tune:"),
 ]
 
 
 def intro() -> None:
     """The home page's title and text: needs nothing but Streamlit."""
-    st.title("Watch a neural network learn")
+    st.title(_("Watch a neural network learn"))
     st.markdown(
-        """
-A classic beginner tutorial, *Deep learning with Julia: the Flux.jl story*, trains a small
-convolutional network on handwritten digits. This dashboard runs the same network in PyTorch,
-in your browser: turn the knobs the tutorial turns, watch the loss fall live, look inside the
-layers, and read an honest accuracy report.
-
-| Tutorial step | Page |
-|---|---|
-| 1. Load MNIST, add the channel dimension, one-hot labels, batch by 128 | **Data** |
-| 2. The 8-layer `Chain` and how each layer changes the shape; 3. predictions before training | **Model** |
-| 4. Loss and optimiser (`Descent(0.1)`, Momentum, ADAM); 5. three ways to train; 6. callbacks | **Train** |
-| `accuracy(model(x), y)`, per class, and what the model gets wrong | **Report** |
-| Compare runs, download and share them | **Runs** |
-| Try the trained model on your own handwriting | **Predict** |
-| Search the hyperparameters: many runs, chosen on a validation split | **Tune** |
-"""
+        _(
+            "A classic beginner tutorial, *Deep learning with Julia: the Flux.jl story*, trains a small "
+            "convolutional network on handwritten digits. This dashboard runs the same network in PyTorch, "
+            "in your browser: turn the knobs the tutorial turns, watch the loss fall live, look inside the "
+            "layers, and read an honest accuracy report."
+        )
     )
+    steps = [
+        (_("1. Load MNIST, add the channel dimension, one-hot labels, batch by 128"), _("Data")),
+        (_("2. The 8-layer `Chain` and how each layer changes the shape; 3. predictions before training"), _("Model")),
+        (_("4. Loss and optimiser (`Descent(0.1)`, Momentum, ADAM); 5. three ways to train; 6. callbacks"), _("Train")),
+        (_("`accuracy(model(x), y)`, per class, and what the model gets wrong"), _("Report")),
+        (_("Compare runs, download and share them"), _("Runs")),
+        (_("Try the trained model on your own handwriting"), _("Predict")),
+        (_("Search the hyperparameters: many runs, chosen on a validation split"), _("Tune")),
+    ]
+    table = [f"| {_('Tutorial step')} | {_('Page')} |", "|---|---|"] + [f"| {s} | **{p}** |" for s, p in steps]
+    st.markdown("\n".join(table))
 
 
 def home() -> None:
+    from mnist_core.i18n import number
     from ui.common import current
 
-    st.caption("The tutorial's path, a page a step:")
-    for column, (path, label) in zip(st.columns(len(PATH)), PATH):
-        column.page_link(path, label=label)
+    st.caption(_("The tutorial's path, a page a step:"))
+    for i, (column, (path, title, _icon)) in enumerate(zip(st.columns(len(PAGES)), PAGES), start=1):
+        column.page_link(path, label=f"{i}. {_(title)}")
     dataset, device = current()
-    st.subheader(dataset.title)
+    st.subheader(_(dataset.title))
     col1, col2, col3 = st.columns(3)
-    col1.metric("Training images", f"{dataset.n_train:,}")
-    col2.metric("Test images", f"{dataset.n_test:,}")
-    col3.metric("Device", device.split(" (")[0])
-    st.caption(f"Data from {dataset.source}. Device: {device}.")
+    col1.metric(_("Training images"), number(dataset.n_train))
+    col2.metric(_("Test images"), number(dataset.n_test))
+    col3.metric(_("Device"), device.split(" (")[0])
+    st.caption(_("Data from {source}. Device: {device}.").format(source=dataset.source, device=device))
     if dataset.source_kind == "sample":
         st.info(
-            "No MNIST files and no network here, so this is the embedded sample of 5,000 real digits. "
-            "Point `MNIST_DATA_DIR` at the four IDX files for the full 70,000 (see README)."
+            _(
+                "No MNIST files and no network here, so this is the embedded sample of 5,000 real digits. "
+                "Point `MNIST_DATA_DIR` at the four IDX files for the full 70,000 (see README)."
+            )
         )
 
 
-st.set_page_config(page_title="Watch a neural network learn", page_icon=":material/model_training:", layout="wide")
+choose_language()  # before anything is drawn: every text below is in the visitor's language
+st.set_page_config(page_title=_("Watch a neural network learn"), page_icon=":material/model_training:", layout="wide")
 # The pages live in app_pages/, not pages/: with a pages/ folder Streamlit serves a page's direct
-# URL in its older automatic mode, without running this file (no sidebar, no page config).
+# URL in its older automatic mode, without running this file (no sidebar, no page config). A file page's URL
+# comes from its file name, so a translated title keeps the page's address.
 page = st.navigation(
-    [
-        st.Page(home, title="Home", icon=":material/home:", default=True),
-        st.Page("app_pages/1_Data.py", title="Data", icon=":material/image:"),
-        st.Page("app_pages/2_Model.py", title="Model", icon=":material/layers:"),
-        st.Page("app_pages/3_Train.py", title="Train", icon=":material/show_chart:"),
-        st.Page("app_pages/4_Report.py", title="Report", icon=":material/analytics:"),
-        st.Page("app_pages/5_Runs.py", title="Runs", icon=":material/table_rows:"),
-        st.Page("app_pages/6_Predict.py", title="Predict", icon=":material/draw:"),
-        st.Page("app_pages/7_Tune.py", title="Tune", icon=":material/tune:"),
-    ]
+    [st.Page(home, title=_("Home"), icon=":material/home:", default=True)]
+    + [st.Page(path, title=_(title), icon=icon) for path, title, icon in PAGES]
 )
+language_switch()
 
 
 def start() -> None:
@@ -98,8 +101,8 @@ def prefetch_charts() -> None:
         st.plotly_chart({"data": [{"type": "scatter", "x": [], "y": []}], "layout": {"height": 10}}, key="prefetch")
 
 
-if page.title == "Home":
+if page.title == _("Home"):
     intro()
-with st.spinner("Loading PyTorch and the data set (once per server)..."):  # seconds only on a cold start
+with st.spinner(_("Loading PyTorch and the data set (once per server)...")):  # seconds only on a cold start
     start()
 page.run()

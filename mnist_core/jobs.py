@@ -33,6 +33,7 @@ from .config import TrainConfig, batches_per_epoch, check_knob, over_budget
 from .feed import FEED_EVERY_S, FEED_KEEP_S, Feed, new_token
 from .health import HealthStats
 from .history import History, epoch_line, plateau_warning
+from .i18n import DEFAULT, language, using
 from .outcomes import RUNNING, Ending, JobState, Phase, outcome
 from .owners import QuotaError, make_room, owner_id
 from .runs import describe_schedule, new_run_id, runs_root
@@ -80,6 +81,7 @@ class Job:
     owner: str = field(default="", repr=False)  # the secret of the session that started it
     run_owner: str = ""  # owners.owner_id its saved run belongs to ("" for none: shared)
     address: str | None = field(default=None, repr=False)  # the client address it came from, where known
+    language: str = DEFAULT  # the language of the session that started it (i18n)
     task: str = "train"  # or "lr-find": the learning-rate range test, whose result is ``lr_curve``
     allow_download: bool = True  # False when the server already knows there is no network
     submitted_at: float = field(default_factory=time.time)
@@ -311,6 +313,7 @@ class JobQueue:
             job = Job(run_id, config, owner=owner, task=task, allow_download=allow_download, folder=self.root / run_id)
             job.run_owner, job.address = run_owner, address
             job.watch_digit = watch
+            job.language = language()  # the submitting session's: its live lines are written in it
             if self.feed is not None:
                 job.feed_token = new_token()
                 job.feed_url = self.feed.url(job.feed_token)
@@ -656,8 +659,9 @@ class JobQueue:
         """What ``job``'s feed says now: its mode and lines, its chart once it trains, its digit, its outcome.
         The page draws its chart from the same (``feed_payload(job)``), so a fetch changes nothing it drew."""
         snap, h = job.snapshot(), job.history
-        waiting = self.waiting_line(job.id) if snap.state == JobState.QUEUED else None
-        progress, notes, warning = job.live_lines(waiting)
+        with using(job.language):  # the lines are read by the job's owner, in the language they started it in
+            waiting = self.waiting_line(job.id) if snap.state == JobState.QUEUED else None
+            progress, notes, warning = job.live_lines(waiting)
         payload: dict = {
             "seq": job.fed,
             "mode": snap.mode,
