@@ -41,12 +41,13 @@ def intro() -> None:
         (_("Try the trained model on your own handwriting"), _("Predict")),
         (_("Search the hyperparameters: many runs, chosen on a validation split"), _("Tune")),
     ]
-    table = [f"| {_('Tutorial step')} | {_('Page')} |", "|---|---|"] + [f"| {s} | **{p}** |" for s, p in steps]
+    step, page = _("Tutorial step"), _("Page")  # not inside the f-string: Babel's extractor would not see them
+    table = [f"| {step} | {page} |", "|---|---|"] + [f"| {s} | **{p}** |" for s, p in steps]
     st.markdown("\n".join(table))
 
 
 def home() -> None:
-    from mnist_core.i18n import number
+    from mnist_core.i18n import number, stored
     from ui.common import current
 
     st.caption(_("The tutorial's path, a page a step:"))
@@ -58,7 +59,7 @@ def home() -> None:
     col1.metric(_("Training images"), number(dataset.n_train))
     col2.metric(_("Test images"), number(dataset.n_test))
     col3.metric(_("Device"), device.split(" (")[0])
-    st.caption(_("Data from {source}. Device: {device}.").format(source=dataset.source, device=device))
+    st.caption(_("Data from {source}. Device: {device}.").format(source=stored(dataset.source), device=device))
     if dataset.source_kind == "sample":
         st.info(
             _(

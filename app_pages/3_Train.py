@@ -3,9 +3,11 @@ and a new learning rate or momentum while it trains."""
 
 import streamlit as st
 
+from mnist_core import i18n
 from mnist_core.config import CONFIG_FIELDS, LOOP_STYLES, NETWORK_KNOBS, TrainConfig, batches_per_epoch, nearest_offer
 from mnist_core.devices import available_devices
 from mnist_core.feed import FEED_POLL_S, FEED_WAIT_POLL_S
+from mnist_core.i18n import N_, _
 from mnist_core.jobs import Job, JobSnapshot
 from mnist_core.outcomes import JobState
 from mnist_core.presets import PRESET_KNOBS, PRESETS, matching
@@ -13,32 +15,35 @@ from mnist_core.run_schema import MAX_NAME
 from mnist_core.visual import duration, live_chart_data
 from ui.charts import honest_loss_axis, loss_figure, lr_find_figure
 from ui.common import KEEP, current, outcome_box
-from ui.inside import estimated_epoch, health_panel, network_card, watch_panel
+from ui.inside import estimated_epoch, health_panel, network_card, sentence, watch_panel
 from ui.live_chart import live_chart
 from ui.state import job_queue, owner, session_job
 from ui.train_actions import act, apply_preset, find_lr, keep_knobs, knobs_config, name_it, send_knob, start_run, use_lr
 
 dataset, device = current()
-CODE = {
+CODE = {  # the tutorial's Flux loop and the PyTorch that runs here, per loop style: code, never translated
     "train!": (
-        "@epochs 10 Flux.train!(loss, ps, train_data, opt, cb=callback)",
+        "@epochs 10 Flux.train!(loss, ps, train_data, opt, cb=callback)",  # untranslated: code
         "opt.zero_grad()\nloss = F.cross_entropy(model.logits(x), y)\nloss.backward()\nopt.step()",
     ),
     "gradient": (
-        "for (x, y) in train_data\n    gs = gradient(() -> loss(x, y), ps)\n    Flux.update!(opt, ps, gs)\nend",
-        "grads = torch.autograd.grad(loss, params)\nfor p, g in zip(params, grads):\n    p.grad = g\nopt.step()",
+        "for (x, y) in train_data\n    gs = gradient(() -> loss(x, y), ps)\n"  # untranslated: code
+        "    Flux.update!(opt, ps, gs)\nend",
+        "grads = torch.autograd.grad(loss, params)\nfor p, g in zip(params, grads):\n"  # untranslated: code
+        "    p.grad = g\nopt.step()",
     ),
     "manual": (
-        "gs = gradient(() -> loss(x, y), ps)\nfor p in ps\n    p .-= lr .* gs[p]\nend",
-        "grads = torch.autograd.grad(loss, params)\nwith torch.no_grad():\n"
+        "gs = gradient(() -> loss(x, y), ps)\nfor p in ps\n    p .-= lr .* gs[p]\nend",  # untranslated: code
+        "grads = torch.autograd.grad(loss, params)\nwith torch.no_grad():\n"  # untranslated: code
         "    for p, g in zip(params, grads):\n        p.sub_(lr * g)",
     ),
 }
-PRESETS_HELP = "Knobs worth trying first, each saying what to look for. Moving a knob makes the settings your own."
-ZOOM_HELP = "Draw the finished curve with Plotly's chart: zoom, pan, and read each point's step and loss."
+PRESETS_HELP = N_("Knobs worth trying first, each saying what to look for. Moving a knob makes the settings your own.")
+ZOOM_HELP = N_("Draw the finished curve with Plotly's chart: zoom, pan, and read each point's step and loss.")
+REPORT_PAGE = "app_pages/4_Report.py"  # a page by its file: its address, whatever its title
 NO_FEED_REFRESH_S = 0.5  # the live view's redraws where the server cannot serve a feed (no static serving)
 
-st.title("Train")
+st.title(_("Train"))
 queue = job_queue()
 me = owner()
 job = session_job()
@@ -57,55 +62,73 @@ def knob_widget(name: str, **extra):
     key = f"keep_{name}"
     disabled = active and not (k.live and live)
     # persist_state: the value outlives a visit to another page (and the widget hidden, as momentum for Descent)
-    common = {"key": key, "help": k.help[:1].upper() + k.help[1:] + ".", "disabled": disabled, "persist_state": KEEP}
+    common = {"key": key, "help": sentence(_(k.help)), "disabled": disabled, "persist_state": KEEP}
+    label = _(k.label)
     if k.live:
         common["on_change"], common["args"] = send_knob, (name,)
     if k.offer:
         options = sorted({*k.offer, st.session_state[key]})
-        return st.select_slider(k.label, options, format_func=lambda v: f"{v:g}", **common, **extra)
+        return st.select_slider(label, options, format_func=lambda v: f"{v:g}", **common, **extra)
     if isinstance(CONFIG_FIELDS[name].default, bool):
-        return st.toggle(k.label, **common, **extra)
+        return st.toggle(label, **common, **extra)
     if isinstance(CONFIG_FIELDS[name].default, str) and not k.choices:
-        return st.text_input(k.label, max_chars=40, **common, **extra)
+        return st.text_input(label, max_chars=40, **common, **extra)
     if k.choices:
         if len(k.choices) <= 4:
-            return st.radio(k.label, k.choices, horizontal=name != "loop", **common, **extra)
-        return st.selectbox(k.label, k.choices, **common, **extra)
+            return st.radio(label, k.choices, horizontal=name != "loop", **common, **extra)
+        return st.selectbox(label, k.choices, **common, **extra)
     if isinstance(CONFIG_FIELDS[name].default, float):
-        return st.slider(k.label, float(k.low), float(k.high), step=0.01, **common, **extra)
+        return st.slider(label, float(k.low), float(k.high), step=0.01, **common, **extra)
     if k.high - k.low <= 1000:
-        return st.slider(k.label, int(k.low), int(k.high), **common, **extra)
-    return st.number_input(k.label, int(k.low), int(k.high), **common, **extra)
+        return st.slider(label, int(k.low), int(k.high), **common, **extra)
+    return st.number_input(label, int(k.low), int(k.high), **common, **extra)
 
 
 def lr_finder(chart_slot) -> None:
     """Find a learning rate: the range test's button and suggestion here, its curve in the wide ``chart_slot``.
     A result is offered only for the optimiser and batch size it was measured with."""
     found = queue.latest_of(me, task="lr-find")
-    with st.expander("Find a learning rate", expanded=found is not None):
+    with st.expander(_("Find a learning rate"), expanded=found is not None):
         st.caption(
-            "A short run that raises the learning rate a little every batch, from 1e-6 to 10, until the loss "
-            "blows up (Leslie Smith's range test, fastai's lr_find). It uses the optimiser, batch size and seed above."
+            _(
+                "A short run that raises the learning rate a little every batch, from 1e-6 to 10, until the loss "
+                "blows up (Leslie Smith's range test, fastai's lr_find). It uses the optimiser, batch size and "
+                "seed above."
+            )
         )
-        st.button("Run the range test", on_click=find_lr, disabled=active, use_container_width=True)
+        st.button(_("Run the range test"), on_click=find_lr, disabled=active, use_container_width=True)
         if found is None:
             return
         if not found.done:
-            st.info("The range test is running...")
+            st.info(_("The range test is running..."))
             return
         if found.lr_curve is None:
-            st.error(found.message)
+            st.error(i18n.stored(found.message))
             return
         c, cfg = found.lr_curve, found.config
         knobs = (st.session_state["keep_optimiser"], st.session_state["keep_batch_size"])
         if (cfg.optimiser, cfg.batch_size) != knobs:
-            st.caption(f"The last test was for {cfg.optimiser}, batch {cfg.batch_size}: run it again for these knobs.")
+            st.caption(
+                _("The last test was for {optimiser}, batch {batch}: run it again for these knobs.").format(
+                    optimiser=cfg.optimiser, batch=cfg.batch_size
+                )
+            )
             return
         choice = nearest_offer("lr", c.suggested_lr)
-        st.button(f"Use lr {choice:g}", on_click=use_lr, args=(choice,), disabled=active, use_container_width=True)
-    with chart_slot, st.expander(f"The range test for {cfg.optimiser}, batch {cfg.batch_size}", expanded=True):
+        st.button(
+            _("Use lr {lr:g}").format(lr=choice),
+            on_click=use_lr,
+            args=(choice,),
+            disabled=active,
+            use_container_width=True,
+        )
+    title = _("The range test for {optimiser}, batch {batch}").format(optimiser=cfg.optimiser, batch=cfg.batch_size)
+    with chart_slot, st.expander(title, expanded=True):
         st.plotly_chart(lr_find_figure(c.lrs, c.losses, c.smoothed, c.suggested_lr), key="lr_find_chart")
-        st.caption(f"{cfg.optimiser}, batch {cfg.batch_size}, seed {cfg.seed}. {found.message}")
+        settings = _("{optimiser}, batch {batch}, seed {seed}.").format(
+            optimiser=cfg.optimiser, batch=cfg.batch_size, seed=cfg.seed
+        )
+        st.caption(f"{settings} {i18n.stored(found.message)}")
 
 
 def fixed_knobs(momentum: bool, advanced) -> None:
@@ -115,11 +138,11 @@ def fixed_knobs(momentum: bool, advanced) -> None:
     knob_widget("batch_size")
     if knob_widget("optimiser") != "Descent" and momentum:
         knob_widget("momentum")
-    knob_widget("loop", format_func=LOOP_STYLES.get)
+    knob_widget("loop", format_func=lambda style: _(LOOP_STYLES[style]))
     if st.session_state["keep_loop"] == "manual" and st.session_state["keep_optimiser"] != "Descent":
-        st.warning("The update by hand is plain Descent: choose Descent, or another loop style, to start.")
+        st.warning(_("The update by hand is plain Descent: choose Descent, or another loop style, to start."))
     with advanced():
-        st.caption("Network (the tutorial's Chain: 8,16,32,32, relu, no batch norm, no dropout)")
+        st.caption(_("Network (the tutorial's Chain: 8,16,32,32, relu, no batch norm, no dropout)"))
         for name in NETWORK_KNOBS:
             knob_widget(name)
         network_card(knobs_config(), dataset.n_train)
@@ -127,7 +150,7 @@ def fixed_knobs(momentum: bool, advanced) -> None:
         if st.session_state["keep_device"] not in available_devices():
             st.session_state["keep_device"] = "auto"
         st.selectbox(
-            TrainConfig.knob("device").label,
+            _(TrainConfig.knob("device").label),
             available_devices(),
             key="keep_device",
             disabled=active,
@@ -140,15 +163,26 @@ controls, view = st.columns([1, 2.6], gap="large")
 finder_slot = view.container()  # the range test's curve: wide, above the run (empty without one)
 with controls:
     # Start first: with the knobs above it, it was below the first screen at 1280 x 800
-    st.button("Start training", type="primary", disabled=active, use_container_width=True, on_click=start_run)
+    st.button(_("Start training"), type="primary", disabled=active, use_container_width=True, on_click=start_run)
     per_epoch = batches_per_epoch(dataset.n_train, st.session_state["keep_batch_size"])
     epochs = st.session_state["keep_epochs"]
     about = estimated_epoch(knobs_config(), dataset.n_train) if not active else None
-    st.caption(
-        f"{epochs} epochs × {per_epoch} batches of {st.session_state['keep_batch_size']} = "
-        f"{epochs * per_epoch:,} steps on {dataset.title}"
-        + (f", about {duration(epochs * about)} of training" if about is not None else "")
-    )
+    plan = {
+        "epochs": epochs,
+        "per_epoch": per_epoch,
+        "batch": st.session_state["keep_batch_size"],
+        "steps": epochs * per_epoch,
+        "dataset": _(dataset.title),
+    }
+    if about is None:
+        st.caption(_("{epochs} epochs × {per_epoch} batches of {batch} = {steps:,} steps on {dataset}").format(**plan))
+    else:
+        st.caption(
+            _(
+                "{epochs} epochs × {per_epoch} batches of {batch} = {steps:,} steps on {dataset}, "
+                "about {time} of training"
+            ).format(time=duration(epochs * about), **plan)
+        )
     if error := st.session_state.pop("control_error", None):
         st.error(error)
     # The preset the knobs match now (none once a knob moves): "back to the tutorial's settings" is one choice
@@ -156,24 +190,24 @@ with controls:
     if not active:
         # Buttons, not a select box: a choice is an event, so a knob moved at once after it is never undone by a
         # stale selection the browser sends back (a select box set by code re-applied its preset that way)
-        with st.popover("Presets", width="stretch", help=PRESETS_HELP):
-            for preset in PRESETS:
-                st.button(preset.name, key=f"preset_{preset.name}", on_click=apply_preset, args=(preset.name,),
-                          use_container_width=True, help=preset.look_for)  # fmt: skip
-        st.caption(f"Preset: {chosen.name}" if chosen else "Your own settings")
+        with st.popover(_("Presets"), width="stretch", help=_(PRESETS_HELP)):
+            for preset in PRESETS:  # the key and the callback keep the preset's English name
+                st.button(_(preset.name), key=f"preset_{preset.name}", on_click=apply_preset, args=(preset.name,),
+                          use_container_width=True, help=_(preset.look_for))  # fmt: skip
+        st.caption(_("Preset: {name}").format(name=_(chosen.name)) if chosen else _("Your own settings"))
     knob_widget("lr")
     if live:
-        st.caption("Move the learning rate while it trains: it applies from the next batch once the slider rests.")
+        st.caption(_("Move the learning rate while it trains: it applies from the next batch once the slider rests."))
     if active:
         # While it trains only the live knobs stay open: the run's controls then sit in the first screen,
         # also at 390 px wide, where the columns stack
         if st.session_state["keep_optimiser"] != "Descent":
             knob_widget("momentum")
-        with st.expander("This run's other settings"):
+        with st.expander(_("This run's other settings")):
             fixed_knobs(momentum=False, advanced=st.container)
     else:
         lr_finder(finder_slot)
-        fixed_knobs(momentum=True, advanced=lambda: st.expander("Advanced"))
+        fixed_knobs(momentum=True, advanced=lambda: st.expander(_("Advanced")))
 
 
 def mode(j: Job | None, reading: JobSnapshot | None = None) -> tuple:
@@ -194,28 +228,28 @@ def run_buttons(j: Job) -> None:
     redraws the whole page."""
     buttons, h = st.columns(4), j.history
     if j.state == JobState.QUEUED:
-        if buttons[0].button("Cancel", key="cancel", use_container_width=True):
+        if buttons[0].button(_("Cancel"), key="cancel", use_container_width=True):
             act(j, "stop")
             st.rerun(scope="app")
     elif j.state == JobState.RUNNING:
         if h.paused:
             if buttons[0].button(
-                "Resume", key="resume", type="primary", icon=":material/play_arrow:", use_container_width=True
+                _("Resume"), key="resume", type="primary", icon=":material/play_arrow:", use_container_width=True
             ):
                 act(j, "resume")
-            if buttons[1].button("Step 1 batch", key="step", icon=":material/skip_next:", use_container_width=True):
+            if buttons[1].button(_("Step 1 batch"), key="step", icon=":material/skip_next:", use_container_width=True):
                 act(j, "step", batches=1)
             if buttons[2].button(
-                "To epoch end",
+                _("To epoch end"),
                 key="epoch",
                 icon=":material/fast_forward:",
                 use_container_width=True,
-                help="train to the end of this epoch (a whole epoch when paused at its start), then pause",
+                help=_("train to the end of this epoch (a whole epoch when paused at its start), then pause"),
             ):
                 act(j, "epoch")
-        elif buttons[0].button("Pause", key="pause", icon=":material/pause:", use_container_width=True):
+        elif buttons[0].button(_("Pause"), key="pause", icon=":material/pause:", use_container_width=True):
             act(j, "pause")
-        if buttons[3].button("Stop", key="stop", icon=":material/stop:", use_container_width=True):
+        if buttons[3].button(_("Stop"), key="stop", icon=":material/stop:", use_container_width=True):
             act(j, "stop")
         if mode(j) != watched and not st.session_state.get(INLINE):
             st.rerun(scope="app")
@@ -238,7 +272,7 @@ def still_view(j: Job) -> None:
         st.warning(warning)
     # Paused or ended: the canvas the learner watched, light on the browser (see ui/live_chart.py); Plotly's
     # chart, to zoom and hover, when asked for (it costs the browser as much as the rest of the page's redraw).
-    if j.done and st.toggle("Zoom and hover", key="zoom_chart", persist_state="session", help=ZOOM_HELP):
+    if j.done and st.toggle(_("Zoom and hover"), key="zoom_chart", persist_state="session", help=_(ZOOM_HELP)):
         losses = h.batch_losses[:]
         figure = loss_figure(losses, h.epochs[:], h.full_losses[:], h.total_steps, lr_schedule=h.lr_schedule[:])
         st.plotly_chart(honest_loss_axis(figure, losses), key="still_chart")
@@ -250,9 +284,9 @@ def still_view(j: Job) -> None:
 def live_view() -> None:
     j = session_job()
     if j is None:
-        st.info(f"Set the knobs and press **Start training**. Data: {dataset.describe()}.")
+        st.info(_("Set the knobs and press **Start training**. Data: {data}.").format(data=dataset.describe()))
         if chosen is not None:
-            st.caption(f"**{chosen.name}**: {chosen.look_for}")
+            st.caption(f"**{_(chosen.name)}**: {_(chosen.look_for)}")
         # Empty axes where the curve will be drawn.
         planned = st.session_state["keep_epochs"] * batches_per_epoch(
             dataset.n_train, st.session_state["keep_batch_size"]
@@ -264,13 +298,20 @@ def live_view() -> None:
     cfg = j.config
     h = j.history
     run_buttons(j)
-    momentum = f", momentum {cfg.momentum:g}" if cfg.optimiser != "Descent" else ""
-    st.caption(
-        f"Run `{j.id}`: {cfg.optimiser}, lr {cfg.lr:g}{momentum}, {cfg.epochs} epochs, batch {cfg.batch_size}, "
-        f"loop {cfg.loop}, seed {cfg.seed}"
-    )
+    settings = {"id": j.id, "optimiser": cfg.optimiser, "lr": cfg.lr, "momentum": cfg.momentum, "epochs": cfg.epochs,
+                "batch": cfg.batch_size, "loop": cfg.loop, "seed": cfg.seed}  # fmt: skip
+    if cfg.optimiser != "Descent":
+        run_line = _(
+            "Run `{id}`: {optimiser}, lr {lr:g}, momentum {momentum:g}, {epochs} epochs, batch {batch}, "
+            "loop {loop}, seed {seed}"
+        )
+    else:
+        run_line = _("Run `{id}`: {optimiser}, lr {lr:g}, {epochs} epochs, batch {batch}, loop {loop}, seed {seed}")
+    st.caption(run_line.format(**settings))
     if preset := matching({name: getattr(cfg, name) for name in PRESET_KNOBS}):
-        st.caption(f"What to look for ({preset.name}): {preset.look_for}")
+        st.caption(
+            _("What to look for ({preset}): {look_for}").format(preset=_(preset.name), look_for=_(preset.look_for))
+        )
     if j.state == JobState.QUEUED and not feed:
         st.info(queue.waiting_line(j.id))
     if h is None:  # never left the queue
@@ -279,7 +320,7 @@ def live_view() -> None:
         return
     if h.paused and (j.folder / "report.json").is_file():  # the checkpoint of the paused model
         st.session_state["selected_run"] = j.id
-        st.page_link("app_pages/4_Report.py", label="Report of the paused model", icon=":material/analytics:")
+        st.page_link(REPORT_PAGE, label=_("Report of the paused model"), icon=":material/analytics:")
     if feed:  # the chart below follows the run, with its progress, epoch and knob lines
         return
     still_view(j)
@@ -309,9 +350,9 @@ def followed_chart(j: Job) -> None:
 # second cost the watching browser 20% of a core (renderer 37% -> 17% without them). With a feed and the
 # digit's tab open, no timer at all: every timed fragment rerun is one more chance to race a whole-page
 # redraw in the browser ("Bad delta path index", a blank page).
-HEALTH_TAB = "Training health"
+HEALTH_TAB = N_("Training health")  # the tabs' state holds the label shown: compared in the visitor's language
 INSIDE_REFRESH_S = 1.0 if feed else 0.4
-inside_timed = live and not paused and (not feed or st.session_state.get("inside_tab") == HEALTH_TAB)
+inside_timed = live and not paused and (not feed or st.session_state.get("inside_tab") == _(HEALTH_TAB))
 
 
 @st.fragment(run_every=INSIDE_REFRESH_S if inside_timed else None)
@@ -319,7 +360,7 @@ def inside() -> None:
     """Below the curve: one digit's journey through the network, and the health of each layer."""
     j = session_job()
     # Only the open tab is drawn: the other one's content would cost every redraw of the page and the panel.
-    digit_tab, health_tab = st.tabs(["Watch one digit", HEALTH_TAB], key="inside_tab", on_change="rerun")
+    digit_tab, health_tab = st.tabs([_("Watch one digit"), _(HEALTH_TAB)], key="inside_tab", on_change="rerun")
     if digit_tab.open:
         if feed and inside_timed:  # back from the health tab: the digit follows the feed, drop the timer
             st.rerun(scope="app")
@@ -334,22 +375,22 @@ def inside() -> None:
 
 def outcome_message(j: Job) -> None:
     """How the run ended, in its outcome's colour (mnist_core.outcomes), and where its report is."""
-    outcome_box(j.outcome, j.outcome_text())
+    outcome_box(j.outcome, i18n.stored(j.outcome_text()))  # its message was saved in English
     if j.run_dir is not None:
         st.session_state["selected_run"] = j.run_dir.name
         link, name = st.columns([1, 2], vertical_alignment="center")
-        link.page_link("app_pages/4_Report.py", label="Open its report", icon=":material/analytics:")
+        link.page_link(REPORT_PAGE, label=_("Open its report"), icon=":material/analytics:")
         name.text_input(
-            "Name this run",
+            _("Name this run"),
             key=f"name_{j.id}",
             max_chars=MAX_NAME,
-            placeholder="Name this run (Runs shows it)",
+            placeholder=_("Name this run (Runs shows it)"),
             label_visibility="collapsed",
             on_change=name_it,
             args=(j,),
         )
         if named := st.session_state.get(f"named_{j.id}"):
-            name.caption(f"Saved as “{named}”.")
+            name.caption(_("Saved as “{name}”.").format(name=named))
         if problem := st.session_state.pop(f"name_error_{j.id}", None):
             name.error(problem)
 
@@ -371,9 +412,10 @@ with inside_slot:
     inside()
 with view:  # below the run: the knobs' column has the loop style, this says what it runs
     flux_code, torch_code = CODE[st.session_state["keep_loop"]]
-    with st.expander(f"What the loop style does: {LOOP_STYLES[st.session_state['keep_loop']]}"):
+    style = _(LOOP_STYLES[st.session_state["keep_loop"]])
+    with st.expander(_("What the loop style does: {style}").format(style=style)):
         left, right = st.columns(2)
-        left.caption("Flux (the tutorial)")
+        left.caption(_("Flux (the tutorial)"))
         left.code(flux_code, language="julia", wrap_lines=True)
-        right.caption("PyTorch (what runs here)")
+        right.caption(_("PyTorch (what runs here)"))
         right.code(torch_code, language="python", wrap_lines=True)

@@ -7,6 +7,7 @@ shown with ``st.text``, never as markdown, so it cannot draw images or links on 
 import streamlit as st
 
 from mnist_core.history import plateau_warning
+from mnist_core.i18n import N_, _, stored
 from mnist_core.outcomes import Ending
 from mnist_core.report import FOUND, GUESSES_RIGHT, cell_indices, worst_cell
 from mnist_core.runs import describe_schedule
@@ -16,49 +17,61 @@ from ui.common import next_step, run_answers, run_figures, run_test_images, show
 from ui.state import chosen_run, job_queue
 from ui.why import mistake_maps
 
-st.title("Report")
+st.title(_("Report"))
 run = chosen_run(
-    "Run", key="run_picker", empty="No saved runs yet. Train one on the **Train** page; it is saved when it ends."
+    N_("Run"),  # run_picker translates its label
+    key="run_picker",
+    empty=_("No saved runs yet. Train one on the **Train** page; it is saved when it ends."),
 )
 cfg, meta = run.config, run.meta
 st.caption(
-    f"{cfg.optimiser}, lr {cfg.lr:g}, {cfg.epochs} epochs, batch {cfg.batch_size}, loop {cfg.loop}, seed {cfg.seed}"
-    + (" · imported from an archive" if meta.imported else "")
+    _("{optimiser}, lr {lr:g}, {epochs} epochs, batch {batch_size}, loop {loop}, seed {seed}").format(
+        optimiser=cfg.optimiser, lr=cfg.lr, epochs=cfg.epochs, batch_size=cfg.batch_size, loop=cfg.loop, seed=cfg.seed
+    )
+    + (" · " + _("imported from an archive") if meta.imported else "")
 )
-st.text(" · ".join(t for t in (meta.dataset_title or cfg.dataset, meta.device) if t))
+st.text(" · ".join(stored(t) for t in (meta.dataset_title or cfg.dataset, meta.device) if t))  # saved in English
 live = job_queue().get(run.run_id)
 if live is not None and not live.done:  # a checkpoint of a run that still trains (paused, or at an epoch end)
-    now = "paused" if live.history is not None and live.history.paused else "still training"
-    st.info(
-        f"This run is {now}: this is the model as saved at step {meta.steps}. "
-        "The final report replaces it when the run ends."
-    )
+    if live.history is not None and live.history.paused:
+        checkpoint = _(
+            "This run is paused: this is the model as saved at step {steps}. "
+            "The final report replaces it when the run ends."
+        )
+    else:
+        checkpoint = _(
+            "This run is still training: this is the model as saved at step {steps}. "
+            "The final report replaces it when the run ends."
+        )
+    st.info(checkpoint.format(steps=meta.steps))
 else:
-    show_outcome(meta.status, meta.message)
+    show_outcome(meta.status, meta.message)  # the message, saved in English, in the reader's language
 if meta.status != Ending.COLLAPSED and (warning := plateau_warning(run.history.epochs)):  # collapsed says it already
     st.warning(warning)
 
 report = run.report
 if report is None and live is not None and not live.done:
-    st.info("Its checkpoint has no report yet: one is written at the end of an epoch. Its curves are below.")
+    st.info(_("Its checkpoint has no report yet: one is written at the end of an epoch. Its curves are below."))
 elif report is None and meta.status == Ending.DIVERGED:
-    st.info("A diverged run has no report: its weights are no longer numbers (NaN). Its curves are below.")
+    st.info(_("A diverged run has no report: its weights are no longer numbers (NaN). Its curves are below."))
 elif report is None:
-    st.info("This run has no report: it ended before its first epoch was evaluated. Its curves are below.")
+    st.info(_("This run has no report: it ended before its first epoch was evaluated. Its curves are below."))
 else:
     a, b, c, d = st.columns(4)
-    a.metric("Test accuracy", f"{report.test_acc:.2%}")
-    b.metric("Train accuracy", f"{report.train_acc:.2%}")
-    c.metric("Test loss", f"{report.test_loss:.4f}")
-    d.metric("Train loss", f"{report.train_loss:.4f}")
+    a.metric(_("Test accuracy"), f"{report.test_acc:.2%}")
+    b.metric(_("Train accuracy"), f"{report.train_acc:.2%}")
+    c.metric(_("Test loss"), f"{report.test_loss:.4f}")
+    d.metric(_("Train loss"), f"{report.train_loss:.4f}")
     st.caption(
-        f"Measured after training on all {meta.n_train:,} training and {meta.n_test:,} test "
-        f"images: the tutorial's accuracy(model(x), y). Training took {meta.train_seconds:.1f} s "
-        f"at {meta.images_per_sec:,.0f} images/s."
+        _(
+            "Measured after training on all {n_train:,} training and {n_test:,} test "
+            "images: the tutorial's accuracy(model(x), y). Training took {seconds:.1f} s "
+            "at {speed:,.0f} images/s."
+        ).format(n_train=meta.n_train, n_test=meta.n_test, seconds=meta.train_seconds, speed=meta.images_per_sec)
     )
 
 h = run.history
-st.subheader("Training curves")
+st.subheader(_("Training curves"))
 figures = run_figures(run)
 st.plotly_chart(figures["loss"], key="loss")
 for name, schedule in (("lr", h.lr_schedule), ("momentum", h.momentum_schedule)):
@@ -69,18 +82,20 @@ if h.epochs:
 if report is None:
     st.stop()
 
-st.subheader("Per class (test set)")
+st.subheader(_("Per class (test set)"))
 per_class = report.per_class.assign(
-    **{FOUND: report.per_class[FOUND].map(lambda v: "no images" if v != v else f"{v:.1%}")},  # v != v: NaN
-    **{GUESSES_RIGHT: report.per_class[GUESSES_RIGHT].map(lambda v: "no guesses" if v != v else f"{v:.1%}")},
-)
+    **{FOUND: report.per_class[FOUND].map(lambda v: _("no images") if v != v else f"{v:.1%}")},  # v != v: NaN
+    **{GUESSES_RIGHT: report.per_class[GUESSES_RIGHT].map(lambda v: _("no guesses") if v != v else f"{v:.1%}")},
+).rename(columns=_)  # the columns' names (mnist_core.report, marked there) in the reader's language
 st.table(per_class.style.hide(axis="index"))  # ten rows: a static table that never cuts a column off
 st.caption(
-    f"**{FOUND}**: of a class's test images, the share the model got right (the tutorial's accuracy on that "
-    f"class alone). **{GUESSES_RIGHT}**: of the images the model called that class, the share that were it."
+    _(
+        "**{found}**: of a class's test images, the share the model got right (the tutorial's accuracy on that "
+        "class alone). **{guesses_right}**: of the images the model called that class, the share that were it."
+    ).format(found=_(FOUND), guesses_right=_(GUESSES_RIGHT))
 )
 
-st.subheader("Confusion matrix (test set)")
+st.subheader(_("Confusion matrix (test set)"))
 classes = list(report.classes)
 left, right = st.columns([3, 2])
 event = left.plotly_chart(
@@ -103,33 +118,38 @@ st.session_state.setdefault(true_key, worst[0])
 st.session_state.setdefault(pred_key, worst[1])
 dataset = run_test_images(run)
 with right:
-    st.markdown("Click a cell, or choose one:")
+    st.markdown(_("Click a cell, or choose one:"))
     c1, c2 = st.columns(2)
-    true_k = c1.selectbox("True class", range(len(classes)), format_func=classes.__getitem__, key=true_key)
-    pred_k = c2.selectbox("Predicted class", range(len(classes)), format_func=classes.__getitem__, key=pred_key)
+    true_k = c1.selectbox(_("True class"), range(len(classes)), format_func=classes.__getitem__, key=true_key)
+    pred_k = c2.selectbox(_("Predicted class"), range(len(classes)), format_func=classes.__getitem__, key=pred_key)
     if dataset is not None:
         idx = cell_indices(dataset.test_labels, run_answers(run, dataset), true_k, pred_k)
-        st.caption(
-            f"{int(report.confusion[true_k, pred_k])} test images are {classes[true_k]} and were "
-            f"predicted {classes[pred_k]}" + (f"; the first {len(idx)}:" if idx else ".")
+        cell = (
+            _("{count} test images are {true} and were predicted {predicted}; the first {shown}:")
+            if idx
+            else _("{count} test images are {true} and were predicted {predicted}.")
         )
+        count = int(report.confusion[true_k, pred_k])
+        st.caption(cell.format(count=count, true=classes[true_k], predicted=classes[pred_k], shown=len(idx)))
         if idx:
             st.image([upscale(dataset.test_images[i], 2) for i in idx], caption=[f"#{i}" for i in idx], width=56)
 
-st.subheader("Most confident mistakes (test set)")
+st.subheader(_("Most confident mistakes (test set)"))
 m = report.mistakes
 if m.empty:
-    st.success("No mistakes on the test set.")
+    st.success(_("No mistakes on the test set."))
 elif dataset is not None:
     st.image(
         [upscale(dataset.test_images[int(i)], 3) for i in m["index"]],
         caption=[
-            f"#{int(i)}: true {classes[int(t)]}, said {classes[int(p)]} ({q:.0%})"
+            _("#{index}: true {true}, said {said} ({probability:.0%})").format(
+                index=int(i), true=classes[int(t)], said=classes[int(p)], probability=q
+            )
             for i, t, p, q in m[["index", "true", "predicted", "probability"]].itertuples(index=False)
         ],
         width=110,
     )
-    with st.expander("What it looked at, mistake by mistake"):
+    with st.expander(_("What it looked at, mistake by mistake")):
         mistake_maps(run, dataset.test_images, m, classes)
 
-next_step("app_pages/5_Runs.py", "compare this run with others (Runs)")
+next_step("app_pages/5_Runs.py", _("compare this run with others (Runs)"))

@@ -14,6 +14,7 @@ from mnist_core.digits import (
     preprocess,
 )
 from mnist_core.explain import explain, heat_tile, top_two
+from mnist_core.i18n import _
 from mnist_core.outcomes import Ending
 from mnist_core.visual import square_tile
 from ui.charts import probability_figure
@@ -22,31 +23,38 @@ from ui.inside import DRAWN_KEY
 from ui.state import chosen_run
 from ui.why import HOW_TO_READ, method_choice
 
-st.title("Predict your own digit")
+st.title(_("Predict your own digit"))
 run = chosen_run(
-    "Model (a saved run)",
+    _("Model (a saved run)"),
     key="predict_run",
-    empty="There is no trained run yet. Train one on the **Train** page, then come back to try your handwriting.",
+    empty=_("There is no trained run yet. Train one on the **Train** page, then come back to try your handwriting."),
 )
 if run.meta.status == Ending.DIVERGED or not run.weights_finite:
     st.warning(
-        "This run diverged: its weights are not finite numbers (NaN), so its answers would mean nothing. "
-        "Choose another run."
+        _(
+            "This run diverged: its weights are not finite numbers (NaN), so its answers would mean nothing. "
+            "Choose another run."
+        )
     )
     st.stop()
 if run.config.dataset != "mnist":
-    st.info(f"This run was trained on {run.config.dataset}: it will answer with clothing classes, not digits.")
+    st.info(
+        _("This run was trained on {dataset}: it will answer with clothing classes, not digits.").format(
+            dataset=run.config.dataset
+        )
+    )
 
 try:
     from streamlit_drawable_canvas import st_canvas
 except Exception:  # optional, and it must not take the page down if it fails to load: upload always works
     st_canvas = None
 
-source = st.radio("Digit from", ["Upload an image", "Draw it"] if st_canvas else ["Upload an image"], horizontal=True)
+SOURCES = {"upload": _("Upload an image"), "draw": _("Draw it")}
+source = st.radio(_("Digit from"), list(SOURCES) if st_canvas else ["upload"], horizontal=True, format_func=SOURCES.get)
 image = None
 # load_image, digits_from_canvas and preprocess raise nothing but DigitError, whose message is for the user.
 try:
-    if source == "Draw it":
+    if source == "draw":
         drawn = st_canvas(
             stroke_width=18,
             stroke_color="#000000",
@@ -60,14 +68,17 @@ try:
         pixels = drawn.image_data
         # nothing drawn yet, or the pad reset (it is then white, not transparent): ask, do not call it an error
         if pixels is None or pixels[..., 3].max() == 0 or pixels[..., :3].min() >= 250:
-            st.info("Draw a digit in the box with the mouse or a finger.")
+            st.info(_("Draw a digit in the box with the mouse or a finger."))
         else:
             image = digits_from_canvas(drawn.image_data)
     else:
-        upload = st.file_uploader("A photo or scan of one digit (PNG or JPEG)", type=["png", "jpg", "jpeg"])
+        upload = st.file_uploader(_("A photo or scan of one digit (PNG or JPEG)"), type=["png", "jpg", "jpeg"])
         if upload is None:
             st.info(
-                "Upload a picture of a single handwritten digit: any size, any colours, dark on light or light on dark."
+                _(
+                    "Upload a picture of a single handwritten digit: any size, any colours, dark on light or "
+                    "light on dark."
+                )
             )
         else:
             image = load_image(upload.getvalue())
@@ -78,20 +89,23 @@ except DigitError as exc:
     st.error(str(exc))
     st.stop()
 
-st.subheader("Prepared the way MNIST was made")
+st.subheader(_("Prepared the way MNIST was made"))
 st.caption(
-    "Where the paper's light is uneven (a shadow across it), it is evened out first; then ink is told from "
-    "paper by a threshold chosen from this image's own histogram (Otsu's method): the third step."
+    _(
+        "Where the paper's light is uneven (a shadow across it), it is evened out first; then ink is told from "
+        "paper by a threshold chosen from this image's own histogram (Otsu's method): the third step."
+    )
 )
 st.session_state[DRAWN_KEY] = prepared.final.astype(np.uint8).tobytes()  # the Train page can follow it
 steps = prepared.steps()
 for column, (title, array) in zip(st.columns(len(steps)), steps):
-    column.image(square_tile(array), caption=title)
+    column.image(square_tile(array), caption=title)  # in the visitor's language
 
 probs = predict_digit(run.model, prepared.tensor()).numpy()
 classes = list(DATASETS[run.config.dataset])
+names = [_(c) for c in classes]  # Fashion-MNIST's class names in the visitor's language; digits stay digits
 best = int(probs.argmax())
-st.subheader(f"Prediction: {classes[best]} ({probs[best]:.0%} sure)")
+st.subheader(_("Prediction: {label} ({sure:.0%} sure)").format(label=names[best], sure=probs[best]))
 # How far to trust it: a low confidence; then how the drawing differs from MNIST's digits (measured on digits,
 # so said only of digit models), else whether anything the run learned from is near it at all (an "X")
 known = familiarity(run.config.dataset)
@@ -99,21 +113,27 @@ unlike = (look_warning(prepared.final) if run.config.dataset == "mnist" else Non
     known.warning(prepared.final) if known is not None else None
 )
 for warning in filter(None, [confidence_warning(probs, classes), unlike]):
-    st.warning(warning)
-st.plotly_chart(probability_figure(probs, classes), key="predict_probs")
+    st.warning(warning)  # made by the core, in the visitor's language
+st.plotly_chart(probability_figure(probs, names), key="predict_probs")
 
-st.subheader("What it looked at")
+st.subheader(_("What it looked at"))
 method = method_choice("why_method")
 for column, found in zip(
     st.columns(2), [explain(run.model, prepared.final, c, method) for c in top_two(run.model, prepared.final)]
 ):
     column.image(
         heat_tile(prepared.final, found.heat),
-        caption=f"{classes[found.target]} ({found.probability:.0%}): red speaks for it, blue against it",
+        caption=_("{label} ({share:.0%}): red speaks for it, blue against it").format(
+            label=names[found.target], share=found.probability
+        ),
     )
-st.caption(f"The answer and the runner-up. {HOW_TO_READ}")
-accuracy = "not measured" if run.meta.test_acc is None else f"{run.meta.test_acc:.2%}"
-st.caption(f"Run `{run.run_id}`: test accuracy {accuracy} on {run.config.dataset}.")  # no text from run.json
-st.caption("Follow this digit through the network while a run trains: **Train**, Watch one digit, from Predict.")
+st.caption(_("The answer and the runner-up. {how_to_read}").format(how_to_read=_(HOW_TO_READ)))
+accuracy = _("not measured") if run.meta.test_acc is None else f"{run.meta.test_acc:.2%}"
+st.caption(  # no text from run.json
+    _("Run `{run_id}`: test accuracy {accuracy} on {dataset}.").format(
+        run_id=run.run_id, accuracy=accuracy, dataset=run.config.dataset
+    )
+)
+st.caption(_("Follow this digit through the network while a run trains: **Train**, Watch one digit, from Predict."))
 
-next_step("app_pages/7_Tune.py", "let a search choose the knobs (Tune)")
+next_step("app_pages/7_Tune.py", _("let a search choose the knobs (Tune)"))

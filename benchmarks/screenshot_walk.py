@@ -1,13 +1,14 @@
 """A screenshot of every page at 1280 x 800, to look at by eye: nothing clipped, nothing ugly.
 
 Run by hand, never by the tests:
-    python benchmarks/screenshot_walk.py [--out /tmp/shots/pages9] [--checkout PATH] [--size 390x844]
+    python benchmarks/screenshot_walk.py [--out /tmp/shots/pages9] [--checkout PATH] [--size 390x844] [--lang zh_CN]
 
 It trains two runs on the embedded MNIST sample with the CLI (the tutorial's defaults, and ADAM at lr 1,
 which collapses to chance), starts ``streamlit run`` on them, and in headless Chromium with a 1280 x 800
 window saves each page (Home, Data, Model, Train, Report of both runs, Runs, Predict, and any other page in
 the sidebar) twice: as the window shows it (``NN-page.png``) and whole (``NN-page-full.png``).
-Prints each file it wrote.
+With ``--lang`` the browser asks for that language (its locale), and the walk finds the buttons by their
+translated names. Prints each file it wrote.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ from appserver import (  # noqa: E402
     wait_healthy,
 )
 from bench_report import settled  # noqa: E402
+
+sys.path.insert(0, str(ROOT))
+from mnist_core.i18n import _, using  # noqa: E402
 
 PAGES = ("Data", "Model", "Train", "Report", "Runs", "Predict", "Tune")
 RUNS = {"tutorial": [], "collapsed": ["--optimiser", "ADAM", "--lr", "1", "--epochs", "2"]}
@@ -62,7 +66,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("/tmp/shots/pages9"))
     parser.add_argument("--checkout", type=Path, default=ROOT, help="the project checkout to serve")
     parser.add_argument("--size", default="1280x800", help="the window, WIDTHxHEIGHT (a phone: 390x844)")
+    parser.add_argument("--lang", default="en", help="the browser's language: en or zh_CN")
     args = parser.parse_args()
+    with using(args.lang):
+        walk(args)
+
+
+def walk(args: argparse.Namespace) -> None:
     width, height = map(int, args.size.split("x"))
     from playwright.sync_api import sync_playwright
 
@@ -78,9 +88,12 @@ def main() -> None:
         wait_healthy(url, server)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_FLAGS)
-            page = returning_visitor(browser, url, viewport={"width": width, "height": height}).new_page()
+            locale = args.lang.replace("_", "-")
+            page = returning_visitor(
+                browser, url, viewport={"width": width, "height": height}, locale=locale
+            ).new_page()
             page.goto(url)
-            page.get_by_text("Test images").first.wait_for(timeout=120_000)
+            page.get_by_text(_("Test images")).first.wait_for(timeout=120_000)
             shoot(page, args.out, "00-home")
             # by address: a narrow window hides the sidebar and its links
             for i, name in enumerate(PAGES):
@@ -88,10 +101,10 @@ def main() -> None:
                 page.locator('[data-testid="stMain"] h1').first.wait_for(timeout=120_000)
                 shoot(page, args.out, f"{i + 1:02d}-{name.lower()}")
                 if name == "Train":  # and a run of the "Watch it diverge" preset, ended
-                    page.get_by_test_id("stMain").get_by_role("button", name="Presets").click()
-                    page.get_by_role("button", name="Watch it diverge", exact=True).click()
-                    page.get_by_role("button", name="Start training").click()
-                    page.get_by_placeholder("Name this run (Runs shows it)").wait_for(timeout=120_000)
+                    page.get_by_test_id("stMain").get_by_role("button", name=_("Presets")).click()
+                    page.get_by_role("button", name=_("Watch it diverge"), exact=True).click()
+                    page.get_by_role("button", name=_("Start training")).click()
+                    page.get_by_placeholder(_("Name this run (Runs shows it)")).wait_for(timeout=120_000)
                     shoot(page, args.out, f"{i + 1:02d}-{name.lower()}-ended")
                 if name == "Report":  # the other run too: the collapsed one is shown first (newest)
                     page.get_by_test_id("stMain").get_by_role("combobox").first.click()

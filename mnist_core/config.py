@@ -5,6 +5,7 @@ a run will read. The CLI flags, the Train page, the run folder and the trainer a
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import torch
 
 from .data import DATASETS
+from .i18n import N_, _
 from .model import ACTIVATIONS, INIT_STYLES, TUTORIAL_CHANNELS
 
 MAX_WIDTH = 256  # channels of one conv layer: 256,256,256,256 is 1.5 M parameters, still trainable on a CPU
@@ -21,7 +23,9 @@ def parse_channels(text: str) -> tuple[int, ...]:
     """ "8,16,32,32" -> (8, 16, 32, 32); ValueError unless four whole numbers from 1 to MAX_WIDTH."""
     parts = [p.strip() for p in str(text).split(",")]
     if len(parts) != 4 or not all(p.isdigit() and 1 <= int(p) <= MAX_WIDTH for p in parts):
-        raise ValueError(f"conv widths must be four whole numbers from 1 to {MAX_WIDTH}, like 8,16,32,32")
+        raise ValueError(
+            _("conv widths must be four whole numbers from 1 to {most}, like 8,16,32,32").format(most=MAX_WIDTH)
+        )
     return tuple(int(p) for p in parts)
 
 
@@ -34,10 +38,10 @@ def _channels_problem(value: Any) -> str | None:
 
 
 OPTIMISERS = ("Descent", "Momentum", "ADAM")  # as the tutorial names them
-LOOP_STYLES = {
-    "train!": "High level: Flux.train!(loss, ps, data, opt)",
-    "gradient": "Hand-written loop: gradient(), then update!(opt, ps, gs)",
-    "manual": "Update by hand: p .-= lr .* gs[p] (Descent only)",
+LOOP_STYLES = {  # shown with _(): LOOP_STYLES[style] is English
+    "train!": N_("High level: Flux.train!(loss, ps, data, opt)"),
+    "gradient": N_("Hand-written loop: gradient(), then update!(opt, ps, gs)"),
+    "manual": N_("Update by hand: p .-= lr .* gs[p] (Descent only)"),
 }
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -46,8 +50,8 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 class Knob:
     """One definition of a config field for every place that offers it: the CLI flags, the Train page."""
 
-    label: str  # what the page calls it
-    help: str  # one line for --help and the widget's tooltip
+    label: str  # what the page calls it (English, marked N_: shown with _())
+    help: str  # one line for --help and the widget's tooltip (the same)
     choices: tuple | None = None  # allowed values, in the order offered
     low: float | None = None  # inclusive range of a number
     high: float | None = None
@@ -71,11 +75,11 @@ def knob(default: Any, **spec: Any) -> Any:
 class TrainConfig:
     """Every knob the tutorial turns, with the tutorial's defaults; each field's ``Knob`` says how it may be set."""
 
-    dataset: str = knob("mnist", label="Data set", help="data set to train on", choices=tuple(DATASETS))
+    dataset: str = knob("mnist", label=N_("Data set"), help=N_("data set to train on"), choices=tuple(DATASETS))
     lr: float = knob(
         0.1,
-        label="Learning rate (log scale)",
-        help="learning rate; the tutorial uses Descent(0.1)",
+        label=N_("Learning rate (log scale)"),
+        help=N_("learning rate; the tutorial uses Descent(0.1)"),
         low=1e-7,
         high=1e9,  # the page offers 1e-5 ... 10; beyond, only the CLI (a learner can still make the loss NaN)
         log=True,
@@ -83,72 +87,80 @@ class TrainConfig:
         live=True,
     )
     epochs: int = knob(
-        10, label="Epochs", help="passes over the training set (the tutorial's @epochs 10)", low=1, high=100
+        10, label=N_("Epochs"), help=N_("passes over the training set (the tutorial's @epochs 10)"), low=1, high=100
     )
     batch_size: int = knob(
         128,
-        label="Batch size",
-        help="images per batch (the tutorial's DataLoader batchsize 128)",
+        label=N_("Batch size"),
+        help=N_("images per batch (the tutorial's DataLoader batchsize 128)"),
         low=1,
         high=4096,
         offer=(8, 16, 32, 64, 128, 256, 512, 1024, 2048),
     )
     optimiser: str = knob(
         "Descent",
-        label="Optimiser",
-        help="Descent is plain gradient descent; the article names Momentum and ADAM as better",
+        label=N_("Optimiser"),
+        help=N_("Descent is plain gradient descent; the article names Momentum and ADAM as better"),
         choices=OPTIMISERS,
     )
     momentum: float = knob(
         0.9,
-        label="Momentum",
-        help="Momentum's rho and ADAM's beta1 (how much of the last update carries on); Descent has none",
+        label=N_("Momentum"),
+        help=N_("Momentum's rho and ADAM's beta1 (how much of the last update carries on); Descent has none"),
         low=0.0,
         high=0.99,
         live=True,
     )
     loop: str = knob(
         "train!",
-        label="Loop style",
-        help="train! (high level), gradient (hand-written loop) or manual (p -= lr * grad, Descent only)",
+        label=N_("Loop style"),
+        help=N_("train! (high level), gradient (hand-written loop) or manual (p -= lr * grad, Descent only)"),
         choices=tuple(LOOP_STYLES),
     )
-    seed: int = knob(0, label="Seed", help="seed of the initial weights and batch order", low=0, high=2**31 - 1)
-    device: str = knob("auto", label="Device", help="auto picks CUDA, then MPS, then CPU", choices=DEVICES)
+    seed: int = knob(0, label=N_("Seed"), help=N_("seed of the initial weights and batch order"), low=0, high=2**31 - 1)
+    device: str = knob("auto", label=N_("Device"), help=N_("auto picks CUDA, then MPS, then CPU"), choices=DEVICES)
     init: str = knob(
         "flux",
-        label="Initial weights",
-        help="flux (Glorot-uniform, zero bias) or pytorch (its defaults)",
+        label=N_("Initial weights"),
+        help=N_("flux (Glorot-uniform, zero bias) or pytorch (its defaults)"),
         choices=INIT_STYLES,
     )
     channels: str = knob(
         ",".join(map(str, TUTORIAL_CHANNELS)),
-        label="Conv widths",
-        help="output channels of the four conv layers, comma-separated; the tutorial's Chain has 8,16,32,32",
+        label=N_("Conv widths"),
+        help=N_("output channels of the four conv layers, comma-separated; the tutorial's Chain has 8,16,32,32"),
         check=_channels_problem,
     )
     activation: str = knob(
-        "relu", label="Activation", help="the conv layers' activation; the tutorial's is relu", choices=ACTIVATIONS
+        "relu",
+        label=N_("Activation"),
+        help=N_("the conv layers' activation; the tutorial's is relu"),
+        choices=ACTIVATIONS,
     )
     batch_norm: bool = knob(
-        False, label="Batch norm", help="batch normalisation after each convolution (not in the tutorial)"
+        False, label=N_("Batch norm"), help=N_("batch normalisation after each convolution (not in the tutorial)")
     )
     dropout: float = knob(
-        0.0, label="Dropout", help="share of the dense layer's inputs dropped while training (0 = none)", low=0.0,
+        0.0,
+        label=N_("Dropout"),
+        help=N_("share of the dense layer's inputs dropped while training (0 = none)"),
+        low=0.0,
         high=0.9,
-    )  # fmt: skip
+    )
     record_every: int = knob(
         0,
-        label="Loss on the whole train set every N batches (0 = off)",
-        help="the tutorial's callback: loss over the whole train set every N batches (0 = off); costly",
+        label=N_("Loss on the whole train set every N batches (0 = off)"),
+        help=N_("the tutorial's callback: loss over the whole train set every N batches (0 = off); costly"),
         low=0,
         high=100_000,
     )
     validation: float = knob(
         0.0,
-        label="Validation share",
-        help="share of the training set held out (the same images for every seed) to choose hyperparameters on, "
-        "never on the test set; 0 = none",
+        label=N_("Validation share"),
+        help=N_(
+            "share of the training set held out (the same images for every seed) to choose hyperparameters on, "
+            "never on the test set; 0 = none"
+        ),
         low=0.0,
         high=0.5,
     )
@@ -161,9 +173,9 @@ class TrainConfig:
         """Raise ValueError with a message a user can act on."""
         problems = [p for f in fields(self) if (p := check_knob(f.name, getattr(self, f.name)))]
         if self.loop == "manual" and self.optimiser != "Descent":
-            problems.append("the update by hand (p .-= lr .* grad) is plain Descent; choose Descent or another loop")
+            problems.append(_("the update by hand (p .-= lr .* grad) is plain Descent; choose Descent or another loop"))
         if problems:
-            raise ValueError("; ".join(problems) + ".")
+            raise ValueError(problems_sentence(problems))
 
     def network(self) -> dict:
         """The network's shape, as ``model.build_model`` takes it."""
@@ -187,28 +199,39 @@ CONFIG_FIELDS = {f.name: f for f in fields(TrainConfig)}
 NETWORK_KNOBS = ("channels", "activation", "batch_norm", "dropout")  # the network's shape; the rest is training
 
 
+def problems_sentence(problems: list[str]) -> str:
+    """Problems as one sentence, in the language in use: "a; b." in English."""
+    return _("{problems}.").format(problems=_("; ").join(problems))
+
+
 def check_knob(name: str, value: Any) -> str | None:
     """What is wrong with ``value`` for the config field ``name``, or None if it is allowed."""
     k = TrainConfig.knob(name)
     default = CONFIG_FIELDS[name].default
-    name = k.label.split(" (")[0].lower()  # "learning rate", "batch size": the words the learner sees
+    # "learning rate", "batch size": the words the learner sees (a translation's brackets may be full-width, and
+    # its case is its own)
+    label = _(k.label)
+    name = re.split(r" \(|（", label)[0]
+    name = name.lower() if label == k.label else name
     if k.choices is not None:
-        return None if value in k.choices else f"{name} must be one of {', '.join(map(str, k.choices))}"
+        if value in k.choices:
+            return None
+        return _("{name} must be one of {choices}").format(name=name, choices=", ".join(map(str, k.choices)))
     if k.check is not None:
         return k.check(value)
     if isinstance(default, bool):
-        return None if isinstance(value, bool) else f"{name} must be true or false"
+        return None if isinstance(value, bool) else _("{name} must be true or false").format(name=name)
     if isinstance(default, (int, float)) and not isinstance(value, bool):
         try:
             number = float(value)
         except (TypeError, ValueError):
-            return f"{name} must be a number"
+            return _("{name} must be a number").format(name=name)
         if isinstance(default, int) and number != int(number):
-            return f"{name} must be a whole number"
+            return _("{name} must be a whole number").format(name=name)
         if not (math.isfinite(number) and k.low <= number <= k.high):
-            return f"{name} must be between {k.low:g} and {k.high:g}"
+            return _("{name} must be between {low:g} and {high:g}").format(name=name, low=k.low, high=k.high)
         return None
-    return f"{name} has the wrong type"
+    return _("{name} has the wrong type").format(name=name)
 
 
 def nearest_offer(name: str, value: float) -> float:
@@ -244,13 +267,17 @@ def over_budget(config: TrainConfig, n_train: int, n_test: int, most: int) -> st
     if total <= most:
         return None
     if parts["recorder"] > parts["training"]:
-        fix = "record the whole-train-set loss less often (a larger N), or turn it off"
+        message = _(
+            "This run would process {total:,} images ({recorder:,} of them for the loss recorder); this server allows "
+            "{most:,} per run so that every visitor gets a turn: record the whole-train-set loss less often (a larger "
+            "N), or turn it off."
+        )
     else:
-        fix = "train fewer epochs"
-    return (
-        f"This run would process {total:,} images ({parts['recorder']:,} of them for the loss recorder); "
-        f"this server allows {most:,} per run so that every visitor gets a turn: {fix}."
-    )
+        message = _(
+            "This run would process {total:,} images ({recorder:,} of them for the loss recorder); this server allows "
+            "{most:,} per run so that every visitor gets a turn: train fewer epochs."
+        )
+    return message.format(total=total, recorder=parts["recorder"], most=most)
 
 
 def batch_bounds(n_train: int, batch_size: int) -> list[tuple[int, int]]:

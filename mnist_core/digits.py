@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
+from .i18n import N_, _
 from .model import as_input, evaluating
 
 # Only the everyday raster formats: Pillow's other plugins (EPS runs Ghostscript, for one) are attack surface.
@@ -45,10 +46,13 @@ MNIST_INK_SHARE = (0.025, 0.30)  # share of the 28x28 field brighter than 127: m
 MNIST_WIDEST = 1.45  # the ink's width over its height: median 0.8 (taller than wide), 99.5% at most 1.43
 MNIST_CENTRE_OFF = 0.5  # px between the centre of mass and the field's centre (MNIST's own rounding)
 BOX, FIELD = 20, 28
-NO_DIGIT = "No digit found: the image is blank or a single colour. Draw or upload a digit, dark on light or vice versa."
-TOO_LARGE = "The image is far too large to open safely. Crop or shrink it and try again."
-UNREADABLE = "This image could not be processed. Save it again as PNG or JPEG, or try another picture."
-OUT_OF_MEMORY = "The image needs more memory than this server can spare. Crop or shrink it and try again."
+# A DigitError's message is in the language in use (raised with _(...)); these are English, marked here.
+NO_DIGIT = N_(
+    "No digit found: the image is blank or a single colour. Draw or upload a digit, dark on light or vice versa."
+)
+TOO_LARGE = N_("The image is far too large to open safely. Crop or shrink it and try again.")
+UNREADABLE = N_("This image could not be processed. Save it again as PNG or JPEG, or try another picture.")
+OUT_OF_MEMORY = N_("The image needs more memory than this server can spare. Crop or shrink it and try again.")
 
 Params = ParamSpec("Params")
 Result = TypeVar("Result")
@@ -68,9 +72,9 @@ def _user_errors(func: Callable[Params, Result]) -> Callable[Params, Result]:
         except DigitError:
             raise
         except MemoryError as exc:
-            raise DigitError(OUT_OF_MEMORY) from exc
+            raise DigitError(_(OUT_OF_MEMORY)) from exc
         except Exception as exc:  # a Pillow or numpy surprise on a malformed image: plain words, never its text
-            raise DigitError(UNREADABLE) from exc
+            raise DigitError(_(UNREADABLE)) from exc
 
     return wrapper
 
@@ -141,28 +145,30 @@ def load_image(data: bytes, max_pixels: int = 25_000_000) -> Image.Image:
     at reduced scale, and the image is shrunk to ``WORK_SIZE`` right after decoding.
     """
     if not data:
-        raise DigitError("The file is empty: upload a PNG or JPEG image of a digit.")
+        raise DigitError(_("The file is empty: upload a PNG or JPEG image of a digit."))
     try:
         img = Image.open(io.BytesIO(data), formats=FORMATS)  # reads the header only
     except UnidentifiedImageError as exc:
-        raise DigitError("This file is not an image we can read; upload a PNG or JPEG image.") from exc
+        raise DigitError(_("This file is not an image we can read; upload a PNG or JPEG image.")) from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # Pillow's own, global limit
-        raise DigitError(TOO_LARGE) from exc
+        raise DigitError(_(TOO_LARGE)) from exc
     except (OSError, SyntaxError, ValueError) as exc:
-        raise DigitError("The image file is damaged or truncated; save it again and re-upload.") from exc
+        raise DigitError(_("The image file is damaged or truncated; save it again and re-upload.")) from exc
     w, h = img.size
     if w * h > max_pixels:  # our own limit, checked before a single pixel is decoded
         raise DigitError(
-            f"The image is {w:,} x {h:,} pixels ({w * h / 1e6:.0f} megapixels); the limit is "
-            f"{max_pixels / 1e6:g} megapixels. Crop or shrink it and try again."
+            _(
+                "The image is {width:,} x {height:,} pixels ({megapixels:.0f} megapixels); the limit is {most:g} "
+                "megapixels. Crop or shrink it and try again."
+            ).format(width=w, height=h, megapixels=w * h / 1e6, most=max_pixels / 1e6)
         )
     img.draft("L" if img.mode == "L" else "RGB", (2 * WORK_SIZE, 2 * WORK_SIZE))  # JPEG: decode at reduced size
     try:
         img.load()  # decode now, so a truncated or corrupt file fails here and not halfway through preprocessing
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise DigitError(TOO_LARGE) from exc
+        raise DigitError(_(TOO_LARGE)) from exc
     except (OSError, SyntaxError, ValueError) as exc:
-        raise DigitError("The image file is damaged or truncated; save it again and re-upload.") from exc
+        raise DigitError(_("The image file is damaged or truncated; save it again and re-upload.")) from exc
     img = _shrink(img, WORK_SIZE)  # at once: the full-size decode is let go before any other copy is made
     try:
         img = ImageOps.exif_transpose(img)  # phone photos are stored sideways with an orientation tag
@@ -171,7 +177,8 @@ def load_image(data: bytes, max_pixels: int = 25_000_000) -> Image.Image:
     try:
         return _flatten(img)
     except ValueError as exc:  # a colour mode Pillow cannot convert
-        raise DigitError(f"The image's colour mode {img.mode} is not supported; save it as PNG or JPEG.") from exc
+        message = _("The image's colour mode {mode} is not supported; save it as PNG or JPEG.")
+        raise DigitError(message.format(mode=img.mode)) from exc
 
 
 @_user_errors
@@ -181,9 +188,9 @@ def digits_from_canvas(rgba: np.ndarray, max_pixels: int = 25_000_000) -> Image.
     if a.ndim != 3 or a.shape[2] not in (3, 4):
         raise DigitError(f"expected an (H, W, 4) RGBA canvas, got an array of shape {a.shape}.")
     if a.shape[0] * a.shape[1] > max_pixels:
-        raise DigitError(TOO_LARGE)
+        raise DigitError(_(TOO_LARGE))
     if a.size == 0:
-        raise DigitError(NO_DIGIT)
+        raise DigitError(_(NO_DIGIT))
     if a.dtype != np.uint8:  # some canvases hand back floats, in 0-1 or 0-255
         a = np.nan_to_num(a.astype(np.float32))
         a = np.clip(np.rint(a * (255 if a.max(initial=0) <= 1 else 1)), 0, 255).astype(np.uint8)
@@ -209,14 +216,20 @@ class Preprocessed:
 
     def steps(self) -> list[tuple[str, np.ndarray]]:
         """(title, array) of each step in order, for display."""
-        inverted = "Inverted: ink bright on dark" if self.was_inverted else "Already ink bright on dark"
+        inverted = {
+            (True, False): _("Inverted: ink bright on dark"),
+            (True, True): _("Inverted: ink bright on dark, shadow evened out"),
+            (False, False): _("Already ink bright on dark"),
+            (False, True): _("Already ink bright on dark, shadow evened out"),
+        }[self.was_inverted, self.evened]
+        height, width = self.fitted.shape
         return [
-            ("Greyscale", self.grey),
-            (inverted + (", shadow evened out" if self.evened else ""), self.inverted),
-            (f"Ink: brighter than {self.threshold} (Otsu)", self.ink),
-            ("Cropped to the ink", self.cropped),
-            (f"Scaled to {BOX} px ({self.fitted.shape[1]}x{self.fitted.shape[0]})", self.fitted),
-            (f"Centred by mass in {FIELD}x{FIELD}", self.final),
+            (_("Greyscale"), self.grey),
+            (inverted, self.inverted),
+            (_("Ink: brighter than {threshold} (Otsu)").format(threshold=self.threshold), self.ink),
+            (_("Cropped to the ink"), self.cropped),
+            (_("Scaled to {box} px ({width}x{height})").format(box=BOX, width=width, height=height), self.fitted),
+            (_("Centred by mass in {field}x{field}").format(field=FIELD), self.final),
         ]
 
     def tensor(self) -> torch.Tensor:
@@ -298,7 +311,7 @@ def _crop_ink(inverted: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
         cropped = np.rint(ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]).astype(np.uint8)
         if cropped.any():
             return cropped, threshold, mask.astype(np.uint8) * 255
-    raise DigitError(NO_DIGIT)
+    raise DigitError(_(NO_DIGIT))
 
 
 def _fit(cropped: np.ndarray) -> np.ndarray:
@@ -318,7 +331,7 @@ def _centre(fitted: np.ndarray) -> np.ndarray:
     rows, cols = np.indices(fitted.shape)
     total = weights.sum()
     if not total > 0:  # no ink left to weigh (also catches NaN): there is no centre of mass to use
-        raise DigitError(NO_DIGIT)
+        raise DigitError(_(NO_DIGIT))
     cy, cx = (weights * rows).sum() / total, (weights * cols).sum() / total
     h, w = fitted.shape
     top = min(max(int(np.floor(FIELD / 2 - cy + 0.5)), 0), FIELD - h)  # floor(x + .5): no banker's rounding
@@ -332,7 +345,7 @@ def _centre(fitted: np.ndarray) -> np.ndarray:
 def preprocess(image: Image.Image) -> Preprocessed:
     """MNIST's framing of ``image``: greyscale, ink bright, cropped, 20 px, centred by mass in 28x28."""
     if min(image.size) < 1:
-        raise DigitError(NO_DIGIT)
+        raise DigitError(_(NO_DIGIT))
     img = _flatten(_shrink(image, WORK_SIZE)).convert("L")
     grey = np.asarray(img, dtype=np.uint8)
     # Ink is whatever lies further from the paper's tone: dark ink on light (even dim grey) paper is inverted,
@@ -389,10 +402,16 @@ def confidence_warning(probs: np.ndarray | torch.Tensor, classes: list[str] | tu
     if p[best] >= LOW_CONFIDENCE:
         return None
     runner_up = int(np.argsort(p)[-2])
-    return (
-        f"Not sure: {p[best]:.0%} for {classes[best]}, {p[runner_up]:.0%} for {classes[runner_up]}. "
-        f"On MNIST's own test digits, answers under {LOW_CONFIDENCE:.0%} sure were right only "
-        f"{RIGHT_BELOW_LOW:.0%} of the time."
+    return _(
+        "Not sure: {best:.0%} for {best_class}, {second:.0%} for {second_class}. On MNIST's own test digits, answers "
+        "under {low:.0%} sure were right only {right:.0%} of the time."
+    ).format(
+        best=p[best],
+        best_class=_(classes[best]),
+        second=p[runner_up],
+        second_class=_(classes[runner_up]),
+        low=LOW_CONFIDENCE,
+        right=RIGHT_BELOW_LOW,
     )
 
 
@@ -403,30 +422,36 @@ def look_warning(final: np.ndarray) -> str | None:
     looks = []
     if share > high:
         looks.append(
-            f"it has more ink ({share:.0%} of the field) than almost any MNIST digit (at most {high:.0%}): "
-            "a thick pen, a filled shape, or a shadow or paper edge taken for ink"
+            _(
+                "it has more ink ({share:.0%} of the field) than almost any MNIST digit (at most {most:.0%}): a thick "
+                "pen, a filled shape, or a shadow or paper edge taken for ink"
+            ).format(share=share, most=high)
         )
     elif share < low:
         looks.append(
-            f"it has less ink ({share:.1%} of the field) than almost any MNIST digit (at least {low:.1%}): "
-            "a thin pen, or a faint stroke; write bolder"
+            _(
+                "it has less ink ({share:.1%} of the field) than almost any MNIST digit (at least {least:.1%}): a thin "
+                "pen, or a faint stroke; write bolder"
+            ).format(share=share, least=low)
         )
     if aspect > MNIST_WIDEST:
         looks.append(
-            f"it is {aspect:.1f}x as wide as tall, wider than MNIST's digits (at most {MNIST_WIDEST}x): "
-            "two digits, or one lying on its side"
+            _(
+                "it is {aspect:.1f}x as wide as tall, wider than MNIST's digits (at most {most}x): two digits, or one "
+                "lying on its side"
+            ).format(aspect=aspect, most=MNIST_WIDEST)
         )
     if off > 1.0:
         looks.append(
-            f"its centre of mass sits {off:.1f} px off the centre, where MNIST's sit within {MNIST_CENTRE_OFF} px"
+            _("its centre of mass sits {off:.1f} px off the centre, where MNIST's sit within {most} px").format(
+                off=off, most=MNIST_CENTRE_OFF
+            )
         )
     if not looks:
         return None
-    return (
-        "This does not look like an MNIST digit, so the answer may be a guess however sure it seems: "
-        + "; ".join(looks)
-        + "."
-    )
+    return _(
+        "This does not look like an MNIST digit, so the answer may be a guess however sure it seems: {looks}."
+    ).format(looks=_("; ").join(looks))
 
 
 # A drawing is "unfamiliar" when its NEAREST_K-th nearest training image (pixels, Euclidean) is farther than it is
@@ -465,11 +490,11 @@ class Familiarity:
         d = self.distance(image_28)
         if d <= self.limit:
             return None
-        return (
-            f"This does not look like anything the network learned from: no training image is near it "
-            f"(distance {d:.1f}, where {FAMILIAR_SHARE:.1%} of real test images are within {self.limit:.1f}). "
-            "The network must still pick one of its classes, so its answer is a guess however sure it looks."
-        )
+        return _(
+            "This does not look like anything the network learned from: no training image is near it (distance "
+            "{distance:.1f}, where {share:.1%} of real test images are within {limit:.1f}). The network must still "
+            "pick one of its classes, so its answer is a guess however sure it looks."
+        ).format(distance=d, share=FAMILIAR_SHARE, limit=self.limit)
 
 
 def _kth_nearest(queries: torch.Tensor, train: torch.Tensor, norms: torch.Tensor) -> torch.Tensor:

@@ -22,12 +22,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .i18n import N_
 from .model import ACTIVATION_FUNCTIONS, as_input, evaluating
 
-METHODS = {
-    "saliency": "Saliency (gradient)",
-    "integrated_gradients": "Integrated Gradients",
-    "occlusion": "Occlusion (4x4 patches)",
+METHODS = {  # English, marked N_: shown with _(METHODS[method])
+    "saliency": N_("Saliency (gradient)"),
+    "integrated_gradients": N_("Integrated Gradients"),
+    "occlusion": N_("Occlusion (4x4 patches)"),
 }
 IG_STEPS = 32  # points on the path from the blank image: the shares then add up to within 1% of the change
 PATCH, STRIDE = 4, 2  # occlusion's blanked patch and its step, in pixels of the 28x28 input

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from .history import EpochMetrics
+from .i18n import _
 from .model import ConvLayer, TutorialCNN
 from .train import Callback, Trainer
 
@@ -175,7 +176,7 @@ class HealthMonitor(Callback):
         pending["before"] = [w.detach().clone() for w in pending["weights"]]
         pending["grad"] = [None] * len(layers)  # ||g|| per layer, a 0-d tensor (no sync in the hook)
         pending["fired"] = [None] * len(layers)  # per ReLU layer: (C,) True where the channel fired
-        for i, (_, module) in enumerate(layers):
+        for i, (_name, module) in enumerate(layers):
             pending["handles"].append(_weight(module).register_hook(self._grad_hook(pending, i)))
             if isinstance(module, ConvLayer):
                 pending["handles"].append(module.register_forward_hook(self._relu_hook(pending, i)))
@@ -232,7 +233,9 @@ class HealthMonitor(Callback):
 
 
 def _and(names: list[str]) -> str:
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    if len(names) == 1:
+        return names[0]
+    return _("{names} and {last}").format(names=_(", ").join(names[:-1]), last=names[-1])
 
 
 def health_flags(stats: HealthStats, loss: float | None = None) -> list[str]:
@@ -242,40 +245,54 @@ def health_flags(stats: HealthStats, loss: float | None = None) -> list[str]:
     broken = [n for n, h in layers.items() if not all(map(math.isfinite, (h.grad_norm, h.weight_norm)))]
     if broken:
         return [
-            f"the gradients or weights of {_and(broken)} are no longer finite numbers: the run has blown up; "
-            "lower the learning rate (for example 10x)"
+            _(
+                "the gradients or weights of {layers} are no longer finite numbers: the run has blown up; lower the "
+                "learning rate (for example 10x)"
+            ).format(layers=_and(broken))
         ]
     flags = []
     dead = [n for n, h in layers.items() if h.dead_share is not None and h.dead_share >= 1]
     if dead:
         flags.append(
-            f"every ReLU in {_and(dead)} is dead (it outputs 0 for every image): the learning rate is too high, "
-            "and no gradient flows back through a dead layer, so the network cannot recover; start again with a "
-            "lower learning rate"
+            _(
+                "every ReLU in {layers} is dead (it outputs 0 for every image): the learning rate is too high, and no "
+                "gradient flows back through a dead layer, so the network cannot recover; start again with a lower "
+                "learning rate"
+            ).format(layers=_and(dead))
         )
     for name, h in layers.items():
         if h.dead_share is not None and DEAD_MANY <= h.dead_share < 1:
             flags.append(
-                f"{h.dead_share:.0%} of the ReLUs in {name} are dead (they output 0 for every image of the batch): "
-                "the learning rate may be too high"
+                _(
+                    "{share:.0%} of the ReLUs in {layer} are dead (they output 0 for every image of the batch): the "
+                    "learning rate may be too high"
+                ).format(share=h.dead_share, layer=name)
             )
     exploding = [n for n, h in layers.items() if h.grad_norm > EXPLODING_GRAD]
     if exploding:
         worst = max(layers[n].grad_norm for n in exploding)
-        flags.append(f"the gradients are exploding (norm {worst:.0e} in {_and(exploding)}): lower the learning rate")
+        flags.append(
+            _("the gradients are exploding (norm {norm:.0e} in {layers}): lower the learning rate").format(
+                norm=worst, layers=_and(exploding)
+            )
+        )
     jumps = {n: h.update_ratio for n, h in layers.items() if h.update_ratio > JUMP_RATIO}
     if jumps:
         name = max(jumps, key=jumps.get)
         flags.append(
-            f"one step changed the weights of {name} by {jumps[name]:.0%}, more than their own size: the learning "
-            "rate is too high, the loss will jump around or the ReLUs will die"
+            _(
+                "one step changed the weights of {layer} by {change:.0%}, more than their own size: the learning rate "
+                "is too high, the loss will jump around or the ReLUs will die"
+            ).format(layer=name, change=jumps[name])
         )
     ratios = [h.update_ratio for h in layers.values() if math.isfinite(h.update_ratio)]
     converged = loss is not None and loss < CONVERGED_LOSS
     if not dead and ratios and max(ratios) < STALLED_RATIO and not converged:
         flags.append(
-            f"updates are {max(ratios):.0e} of the weights: learning is stalled; raise the learning rate "
-            "(about 1e-3 of the weights per step is a healthy pace)"
+            _(
+                "updates are {ratio:.0e} of the weights: learning is stalled; raise the learning rate (about 1e-3 of "
+                "the weights per step is a healthy pace)"
+            ).format(ratio=max(ratios))
         )
     return flags
 
@@ -284,13 +301,13 @@ def health_summary(stats: HealthStats, loss: float | None = None) -> str:
     """What a step with no warning looks like, in its own numbers (the table's), for the learner."""
     ratios = [h.update_ratio for h in stats.layers.values() if math.isfinite(h.update_ratio)]
     if loss is not None and loss < CONVERGED_LOSS:
-        return (
-            f"Nothing looks wrong: the batch loss is {loss:.1g}, so the model fits its training batches and the steps "
+        return _(
+            "Nothing looks wrong: the batch loss is {loss:.1g}, so the model fits its training batches and the steps "
             "are small; watch the test accuracy, not the training loss, from here."
-        )
+        ).format(loss=loss)
     if not ratios:
-        return "Nothing looks wrong."
-    return (
-        f"Nothing looks wrong: each step moves the layers' weights by {min(ratios):.1e} to {max(ratios):.1e} of their "
-        f"size, between a stall (under {STALLED_RATIO:.0e}) and a jump (over {JUMP_RATIO:.0%})."
-    )
+        return _("Nothing looks wrong.")
+    return _(
+        "Nothing looks wrong: each step moves the layers' weights by {low:.1e} to {high:.1e} of their size, between "
+        "a stall (under {stall:.0e}) and a jump (over {jump:.0%})."
+    ).format(low=min(ratios), high=max(ratios), stall=STALLED_RATIO, jump=JUMP_RATIO)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from .i18n import _
 from .outcomes import RUNNING
 
 
@@ -94,16 +95,23 @@ class History:
     def progress(self, epochs: int) -> tuple[float, str]:
         """(share done, the line under the live chart): epoch, step, speed and, while it runs, the time left."""
         left = self.seconds_left
-        state = f"paused at step {self.step}" if self.paused else f"step {self.step}/{self.total_steps}"
-        text = f"epoch {self.epoch}/{epochs} · {state} · {self.images_per_sec:,.0f} images/s"
-        if left is not None and not self.paused:
-            text += f" · about {left:.0f} s left"
+        values = {"epoch": self.epoch, "epochs": epochs, "step": self.step, "total": self.total_steps}
+        values["speed"] = self.images_per_sec
+        if self.paused:
+            text = _("epoch {epoch}/{epochs} · paused at step {step} · {speed:,.0f} images/s").format(**values)
+        elif left is None:
+            text = _("epoch {epoch}/{epochs} · step {step}/{total} · {speed:,.0f} images/s").format(**values)
+        else:
+            text = _("epoch {epoch}/{epochs} · step {step}/{total} · {speed:,.0f} images/s · about {left:.0f} s left")
+            text = text.format(**values, left=left)
         return min(self.step / max(self.total_steps, 1), 1.0), text
 
 
 def epoch_line(e: EpochMetrics) -> str:
     """The line under the live chart after an epoch."""
-    return f"after epoch {e.epoch}: test accuracy {e.test_acc:.2%}, train loss {e.train_loss:.4f}"
+    return _("after epoch {epoch}: test accuracy {accuracy:.2%}, train loss {loss:.4f}").format(
+        epoch=e.epoch, accuracy=e.test_acc, loss=e.train_loss
+    )
 
 
 def plateau_warning(epochs: list[EpochMetrics], classes: int = 10) -> str | None:
@@ -118,11 +126,16 @@ def plateau_warning(epochs: list[EpochMetrics], classes: int = 10) -> str | None
     last = epochs[-1]
     chance = 1.5 / classes
     if last.train_loss > math.log(classes) - 0.05 and last.test_acc < chance and last.train_acc < chance:
-        return (
-            f"After {last.epoch} epoch(s) the loss is {last.train_loss:.3f}, no better than the ln({classes}) = "
-            f"{math.log(classes):.3f} of a blind guess, and test accuracy {last.test_acc:.0%} is chance level. "
-            "Either the run is still on the initial plateau (the tutorial notes this for Descent at lr 0.1: "
-            "give it more epochs), or the learning rate is "
-            "so high that every ReLU has died and nothing can be learned any more: try a lower learning rate."
+        return _(
+            "After {epochs} epoch(s) the loss is {loss:.3f}, no better than the ln({classes}) = {chance_loss:.3f} of "
+            "a blind guess, and test accuracy {accuracy:.0%} is chance level. Either the run is still on the initial "
+            "plateau (the tutorial notes this for Descent at lr 0.1: give it more epochs), or the learning rate is so "
+            "high that every ReLU has died and nothing can be learned any more: try a lower learning rate."
+        ).format(
+            epochs=last.epoch,
+            loss=last.train_loss,
+            classes=classes,
+            chance_loss=math.log(classes),
+            accuracy=last.test_acc,
         )
     return None

@@ -28,6 +28,9 @@ DOMAIN = "mnist"
 LOCALES = Path(__file__).parent / "locales"
 _language: contextvars.ContextVar[str] = contextvars.ContextVar("language", default=DEFAULT)
 _PLACEHOLDER = re.compile(r"\{(\w+)(?:![rsa])?(?::[^{}]*)?\}")
+# In a saved message, a placeholder stands for one word or number ("8,000,000", "0.01"), except these, which
+# may hold a phrase: so that a short message ("step {step}") never swallows a sentence that starts like it.
+_PHRASES = {"message", "reason", "error", "problem", "detail", "why", "text", "name", "study", "title", "source"}
 
 
 def N_(message: str) -> str:
@@ -97,7 +100,7 @@ def best_match(locale: str | None) -> str:
 
 @functools.lru_cache(maxsize=len(LANGUAGES))
 def _patterns(language: str) -> list[tuple[re.Pattern, str]]:
-    """The catalog's messages with placeholders, as patterns that match them filled in, longest first."""
+    """The catalog's messages with placeholders, as patterns that match them filled in, most specific first."""
     if language == DEFAULT:
         return []
     from babel.messages.pofile import read_po  # noqa: PLC0415
@@ -112,12 +115,14 @@ def _patterns(language: str) -> list[tuple[re.Pattern, str]]:
         for m in _PLACEHOLDER.finditer(message.id):
             parts.append(re.escape(message.id[at : m.start()]))
             name = m.group(1)
-            parts.append(f"(?P={name})" if name in names else f"(?P<{name}>.+?)")
+            wildcard = ".+?" if name in _PHRASES else r"\S+?"
+            parts.append(f"(?P={name})" if name in names else f"(?P<{name}>{wildcard})")
             names.add(name)
             at = m.end()
         parts.append(re.escape(message.id[at:]))
         found.append((re.compile("".join(parts), re.DOTALL), message.id))
-    return sorted(found, key=lambda p: -len(p[1]))
+    # The most literal text first: a message that is mostly placeholders matches too much to go before it
+    return sorted(found, key=lambda p: -len(_PLACEHOLDER.sub("", p[1])))
 
 
 def stored(text: str) -> str:

@@ -29,11 +29,11 @@ from pathlib import Path
 
 from . import protocol as p
 from . import settings
-from .config import TrainConfig, batches_per_epoch, check_knob, over_budget
+from .config import TrainConfig, batches_per_epoch, check_knob, over_budget, problems_sentence
 from .feed import FEED_EVERY_S, FEED_KEEP_S, Feed, new_token
 from .health import HealthStats
 from .history import History, epoch_line, plateau_warning
-from .i18n import DEFAULT, language, using
+from .i18n import DEFAULT, N_, _, language, stored, using
 from .outcomes import RUNNING, Ending, JobState, Phase, outcome
 from .owners import QuotaError, make_room, owner_id
 from .runs import describe_schedule, new_run_id, runs_root
@@ -41,8 +41,8 @@ from .visual import Smoother, live_chart_data
 from .watch import DigitView
 from .worker import NOTHING_TRAINED
 
-WARMING = "Getting the trainer ready: PyTorch is starting and the data is being loaded (once per server)."
-STARTING = "Starting: the data goes to the trainer's device and the first batch trains..."
+WARMING = N_("Getting the trainer ready: PyTorch is starting and the data is being loaded (once per server).")
+STARTING = N_("Starting: the data goes to the trainer's device and the first batch trains...")
 Progress = tuple[float | None, str]  # share done (None: not started) and the line that says where it stands
 KEEP_FINISHED = 100  # finished jobs remembered in memory (their runs stay on disk regardless)
 MAX_HEALTH_LOG = 2_000  # health readings a job keeps for a chart; beyond, every other one is dropped
@@ -90,7 +90,7 @@ class Job:
     # while running: "warming" (the trainer is still starting), "loading" (data to the device), "training"
     phase: Phase = Phase.QUEUED
     outcome: Ending | str = ""  # when done: an Ending
-    message: str = ""
+    message: str = ""  # how it ended, in English (N_, as its run.json saves it): shown with i18n.stored()
     folder: Path | None = None  # where its run is saved: checkpoints while it trains, the run when it ends
     run_dir: Path | None = None  # the saved run, once it has ended with one
     started_at: float | None = None
@@ -116,12 +116,15 @@ class Job:
         return self.state == JobState.DONE
 
     def outcome_text(self) -> str:
-        """How it ended, in words: its message, its test accuracy, whether its run is saved."""
+        """How it ended, in words: its message, its test accuracy, whether its run is saved. In English, as its
+        message is: shown with i18n.stored()."""
         h, text = self.history, self.message
         if self.outcome == Ending.FINISHED and self.run_dir is not None and h and h.epochs:
-            text += f" Test accuracy {h.epochs[-1].test_acc:.2%}. The run is saved."
+            text = N_("{message} Test accuracy {accuracy:.2%}. The run is saved.").format(
+                message=text, accuracy=h.epochs[-1].test_acc
+            )
         elif self.run_dir is not None and self.outcome in (Ending.COLLAPSED, Ending.STOPPED, Ending.INTERRUPTED):
-            text += " The run is saved and can be reported on."
+            text = N_("{message} The run is saved and can be reported on.").format(message=text)
         return text
 
     def snapshot(self) -> JobSnapshot:
@@ -142,9 +145,9 @@ class Job:
         if h is None or self.state == JobState.QUEUED:
             return (None, waiting_line) if waiting_line else None, [], None
         if self.phase == Phase.WARMING:
-            return (None, WARMING), [], None
+            return (None, _(WARMING)), [], None
         if h.step == 0:  # one that ended before its first batch has nothing to say here: its outcome says it
-            return (None if self.done else (None, STARTING)), [], None
+            return (None if self.done else (None, _(STARTING))), [], None
         notes = [epoch_line(h.epochs[-1])] if h.epochs else []
         notes += [
             describe_schedule(n, s) for n, s in (("lr", h.lr_schedule), ("momentum", h.momentum_schedule)) if len(s) > 1
@@ -294,7 +297,7 @@ class JobQueue:
         if task not in p.TASKS:
             raise QueueError(f"unknown task {task!r}")
         if problem := p.check_watch(watch):
-            raise QueueError(problem[0].upper() + problem[1:] + ".")
+            raise QueueError(_("{problems}.").format(problems=problem[0].upper() + problem[1:]))
         if sizes is not None and task == "train":
             if problem := over_budget(config, *sizes, settings.get("MNIST_MAX_JOB_IMAGES")):
                 raise QueueError(problem)
@@ -327,16 +330,20 @@ class JobQueue:
         """QueueError if ``owner`` (or the client ``address``) has its share of the queue already, or it is full."""
         active = [j for j in self._jobs.values() if not j.done]
         if owner and any(j.owner == owner for j in active):
-            raise QueueError("You already have a run training or waiting: stop it before starting another.")
+            raise QueueError(_("You already have a run training or waiting: stop it before starting another."))
         most = settings.get("MNIST_MAX_JOBS_PER_ADDRESS")
         if address and sum(j.address == address for j in active) >= most:
             raise QueueError(
-                f"{most} runs from your network are training or waiting already, the most this server takes from "
-                "one address. Try again when one of them ends."
+                _(
+                    "{most} runs from your network are training or waiting already, the most this server takes from "
+                    "one address. Try again when one of them ends."
+                ).format(most=most)
             )
         if len(self._waiting) >= self.max_waiting:
             raise QueueError(
-                f"The training queue is full ({len(self._waiting)} runs waiting). Try again in a few minutes."
+                _("The training queue is full ({waiting} runs waiting). Try again in a few minutes.").format(
+                    waiting=len(self._waiting)
+                )
             )
 
     def get(self, job_id: str | None) -> Job | None:
@@ -361,10 +368,10 @@ class JobQueue:
     def waiting_line(self, job_id: str) -> str:
         """What a waiting job's page says of the line."""
         running, waiting = self.busy()
-        return (
-            f"Waiting in the queue: place {self.position(job_id)} of {waiting} waiting ({running} training now). "
-            f"Training runs {self.max_concurrent} at a time so each finishes as fast as it can."
-        )
+        return _(
+            "Waiting in the queue: place {place} of {waiting} waiting ({running} training now). Training runs {most} "
+            "at a time so each finishes as fast as it can."
+        ).format(place=self.position(job_id), waiting=waiting, running=running, most=self.max_concurrent)
 
     def waits_behind(self, job: Job) -> bool:
         """Whether ``job`` waits for another job to end first (every trainer busy, or others ahead of it)."""
@@ -380,7 +387,7 @@ class JobQueue:
     def _owned(self, job_id: str, owner: str) -> Job:
         job = self._jobs.get(job_id)
         if job is None or not owner or not secrets.compare_digest(job.owner, owner):
-            raise QueueError("This run belongs to another session; only the session that started it can steer it.")
+            raise QueueError(_("This run belongs to another session; only the session that started it can steer it."))
         return job
 
     def stop(self, job_id: str, owner: str) -> None:
@@ -393,7 +400,7 @@ class JobQueue:
             if job in self._waiting:
                 self._waiting.remove(job)
                 job.state, job.phase, job.outcome = JobState.DONE, Phase.DONE, Ending.CANCELLED
-                job.message = "Cancelled while waiting in the queue; nothing was trained."
+                job.message = N_("Cancelled while waiting in the queue; nothing was trained.")
                 self._publish(job)
                 self._publish_places()
                 return
@@ -429,12 +436,12 @@ class JobQueue:
         if action == "set":
             problems = [m for n, v in (("lr", lr), ("momentum", momentum)) if v is not None and (m := check_knob(n, v))]
             if problems:
-                raise QueueError("; ".join(problems) + ".")
+                raise QueueError(problems_sentence(problems))
         with self._cond:
             job = self._owned(job_id, owner)
             trainer = self._trainer_of(job) if job.state == JobState.RUNNING else None
         if trainer is None:
-            raise QueueError("The run is not training now, so it cannot be paused, stepped or changed.")
+            raise QueueError(_("The run is not training now, so it cannot be paused, stepped or changed."))
         if action == "set":  # a drag or a held arrow key is one change: sent once the knob rests KNOB_SETTLE_S
             with self._cond:
                 job.pending_knobs.update({k: v for k, v in (("lr", lr), ("momentum", momentum)) if v is not None})
@@ -559,11 +566,11 @@ class JobQueue:
                     trainer.end()  # it died or hung while warming: a fresh one, and this job tries it once more
                     trainer = self._fresh_trainer(i)
                     if trainer is None or not trainer.wait_ready():
-                        raise RuntimeError("the training process could not start (see the server log)")
+                        raise RuntimeError(N_("the training process could not start (see the server log)"))
                 self._run(job, trainer)
             except Exception as exc:  # never let one job take the slot down
                 if not job.done:
-                    job.outcome, job.message = Ending.FAILED, f"Training failed: {exc}"
+                    job.outcome, job.message = Ending.FAILED, N_("Training failed: {error}").format(error=exc)
             finally:
                 with self._cond:
                     if not job.outcome:
@@ -611,9 +618,16 @@ class JobQueue:
         """The trainer of ``job`` died: what it saved last is the run, marked interrupted, or nothing."""
         job.run_dir = job.folder if (job.folder / "run.json").is_file() else None
         job.outcome = Ending.INTERRUPTED if job.run_dir else Ending.FAILED
-        job.message = f"The training process ended unexpectedly (exit code {code}) at step {job.history.step}. " + (
-            "What it had learned by its last save is kept." if job.run_dir else "Nothing had been saved yet."
-        )
+        if job.run_dir:
+            message = N_(
+                "The training process ended unexpectedly (exit code {code}) at step {step}. What it had learned by its "
+                "last save is kept."
+            )
+        else:
+            message = N_(
+                "The training process ended unexpectedly (exit code {code}) at step {step}. Nothing had been saved yet."
+            )
+        job.message = message.format(code=code, step=job.history.step)
 
     def _mirror(self, job: Job, message: p.Message) -> bool:
         """Fold one message of the trainer into ``job``: its history (History.apply, the one reducer), the views
@@ -658,10 +672,11 @@ class JobQueue:
     def feed_payload(self, job: Job) -> dict:
         """What ``job``'s feed says now: its mode and lines, its chart once it trains, its digit, its outcome.
         The page draws its chart from the same (``feed_payload(job)``), so a fetch changes nothing it drew."""
-        snap, h = job.snapshot(), job.history
+        snap, h, done = job.snapshot(), job.history, job.done
         with using(job.language):  # the lines are read by the job's owner, in the language they started it in
             waiting = self.waiting_line(job.id) if snap.state == JobState.QUEUED else None
             progress, notes, warning = job.live_lines(waiting)
+            ending = stored(job.outcome_text()) if done else None  # saved in English, read in theirs
         payload: dict = {
             "seq": job.fed,
             "mode": snap.mode,
@@ -678,9 +693,9 @@ class JobQueue:
             )
         if job.watch is not None:
             payload["watch"] = job.watch.drawn()
-        if job.done:  # shown by the chart at once, while the page redraws around it
+        if done:  # shown by the chart at once, while the page redraws around it
             o = outcome(job.outcome)
-            payload["outcome"] = [o.colour, job.outcome_text()]
+            payload["outcome"] = [o.colour, ending]
         return payload
 
     def _publish(self, job: Job) -> None:

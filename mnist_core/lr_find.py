@@ -16,14 +16,15 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .config import TrainConfig, batches_per_epoch, check_knob
+from .config import TrainConfig, batches_per_epoch, check_knob, problems_sentence
 from .data import Dataset
+from .i18n import N_, _
 from .outcomes import Ending
 from .train import Callback, RunControl, Trainer
 from .visual import smooth
 
 SMOOTHING = 0.9  # the EWM weight of visual.smooth: about a 10-batch window
-SUGGESTION_RULE = "a tenth of the lr of the lowest smoothed loss"  # what suggest_lr does, in words
+SUGGESTION_RULE = N_("a tenth of the lr of the lowest smoothed loss")  # what suggest_lr does, in words (English)
 MAX_EPOCHS = int(
     TrainConfig.knob("epochs").high
 )  # a run's longest allowed: the test cycles the data at most this often
@@ -65,13 +66,13 @@ def suggest_lr(lrs: list[float] | np.ndarray, smoothed_losses: list[float] | np.
     lrs = np.asarray(lrs, dtype=np.float64)
     losses = np.asarray(smoothed_losses, dtype=np.float64)
     if lrs.shape != losses.shape or lrs.ndim != 1 or len(lrs) == 0:
-        raise ValueError("lrs and smoothed losses must be two non-empty lists of the same length.")
+        raise ValueError(_("lrs and smoothed losses must be two non-empty lists of the same length."))
     if not (np.all(lrs > 0) and np.all(np.diff(lrs) > 0)):
-        raise ValueError("the learning rates must be positive and increasing.")
+        raise ValueError(_("the learning rates must be positive and increasing."))
     finite = np.isfinite(losses)
     usable = len(losses) if finite.all() else int(np.argmin(finite))  # up to the first non-finite point
     if usable == 0:
-        raise ValueError("the first loss is not finite: start the test with a lower learning rate.")
+        raise ValueError(_("the first loss is not finite: start the test with a lower learning rate."))
     best = int(np.argmin(losses[:usable]))
     return float(max(lrs[best] / 10, lrs[0]))
 
@@ -96,7 +97,7 @@ class _RangeTest(Callback):
 
     def _stop(self, trainer: Trainer, ending: str) -> None:
         self.ending = ending
-        trainer.control.stop(Ending.STOPPED, f"Learning-rate range test over ({ending})")
+        trainer.control.stop(Ending.STOPPED, N_("Learning-rate range test over ({ending})").format(ending=ending))
 
 
 def lr_find(
@@ -120,13 +121,15 @@ def lr_find(
     config.validate()
     problems = [p for v in (start_lr, end_lr) if (p := check_knob("lr", v))]
     if not problems and start_lr >= end_lr:
-        problems.append(f"the start lr ({start_lr:g}) must be lower than the end lr ({end_lr:g})")
+        problems.append(
+            _("the start lr ({start:g}) must be lower than the end lr ({end:g})").format(start=start_lr, end=end_lr)
+        )
     if not (isinstance(steps, int) and steps >= 3):
-        problems.append("steps must be a whole number of at least 3")
+        problems.append(_("steps must be a whole number of at least 3"))
     if not (isinstance(stop_factor, (int, float)) and stop_factor > 1):
-        problems.append("stop factor must be a number above 1")
+        problems.append(_("stop factor must be a number above 1"))
     if problems:
-        raise ValueError("; ".join(problems) + ".")
+        raise ValueError(problems_sentence(problems))
     steps_per_epoch = batches_per_epoch(dataset.n_train, config.batch_size)
     steps = min(steps, steps_per_epoch * MAX_EPOCHS)
     epochs = math.ceil(steps / steps_per_epoch)
@@ -144,8 +147,10 @@ def lr_find(
     n = len(test.losses)
     if n < 3:
         raise ValueError(
-            f"the range test ended after {n} batch(es) ({ending}): too few for a suggestion; "
-            "start with a lower lr or use more steps."
+            _(
+                "the range test ended after {n} batch(es) ({ending}): too few for a suggestion; start with a lower lr "
+                "or use more steps."
+            ).format(n=n, ending=ending)
         )
     smoothed = smooth(test.losses, SMOOTHING)
     return LrFindResult(

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from .i18n import _
 
 INIT_STYLES = ("flux", "pytorch")
 TUTORIAL_CHANNELS = (8, 16, 32, 32)  # the four conv layers' widths in the tutorial's Chain
@@ -274,17 +277,29 @@ def layer_table(model: TutorialCNN | None = None, batch: int = 1) -> list[LayerR
     return rows
 
 
+def _cell(text: str, width: int, right: bool = False) -> str:
+    """``text`` padded to ``width`` terminal columns: a CJK character takes two."""
+    used = sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+    pad = " " * max(0, width - used)
+    return pad + text if right else text + pad
+
+
 def format_layer_table(rows: list[LayerRow]) -> str:
-    """The layer table as fixed-width text for the command line."""
-    header = f"{'#':>2}  {'Flux layer':<44} {'NCHW':<16} {'WHCN':<16} {'spatial':<16} {'params':>7} {'MACs':>8}"
-    lines = [header, "-" * len(header)]
+    """The layer table as fixed-width text for the command line, its headings in the language in use."""
+    flux, spatial, params, macs = _("Flux layer"), _("spatial"), _("params"), _("MACs")  # outside the f-string:
+    # Babel's extractor does not look inside one
+    header = (
+        f"{'#':>2}  {_cell(flux, 44)} {'NCHW':<16} {'WHCN':<16} {_cell(spatial, 16)} "
+        f"{_cell(params, 7, right=True)} {_cell(macs, 8, right=True)}"
+    )
+    lines, total = [header, "-" * len(header)], _("total")
     for r in rows:
         lines.append(
             f"{r.index:>2}  {r.flux:<44} {str(r.shape_nchw):<16} {str(r.shape_whcn):<16} "
             f"{r.spatial:<16} {r.params:>7,} {r.macs:>8,}"
         )
     lines.append(
-        f"{'':>2}  {'total':<44} {'':<16} {'':<16} {'':<16} "
+        f"{'':>2}  {_cell(total, 44)} {'':<16} {'':<16} {'':<16} "
         f"{sum(r.params for r in rows):>7,} {sum(r.macs for r in rows):>8,}"
     )
     return "\n".join(lines)

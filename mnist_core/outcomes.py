@@ -16,6 +16,8 @@ from enum import StrEnum
 
 import torch
 
+from .i18n import N_
+
 
 class Ending(StrEnum):
     """How a run can end."""
@@ -31,6 +33,20 @@ class Ending(StrEnum):
 
 ENDINGS = tuple(Ending)
 RUNNING = "running"  # a history's status while it trains, before it has an ending
+DAMAGED = "damaged"  # the status a table of runs gives a run whose run.json cannot be read
+# Each status as a word in a sentence or a table's cell, for display only (``_(STATUS_WORDS[status])``): the
+# statuses themselves are machine words, saved in run.json and compared in code, and stay English.
+STATUS_WORDS = {
+    Ending.FINISHED: N_("finished"),
+    Ending.STOPPED: N_("stopped"),
+    Ending.COLLAPSED: N_("collapsed"),
+    Ending.DIVERGED: N_("diverged"),
+    Ending.FAILED: N_("failed"),
+    Ending.INTERRUPTED: N_("interrupted"),
+    Ending.CANCELLED: N_("cancelled"),
+    RUNNING: N_("running"),
+    DAMAGED: N_("damaged"),
+}
 
 
 class JobState(StrEnum):
@@ -91,12 +107,14 @@ def judge_ending(status: str, test_acc: float | None, top_share: float, classes:
     return status
 
 
-def collapse_note(test_acc: float, classes: int, optimiser: str, lr: float) -> str:
-    """What a collapsed run's message adds: what happened and what to do."""
-    return (
-        f" But the test accuracy is {test_acc:.2%}, chance level for {classes} classes ({chance_level(classes):.0%}): "
-        f"the network gives the same answer for every image (its ReLUs died). The learning rate {lr:g} is too "
-        f"high for {optimiser}: try one 10x lower."
+def collapse_note(message: str, test_acc: float, classes: int, optimiser: str, lr: float) -> str:
+    """A collapsed run's ``message`` with what happened and what to do added: saved, hence in English (N_)."""
+    return N_(
+        "{message} But the test accuracy is {accuracy:.2%}, chance level for {classes} classes ({chance:.0%}): the "
+        "network gives the same answer for every image (its ReLUs died). The learning rate {lr:g} is too high for "
+        "{optimiser}: try one 10x lower."
+    ).format(
+        message=message, accuracy=test_acc, classes=classes, chance=chance_level(classes), lr=lr, optimiser=optimiser
     )
 
 
@@ -104,21 +122,21 @@ def collapse_note(test_acc: float, classes: int, optimiser: str, lr: float) -> s
 class Outcome:
     """How a page shows one ending."""
 
-    label: str  # plain words for a learner
+    label: str  # plain words for a learner (English, marked N_: shown with _())
     colour: str  # a Streamlit colour name: green, orange, red, blue, violet, gray
     icon: str  # a Material icon
 
 
 OUTCOMES: dict[str, Outcome] = {
-    Ending.FINISHED: Outcome("Finished", "green", ":material/check_circle:"),
-    Ending.COLLAPSED: Outcome("Finished, but collapsed to chance", "orange", ":material/trending_flat:"),
-    Ending.STOPPED: Outcome("Stopped", "blue", ":material/stop_circle:"),
-    Ending.DIVERGED: Outcome("Diverged (the loss blew up)", "red", ":material/error:"),
-    Ending.FAILED: Outcome("Failed", "red", ":material/error:"),
-    Ending.INTERRUPTED: Outcome("Interrupted (saved at its last checkpoint)", "violet", ":material/pause_circle:"),
-    Ending.CANCELLED: Outcome("Cancelled before it trained", "gray", ":material/cancel:"),
+    Ending.FINISHED: Outcome(N_("Finished"), "green", ":material/check_circle:"),
+    Ending.COLLAPSED: Outcome(N_("Finished, but collapsed to chance"), "orange", ":material/trending_flat:"),
+    Ending.STOPPED: Outcome(N_("Stopped"), "blue", ":material/stop_circle:"),
+    Ending.DIVERGED: Outcome(N_("Diverged (the loss blew up)"), "red", ":material/error:"),
+    Ending.FAILED: Outcome(N_("Failed"), "red", ":material/error:"),
+    Ending.INTERRUPTED: Outcome(N_("Interrupted (saved at its last checkpoint)"), "violet", ":material/pause_circle:"),
+    Ending.CANCELLED: Outcome(N_("Cancelled before it trained"), "gray", ":material/cancel:"),
 }
-UNKNOWN = Outcome("Unknown", "gray", ":material/help:")
+UNKNOWN = Outcome(N_("Unknown"), "gray", ":material/help:")
 
 
 def outcome(status: str) -> Outcome:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import settings
+from .i18n import _
 from .outcomes import Ending
 
 if TYPE_CHECKING:
@@ -99,7 +100,7 @@ def last_seen(owner: str, root: Path) -> float:
 
 
 def _mb(n: float) -> str:
-    return f"{n / 1e6:,.1f} MB"
+    return _("{mb:,.1f} MB").format(mb=n / 1e6)
 
 
 def _stored(root: Path) -> list[tuple[Path, str, float, int]]:
@@ -137,8 +138,10 @@ def make_room(root: Path, viewer: str, incoming: int) -> None:
         used = sum(size for _, owner, _, size in runs if owner == viewer)
         if used + incoming > quota:
             raise QuotaError(
-                f"Your runs use {_mb(used)} of the {_mb(quota)} each visitor may keep on this server. "
-                "Delete some of your runs on the Runs page, then try again."
+                _(
+                    "Your runs use {used} of the {quota} each visitor may keep on this server. Delete some of your "
+                    "runs on the Runs page, then try again."
+                ).format(used=_mb(used), quota=_mb(quota))
             )
     total_budget = settings.get("MNIST_RUNS_DISK_MB") * 1e6
     total = sum(size for *_, size in runs)
@@ -150,13 +153,15 @@ def make_room(root: Path, viewer: str, incoming: int) -> None:
         for folder, owner, saved, size in runs
         if owner and owner != viewer and last_seen(owner, root) < idle_before
     )
-    for _, folder, size in evictable:
+    for _saved, folder, size in evictable:
         if total + incoming <= total_budget:
             break
         shutil.rmtree(folder, ignore_errors=True)
         total -= size
     if total + incoming > total_budget:
         raise QuotaError(
-            f"This server's disk for runs is full ({_mb(total)} of {_mb(total_budget)}). "
-            "Try again later, or delete some of your runs on the Runs page."
+            _(
+                "This server's disk for runs is full ({used} of {budget}). Try again later, or delete some of your "
+                "runs on the Runs page."
+            ).format(used=_mb(total), budget=_mb(total_budget))
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from .config import TrainConfig
+from .i18n import N_
 
 # The knobs a preset sets: the ones the tutorial turns. Seed, device and the recorder stay the learner's.
 PRESET_KNOBS = ("lr", "epochs", "batch_size", "optimiser", "momentum", "loop")
@@ -13,9 +14,9 @@ PRESET_KNOBS = ("lr", "epochs", "batch_size", "optimiser", "momentum", "loop")
 
 @dataclass(frozen=True)
 class Preset:
-    name: str
+    name: str  # English, marked N_: shown with _()
     knobs: dict  # values of PRESET_KNOBS; the rest are the tutorial's defaults
-    look_for: str  # what the learner should watch for
+    look_for: str  # what the learner should watch for (the same)
 
     def config(self) -> TrainConfig:
         """The tutorial's config with this preset's knobs."""
@@ -29,29 +30,37 @@ class Preset:
 
 PRESETS = (
     Preset(
-        "The tutorial's settings",
+        N_("The tutorial's settings"),
         {},
-        "Descent at lr 0.1, 10 epochs of batch 128, as in the article. The loss sits near 2.3 (a blind guess) "
-        "for the first steps, then falls; about 90% test accuracy on the embedded sample.",
+        N_(
+            "Descent at lr 0.1, 10 epochs of batch 128, as in the article. The loss sits near 2.3 (a blind guess) "
+            "for the first steps, then falls; about 90% test accuracy on the embedded sample."
+        ),
     ),
     Preset(
-        "Fast and good",
+        N_("Fast and good"),
         {"optimiser": "ADAM", "lr": 0.005, "epochs": 5, "batch_size": 32},
-        "ADAM, the article's better optimiser: the loss falls from the first batches, no plateau. Half the "
-        "epochs of the tutorial and a better network (93% on the sample).",
+        N_(
+            "ADAM, the article's better optimiser: the loss falls from the first batches, no plateau. Half the "
+            "epochs of the tutorial and a better network (93% on the sample)."
+        ),
     ),
     Preset(
-        "Watch it diverge",
+        N_("Watch it diverge"),
         {"optimiser": "ADAM", "lr": 1.0, "epochs": 2},
-        "A learning rate far too high for ADAM: the loss jumps to hundreds of thousands in the first steps "
-        "(the chart turns to a log axis), then falls back to 2.30 and stays. The jump killed every ReLU, so "
-        "the run ends collapsed at chance level (10%).",
+        N_(
+            "A learning rate far too high for ADAM: the loss jumps to hundreds of thousands in the first steps "
+            "(the chart turns to a log axis), then falls back to 2.30 and stays. The jump killed every ReLU, so "
+            "the run ends collapsed at chance level (10%)."
+        ),
     ),
     Preset(
-        "Dead ReLUs",
+        N_("Dead ReLUs"),
         {"optimiser": "Descent", "lr": 2.0, "epochs": 3},
-        "No spike at all: after a few steps the loss sits at 2.30 = ln 10 and never moves, because every ReLU "
-        "now outputs 0. Open the Training health tab while it trains: a layer's dead share reaches 100%.",
+        N_(
+            "No spike at all: after a few steps the loss sits at 2.30 = ln 10 and never moves, because every ReLU "
+            "now outputs 0. Open the Training health tab while it trains: a layer's dead share reaches 100%."
+        ),
     ),
 )
 assert {f.name for f in fields(TrainConfig)} >= set(PRESET_KNOBS)

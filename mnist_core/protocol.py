@@ -23,6 +23,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from .i18n import _
+
 
 class ProtocolError(ValueError):
     """A line that is not a message of this protocol."""
@@ -63,10 +65,10 @@ def check_watch(value: object) -> str | None:
     if isinstance(value, list) and len(value) == DIGIT_PIXELS:
         if all(type(v) is int and 0 <= v <= 255 for v in value):
             return None
-    return (
-        "the digit to watch must be the index of a test image (0 or more) "
-        f"or {DIGIT_PIXELS} pixel values (whole numbers from 0 to 255)"
-    )
+    return _(
+        "the digit to watch must be the index of a test image (0 or more) or {pixels} pixel values (whole numbers "
+        "from 0 to 255)"
+    ).format(pixels=DIGIT_PIXELS)
 
 
 TASKS = ("train", "lr-find")  # what a Job asks of a trainer

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import SAMPLE_NAME, DataError, Dataset, load_idx_folder, load_sample
+from .i18n import N_, _, stored
 from .model import TutorialCNN, as_input, evaluating
 
 
@@ -69,14 +70,15 @@ def confusion_matrix(labels: torch.Tensor, predicted: torch.Tensor, num_classes:
 # The per-class table's columns, named for what they are. "share found" is the tutorial's plain accuracy
 # restricted to one class's images (its recall); "guesses right" is the share of the model's guesses of that
 # class that were right (its precision). One-vs-rest accuracy is not shown: with ten classes it is about 0.9
-# even for a class the model never gets right.
+# even for a class the model never gets right. The names are the table's keys (report.json holds them): English,
+# shown with _().
 CLASS, IMAGES, RIGHT, FOUND, GUESSES, GUESSES_RIGHT = (
-    "class",
-    "test images",
-    "right",
-    "share found (recall)",
-    "guessed as it",
-    "guesses right (precision)",
+    N_("class"),
+    N_("test images"),
+    N_("right"),
+    N_("share found (recall)"),
+    N_("guessed as it"),
+    N_("guesses right (precision)"),
 )
 
 
@@ -160,10 +162,10 @@ class Report:
         )
 
     def summary(self) -> str:
-        return (
-            f"train accuracy {self.train_acc:.2%} (loss {self.train_loss:.4f}), "
-            f"test accuracy {self.test_acc:.2%} (loss {self.test_loss:.4f})"
-        )
+        return _(
+            "train accuracy {train_acc:.2%} (loss {train_loss:.4f}), "
+            "test accuracy {test_acc:.2%} (loss {test_loss:.4f})"
+        ).format(train_acc=self.train_acc, train_loss=self.train_loss, test_acc=self.test_acc, test_loss=self.test_loss)
 
 
 def build_report(model: TutorialCNN, dataset: Dataset, k_mistakes: int = 16) -> Report:
@@ -211,7 +213,9 @@ def run_test_set(
     for dataset in loaded:
         if dataset.name == name and dataset.n_test == n_test and (not source or dataset.source == source):
             return dataset
-    what = f"{title or name} ({source or 'its source was not recorded'})"
+    what = _("{title} ({source})").format(
+        title=_(title) if title else name, source=stored(source) if source else _("its source was not recorded")
+    )
     if source.startswith(SAMPLE_NAME):
         dataset = load_sample()
     elif not imported and source.startswith(_FOLDER_SOURCES):
@@ -221,11 +225,14 @@ def run_test_set(
         try:
             dataset = load_idx_folder(folder, name, source=source)
         except DataError as exc:
-            raise DataError(f"this run was measured on {what}, which cannot be read now: {exc}") from exc
+            message = _("this run was measured on {what}, which cannot be read now: {error}")
+            raise DataError(message.format(what=what, error=exc)) from exc
     else:
-        raise DataError(f"this run was measured on {what}, which this server does not have.")
+        raise DataError(_("this run was measured on {what}, which this server does not have.").format(what=what))
     if dataset.n_test != n_test:
         raise DataError(
-            f"this run was measured on {n_test:,} test images of {what}; that source now has {dataset.n_test:,}."
+            _("this run was measured on {n:,} test images of {what}; that source now has {now:,}.").format(
+                n=n_test, what=what, now=dataset.n_test
+            )
         )
     return dataset

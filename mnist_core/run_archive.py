@@ -13,6 +13,7 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
+from .i18n import _
 from .owners import QuotaError, make_room
 from .run_schema import ARCHIVE_FILES, REQUIRED_FILES, RunError, parse_run, shown
 from .runs import STUDY_STORE, load_run, runs_root
@@ -53,13 +54,15 @@ def _check_directory(data: bytes) -> None:
     if not (end >= 0 and data[end : end + 4] == b"PK\x05\x06" and data[-2:] == b"\x00\x00"):
         end = data.rfind(b"PK\x05\x06", max(0, len(data) - 22 - 65_535))
     if end < 0 or len(data) < end + 22:
-        raise RunError("not a zip archive of a run (it has no zip directory).")
+        raise RunError(_("not a zip archive of a run (it has no zip directory)."))
     if end >= 20 and data[end - 20 : end - 16] == b"PK\x06\x07":
-        raise RunError("the archive is a zip64 archive; a run's archive is small and never needs one.")
+        raise RunError(_("the archive is a zip64 archive; a run's archive is small and never needs one."))
     entries, size = struct.unpack_from("<HI", data, end + 10)
     if entries > MAX_ARCHIVE_ENTRIES or size > _MAX_DIRECTORY_BYTES:
         raise RunError(
-            f"the archive lists {entries:,} entries ({size:,} bytes); a run has at most {len(ARCHIVE_FILES)} files."
+            _("the archive lists {entries:,} entries ({size:,} bytes); a run has at most {most} files.").format(
+                entries=entries, size=size, most=len(ARCHIVE_FILES)
+            )
         )
 
 
@@ -67,7 +70,8 @@ def _members(archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
     """The archive's files by name: only a run's, each once, all in one folder, each within its size limit."""
     infos = archive.infolist()
     if len(infos) > MAX_ARCHIVE_ENTRIES:
-        raise RunError(f"the archive holds {len(infos):,} entries; a run has at most {len(ARCHIVE_FILES)} files.")
+        message = _("the archive holds {entries:,} entries; a run has at most {most} files.")
+        raise RunError(message.format(entries=len(infos), most=len(ARCHIVE_FILES)))
     files: dict[str, zipfile.ZipInfo] = {}
     for info in infos:
         if info.is_dir():
@@ -75,18 +79,21 @@ def _members(archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
         name = PurePosixPath(info.filename).name
         if name not in ARCHIVE_FILES:
             raise RunError(
-                f"unexpected file {shown(info.filename)} in the archive; a run holds only {', '.join(ARCHIVE_FILES)}."
+                _("unexpected file {file} in the archive; a run holds only {files}.").format(
+                    file=shown(info.filename), files=", ".join(ARCHIVE_FILES)
+                )
             )
         if name in files:
-            raise RunError(f"{name} is in the archive twice.")
+            raise RunError(_("{name} is in the archive twice.").format(name=name))
         if info.file_size > ARCHIVE_FILES[name]:
-            raise RunError(f"{name} is {info.file_size:,} bytes, more than a run's {ARCHIVE_FILES[name]:,}.")
+            message = _("{name} is {size:,} bytes, more than a run's {most:,}.")
+            raise RunError(message.format(name=name, size=info.file_size, most=ARCHIVE_FILES[name]))
         files[name] = info
     missing = [n for n in REQUIRED_FILES if n not in files]
     if missing:
-        raise RunError(f"the archive lacks {', '.join(missing)}.")
+        raise RunError(_("the archive lacks {files}.").format(files=", ".join(missing)))
     if len({PurePosixPath(i.filename).parent for i in files.values()}) > 1:
-        raise RunError("the archive's files are in different folders; a run's are in one.")
+        raise RunError(_("the archive's files are in different folders; a run's are in one."))
     return files
 
 
@@ -94,7 +101,8 @@ def _unpack(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> bytes
     with archive.open(info) as src:
         content = src.read(ARCHIVE_FILES[name] + 1)  # never more than the limit, whatever the header said
     if len(content) > ARCHIVE_FILES[name]:
-        raise RunError(f"{name} is larger than it claims (more than a run's {ARCHIVE_FILES[name]:,} bytes).")
+        message = _("{name} is larger than it claims (more than a run's {most:,} bytes).")
+        raise RunError(message.format(name=name, most=ARCHIVE_FILES[name]))
     return content
 
 
@@ -106,24 +114,27 @@ def import_run(data: bytes, root: Path | str | None = None, owner: str = "") -> 
     48 random bits), so it never takes the place of a run that is or was here. A refused archive changes
     nothing; one that does not fit the owner's or the server's disk budget is refused."""
     if len(data) > MAX_ARCHIVE_BYTES:
-        raise RunError(f"the archive is {len(data):,} bytes; the limit is {MAX_ARCHIVE_BYTES:,}.")
+        message = _("the archive is {size:,} bytes; the limit is {most:,}.")
+        raise RunError(message.format(size=len(data), most=MAX_ARCHIVE_BYTES))
     _check_directory(data)
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             members = _members(archive)
             files = {name: _unpack(archive, info, name) for name, info in members.items()}
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, struct.error, EOFError, OSError) as exc:
-        raise RunError(f"not a zip archive of a run, or a damaged one ({str(exc)[:200]}).") from None
+        message = _("not a zip archive of a run, or a damaged one ({error}).")
+        raise RunError(message.format(error=str(exc)[:200])) from None
     except (RuntimeError, NotImplementedError, ValueError) as exc:  # encrypted, an unknown compression
-        raise RunError(f"the archive cannot be unpacked ({str(exc)[:200]}).") from None
-    meta, _, _, _ = parse_run(files, lambda name: members[name].filename, with_model=True)
+        raise RunError(_("the archive cannot be unpacked ({error}).").format(error=str(exc)[:200])) from None
+    meta, *_rest = parse_run(files, lambda name: members[name].filename, with_model=True)
     # whatever the archive said: a run from elsewhere is its importer's, private, never another visitor's default
     meta.imported, meta.owner, meta.shared = True, owner, False
     files["run.json"] = json.dumps(meta.to_dict(), indent=2).encode()
 
     name = PurePosixPath(members["run.json"].filename).parent.name
     if name.lower().startswith(STUDY_STORE):
-        raise RunError(f"the archive's folder is named {name!r}, like this app's study store; rename the folder.")
+        message = _("the archive's folder is named {name}, like this app's study store; rename the folder.")
+        raise RunError(message.format(name=repr(name)))
     if not name or not set(name) <= _SAFE_ID or name.startswith(".") or len(name) > 80:
         name = "imported"
     root = runs_root(root)
@@ -143,6 +154,6 @@ def import_run(data: bytes, root: Path | str | None = None, owner: str = "") -> 
         tmp.rename(target)
         return target
     except OSError as exc:
-        raise RunError(f"the run could not be written to {root} ({exc}).") from exc
+        raise RunError(_("the run could not be written to {root} ({error}).").format(root=root, error=exc)) from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

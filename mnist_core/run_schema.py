@@ -27,6 +27,7 @@ from safetensors.torch import load as load_safetensors
 from .config import CONFIG_FIELDS, TrainConfig, batches_per_epoch, held_out
 from .data import DATASETS
 from .history import EpochMetrics, History
+from .i18n import _
 from .model import TutorialCNN
 from .outcomes import ENDINGS, Ending
 from .owners import OWNER_ID
@@ -83,9 +84,11 @@ def shown(value: object) -> str:
 def _whole(value: object, low: int, high: int) -> int:
     """``value`` if it is a JSON whole number in [low, high], else ValueError saying what is wrong."""
     if type(value) is not int:
-        raise ValueError(f"must be a whole number, not {shown(value)}")
+        raise ValueError(_("must be a whole number, not {value}").format(value=shown(value)))
     if not low <= value <= high:
-        raise ValueError(f"must be between {low:,} and {high:,}, not {shown(value)}")
+        raise ValueError(
+            _("must be between {low:,} and {high:,}, not {value}").format(low=low, high=high, value=shown(value))
+        )
     return value
 
 
@@ -94,8 +97,10 @@ def _format(value: object) -> int:
     version = _whole(value, 1, 1_000_000)
     if version > FORMAT_VERSION:
         raise ValueError(
-            f"is {version}: the run was saved by a newer version of this app, and this one reads formats 1 to "
-            f"{FORMAT_VERSION}; update the app to open it"
+            _(
+                "is {version}: the run was saved by a newer version of this app, and this one reads formats 1 to "
+                "{latest}; update the app to open it"
+            ).format(version=version, latest=FORMAT_VERSION)
         )
     return version
 
@@ -103,23 +108,25 @@ def _format(value: object) -> int:
 def _real(value: object, low: float = -math.inf, high: float = math.inf) -> float:
     """``value`` as a float if it is a finite JSON number in [low, high], else ValueError."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"must be a number, not {shown(value)}")
+        raise ValueError(_("must be a number, not {value}").format(value=shown(value)))
     try:
         number = float(value)
     except OverflowError:
         number = math.inf
     if not math.isfinite(number):
-        raise ValueError(f"must be a finite number, not {shown(value)}")
+        raise ValueError(_("must be a finite number, not {value}").format(value=shown(value)))
     if not low <= number <= high:
-        raise ValueError(f"must be between {low:g} and {high:g}, not {number:g}")
+        raise ValueError(
+            _("must be between {low:g} and {high:g}, not {number:g}").format(low=low, high=high, number=number)
+        )
     return number
 
 
 def _text(value: object, most: int) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"must be text, not {shown(value)}")
+        raise ValueError(_("must be text, not {value}").format(value=shown(value)))
     if len(value) > most:
-        raise ValueError(f"must be at most {most:,} characters, not {len(value):,}")
+        raise ValueError(_("must be at most {most:,} characters, not {n:,}").format(most=most, n=len(value)))
     return value
 
 
@@ -130,19 +137,22 @@ def _field(data: dict, key: str, where: str, check: Callable[[Any], Any], defaul
     """``check(data[key])``, or ``default`` if the key is absent; a RunError names the file and the field."""
     if key not in data:
         if default is _REQUIRED:
-            raise RunError(f"{where}: {key} is missing.")
+            raise RunError(_("{where}: {key} is missing.").format(where=where, key=key))
         return default
     try:
         return check(data[key])
     except ValueError as exc:
         problem = str(exc)
-        raise RunError(f"{where}: {key}{'' if problem.startswith('[') else ' '}{problem}.") from None
+        # Short placeholder names on purpose: i18n.stored() tries the longest messages first, and one this general
+        # (a file, a colon, words, a full stop) must come after the specific ones it would otherwise swallow.
+        message = _("{w}: {k}{p}.") if problem.startswith("[") else _("{w}: {k} {p}.")
+        raise RunError(message.format(w=where, k=key, p=problem)) from None
 
 
 def _item(data: dict, key: str, check: Callable[[Any], Any]) -> Any:
     """``check(data[key])`` for an object inside a list; a ValueError names the key."""
     if key not in data:
-        raise ValueError(f"lacks {key}")
+        raise ValueError(_("lacks {key}").format(key=key))
     try:
         return check(data[key])
     except ValueError as exc:
@@ -154,7 +164,9 @@ def _exactly(expected: int, why: str) -> Callable[[Any], int]:
 
     def check(value: object) -> int:
         if _whole(value, 0, 2**63) != expected:
-            raise ValueError(f"must be {expected:,} ({why}), not {value:,}")
+            raise ValueError(
+                _("must be {expected:,} ({why}), not {value:,}").format(expected=expected, why=why, value=value)
+            )
         return value
 
     return check
@@ -172,11 +184,14 @@ def parse_json(raw: bytes, where: str) -> Any:
     if len(brackets):
         depth = np.cumsum(np.where((brackets == ord("[")) | (brackets == ord("{")), 1, -1)).max()
         if depth > MAX_JSON_DEPTH:
-            raise RunError(f"{where}: nested {depth:,} deep; a run's JSON nests at most {MAX_JSON_DEPTH} deep.")
+            message = _("{where}: nested {depth:,} deep; a run's JSON nests at most {most} deep.")
+            raise RunError(message.format(where=where, depth=depth, most=MAX_JSON_DEPTH))
     try:
         return json.loads(raw)
     except (ValueError, RecursionError) as exc:
-        raise RunError(f"{where}: cannot be read as JSON ({str(exc)[:200]}).") from None
+        raise RunError(
+            _("{where}: cannot be read as JSON ({error}).").format(where=where, error=str(exc)[:200])
+        ) from None
 
 
 def _table(raw: bytes, where: str, columns: tuple[str, ...], most: int) -> dict[str, np.ndarray]:
@@ -184,25 +199,29 @@ def _table(raw: bytes, where: str, columns: tuple[str, ...], most: int) -> dict[
     header = raw.split(b"\n", 1)[0].rstrip(b"\r").removeprefix(b"\xef\xbb\xbf")
     if header != ",".join(columns).encode():
         found = header[:60].decode("utf-8", "replace")
-        raise RunError(f"{where}: the columns must be {','.join(columns)}, not {found!r}.")
+        message = _("{where}: the columns must be {columns}, not {found}.")
+        raise RunError(message.format(where=where, columns=",".join(columns), found=repr(found)))
     ends = raw.count(b"\n") + raw.count(b"\r") - raw.count(b"\r\n")  # pandas ends a row at each of \n, \r\n, \r
     if ends > most + 1:  # counted before parsing: the header, then one line per row
-        raise RunError(f"{where}: more than {most:,} rows.")
+        raise RunError(_("{where}: more than {most:,} rows.").format(where=where, most=most))
     try:
         frame = pd.read_csv(io.BytesIO(raw), engine="c")
     except (ValueError, OverflowError, UnicodeDecodeError) as exc:  # pandas' ParserError is a ValueError
-        raise RunError(f"{where}: cannot be read as CSV ({str(exc).strip()[:200]}).") from None
+        message = _("{where}: cannot be read as CSV ({error}).")
+        raise RunError(message.format(where=where, error=str(exc).strip()[:200])) from None
     if not isinstance(frame.index, pd.RangeIndex) or list(frame.columns) != list(columns):
-        raise RunError(f"{where}: every row must hold exactly {len(columns)} fields ({','.join(columns)}).")
+        message = _("{where}: every row must hold exactly {n} fields ({columns}).")
+        raise RunError(message.format(where=where, n=len(columns), columns=",".join(columns)))
     out = {}
     for name in columns:
         column = frame[name]
         if len(column) and column.dtype.kind not in "iuf":
-            raise RunError(f"{where}: {name} must hold numbers only.")
+            raise RunError(_("{where}: {name} must hold numbers only.").format(where=where, name=name))
         values = column.to_numpy(dtype=np.float64)
         bad = np.flatnonzero(~np.isfinite(values))
         if len(bad):
-            raise RunError(f"{where}: {name} must hold finite numbers (row {bad[0] + 1} does not).")
+            message = _("{where}: {name} must hold finite numbers (row {row} does not).")
+            raise RunError(message.format(where=where, name=name, row=bad[0] + 1))
         out[name] = values
     return out
 
@@ -211,10 +230,13 @@ def _check_column(values: np.ndarray, where: str, name: str, low: float, high: f
     if len(values) == 0:
         return
     if whole and (values != np.floor(values)).any():
-        raise RunError(f"{where}: {name} must hold whole numbers.")
+        raise RunError(_("{where}: {name} must hold whole numbers.").format(where=where, name=name))
     if values.min() < low or values.max() > high:
-        bounds = f"be {low:g} or more" if high == math.inf else f"lie between {low:g} and {high:g}"
-        raise RunError(f"{where}: {name} must {bounds}.")
+        if high == math.inf:
+            message = _("{where}: {name} must be {low:g} or more.")
+        else:
+            message = _("{where}: {name} must lie between {low:g} and {high:g}.")
+        raise RunError(message.format(where=where, name=name, low=low, high=high))
 
 
 # --------------------------------------------------------------------------- the schema
@@ -223,7 +245,8 @@ def _check_column(values: np.ndarray, where: str, name: str, low: float, high: f
 def _config(value: object, where: str) -> TrainConfig:
     """The config object of run.json: each field of the type of its default, then ``TrainConfig.validate``."""
     if not isinstance(value, dict):
-        raise RunError(f"{where}: the config is damaged (config must be an object, not {shown(value)}).")
+        message = _("{where}: the config is damaged (config must be an object, not {value}).")
+        raise RunError(message.format(where=where, value=shown(value)))
     for name, spec in CONFIG_FIELDS.items():
         if name not in value:
             continue  # an older run: the default
@@ -238,12 +261,13 @@ def _config(value: object, where: str) -> TrainConfig:
             else:
                 _real(v)
         except ValueError as exc:
-            raise RunError(f"{where}: the config is damaged (config.{name} {exc}).") from None
+            message = _("{where}: the config is damaged (config.{name} {problem}).")
+            raise RunError(message.format(where=where, name=name, problem=exc)) from None
     config = TrainConfig.from_dict(value)
     try:
         config.validate()
     except ValueError as exc:
-        raise RunError(f"{where}: the config is damaged ({exc})") from None
+        raise RunError(_("{where}: the config is damaged ({problem})").format(where=where, problem=exc)) from None
     for name, spec in CONFIG_FIELDS.items():
         if isinstance(spec.default, float):
             setattr(config, name, float(getattr(config, name)))
@@ -256,14 +280,15 @@ def _schedule(knob: str, steps: int) -> Callable[[object], list[tuple[int, float
 
     def check(value: object) -> list[tuple[int, float]]:
         if not isinstance(value, list) or len(value) > MAX_SCHEDULE:
-            raise ValueError(f"must be a list of at most {MAX_SCHEDULE} [step, value] pairs")
+            raise ValueError(_("must be a list of at most {most} [step, value] pairs").format(most=MAX_SCHEDULE))
         out: list[tuple[int, float]] = []
         for pair in value:
             if not isinstance(pair, list) or len(pair) != 2:
-                raise ValueError(f"must hold [step, value] pairs, not {shown(pair)}")
+                raise ValueError(_("must hold [step, value] pairs, not {value}").format(value=shown(pair)))
             first = out[-1][0] if out else 0
             if type(pair[0]) is int and not first <= pair[0] <= steps:
-                raise ValueError(f"steps must rise and stay within the run's {steps:,} steps, not {pair[0]}")
+                message = _("steps must rise and stay within the run's {steps:,} steps, not {step}")
+                raise ValueError(message.format(steps=steps, step=pair[0]))
             step = _whole(pair[0], first, steps)
             out.append((step, _real(pair[1], spec.low, spec.high)))
         return out
@@ -277,7 +302,7 @@ def _checked(default: Any, check: Callable[[Any], Any]) -> Any:
 
 
 def _bool(value: object) -> bool:
-    return value if isinstance(value, bool) else _fail("must be true or false", value)
+    return value if isinstance(value, bool) else _fail(_("must be true or false"), value)
 
 
 @dataclass
@@ -308,7 +333,7 @@ class RunMeta:
     study: str = _checked("", lambda v: _text(v, MAX_LABEL))  # the Tune study that ran it as a trial; "" for none
     trial: int | None = _checked(None, lambda v: None if v is None else _whole(v, 0, 10_000_000))  # in that study
     # owners.owner_id of the browser that made it; "" for the CLI and tune workers (shared)
-    owner: str = _checked("", lambda v: v if v == "" or OWNER_ID.fullmatch(str(v)) else _fail("must be an id", v))
+    owner: str = _checked("", lambda v: v if v == "" or OWNER_ID.fullmatch(str(v)) else _fail(_("must be an id"), v))
     shared: bool = _checked(False, _bool)  # its owner shows it to every visitor (read-only)
     name: str = _checked("", lambda v: _text(v, MAX_NAME))  # what its owner calls it; shown as text, never markdown
     note: str = _checked("", lambda v: _text(v, MAX_NOTE))  # its owner's note: what was tried, what was seen
@@ -331,19 +356,23 @@ class RunMeta:
     def from_dict(cls, data: object, where: str) -> RunMeta:
         """Check run.json's parsed contents field by field; ``where`` names the file in messages."""
         if not isinstance(data, dict):
-            raise RunError(f"{where}: must hold a JSON object, not {type(data).__name__}.")
+            message = _("{where}: must hold a JSON object, not {type}.")
+            raise RunError(message.format(where=where, type=type(data).__name__))
         f = lambda key, check, default=_REQUIRED: _field(data, key, where, check, default)  # noqa: E731
         config = _config(data.get("config"), where)
         fmt = f("format", _format, 1)  # run.json without a format is from before formats were written
-        status = f("status", lambda v: v if v in ENDINGS else _fail(f"must be one of {', '.join(ENDINGS)}", v))
+        one_of = _("must be one of {choices}").format(choices=", ".join(ENDINGS))
+        status = f("status", lambda v: v if v in ENDINGS else _fail(one_of, v))
         n_train = f("n_train", lambda v: _whole(v, 1, MAX_IMAGES))
         n_test = f("n_test", lambda v: _whole(v, 1, MAX_IMAGES))
         bs, epochs = config.batch_size, config.epochs
         n_fit = n_train - held_out(n_train, config.validation)  # a validation split is not trained on
         # format 1 kept a last, smaller batch of the remainder; from format 2 it joins the last batch
         per_epoch = batches_per_epoch(n_fit, bs) if fmt >= 2 else math.ceil(n_fit / bs)
-        steps_per_epoch = f("steps_per_epoch", _exactly(per_epoch, f"{n_fit:,} images in batches of {bs}"))
-        total_steps = f("total_steps", _exactly(per_epoch * epochs, f"{epochs} epochs of {per_epoch:,} steps"))
+        why = _("{n:,} images in batches of {batch}").format(n=n_fit, batch=bs)
+        steps_per_epoch = f("steps_per_epoch", _exactly(per_epoch, why))
+        why = _("{epochs} epochs of {steps:,} steps").format(epochs=epochs, steps=per_epoch)
+        total_steps = f("total_steps", _exactly(per_epoch * epochs, why))
         steps = f("steps", lambda v: _whole(v, 0, total_steps))
         descent = config.optimiser == "Descent"
         return cls(
@@ -359,7 +388,7 @@ class RunMeta:
             lr_schedule=f("lr_schedule", _schedule("lr", total_steps), [(0, config.lr)]),
             momentum_schedule=f(
                 "momentum_schedule",
-                _schedule("momentum", total_steps) if not descent else _nothing("Descent has no momentum"),
+                _schedule("momentum", total_steps) if not descent else _nothing(_("Descent has no momentum")),
                 [] if descent else [(0, config.momentum)],
             ),
             images_done=f("images_done", lambda v: _whole(v, 0, max(total_steps * bs, n_fit * epochs)), 0),
@@ -369,11 +398,11 @@ class RunMeta:
 
 
 def _fail(problem: str, value: object) -> Any:
-    raise ValueError(f"{problem}, not {shown(value)}")
+    raise ValueError(_("{problem}, not {value}").format(problem=problem, value=shown(value)))
 
 
 def _nothing(why: str) -> Callable[[object], list]:
-    return lambda value: [] if value == [] else _fail(f"must be empty ({why})", value)
+    return lambda value: [] if value == [] else _fail(_("must be empty ({why})").format(why=why), value)
 
 
 def _history(meta: RunMeta, files: dict[str, bytes], where: Callable[[str], str]) -> History:
@@ -381,9 +410,11 @@ def _history(meta: RunMeta, files: dict[str, bytes], where: Callable[[str], str]
     batches = _table(files["batches.csv"], where("batches.csv"), ("step", "loss"), MAX_BATCH_LOSSES)
     n = len(batches["loss"])
     if n > meta.steps:
-        raise RunError(f"{where('batches.csv')}: {n:,} batch losses for a run of {meta.steps:,} steps.")
+        message = _("{where}: {n:,} batch losses for a run of {steps:,} steps.")
+        raise RunError(message.format(where=where("batches.csv"), n=n, steps=meta.steps))
     if not np.array_equal(batches["step"], np.arange(1, n + 1)):
-        raise RunError(f"{where('batches.csv')}: step must count 1, 2, 3, ... one row per batch.")
+        message = _("{where}: step must count 1, 2, 3, ... one row per batch.")
+        raise RunError(message.format(where=where("batches.csv")))
     _check_column(batches["loss"], where("batches.csv"), "loss", 0, math.inf)
 
     columns = tuple(EpochMetrics.__dataclass_fields__)
@@ -392,7 +423,8 @@ def _history(meta: RunMeta, files: dict[str, bytes], where: Callable[[str], str]
     table = _table(files["epochs.csv"], where("epochs.csv"), columns, meta.config.epochs)
     n_epochs = len(table["epoch"])
     if not np.array_equal(table["epoch"], np.arange(1, n_epochs + 1)):
-        raise RunError(f"{where('epochs.csv')}: epoch must count 1, 2, 3, ... one row per epoch.")
+        message = _("{where}: epoch must count 1, 2, 3, ... one row per epoch.")
+        raise RunError(message.format(where=where("epochs.csv")))
     _check_column(table["step"], where("epochs.csv"), "step", 1, meta.steps, whole=True)
     for name in ("train_acc", "test_acc", "val_acc"):
         if name in table:
@@ -410,7 +442,7 @@ def _history(meta: RunMeta, files: dict[str, bytes], where: Callable[[str], str]
         full = _table(files["full_losses.csv"], where("full_losses.csv"), ("step", "loss"), MAX_FULL_LOSSES)
         _check_column(full["step"], where("full_losses.csv"), "step", 1, meta.steps, whole=True)
         if (np.diff(full["step"]) <= 0).any():
-            raise RunError(f"{where('full_losses.csv')}: step must rise from row to row.")
+            raise RunError(_("{where}: step must rise from row to row.").format(where=where("full_losses.csv")))
         _check_column(full["loss"], where("full_losses.csv"), "loss", 0, math.inf)
         full_losses = [(int(s), float(v)) for s, v in zip(full["step"], full["loss"])]
 
@@ -437,42 +469,49 @@ def _history(meta: RunMeta, files: dict[str, bytes], where: Callable[[str], str]
 def parse_report(data: object, where: str, meta: RunMeta) -> Report:
     """report.json, checked against the run: the data set's classes, a confusion matrix of its test images."""
     if not isinstance(data, dict):
-        raise RunError(f"{where}: must hold a JSON object, not {type(data).__name__}.")
+        message = _("{where}: must hold a JSON object, not {type}.")
+        raise RunError(message.format(where=where, type=type(data).__name__))
     if meta.status == Ending.DIVERGED:
-        raise RunError(f"{where}: a diverged run has no report (its weights are not finite numbers).")
+        message = _("{where}: a diverged run has no report (its weights are not finite numbers).")
+        raise RunError(message.format(where=where))
     f = lambda key, check: _field(data, key, where, check)  # noqa: E731
     classes = DATASETS[meta.config.dataset]
     k, n_test = len(classes), meta.n_test
-    f("classes", lambda v: v if v == list(classes) else _fail(f"must be {meta.config.dataset}'s {k} classes", v))
+    their_classes = _("must be {dataset}'s {k} classes").format(dataset=meta.config.dataset, k=k)
+    f("classes", lambda v: v if v == list(classes) else _fail(their_classes, v))
 
     def confusion(value: object) -> torch.Tensor:
         if not isinstance(value, list) or len(value) != k or any(not isinstance(r, list) or len(r) != k for r in value):
-            raise ValueError(f"must be {k} rows of {k} counts: the confusion matrix and the classes do not fit")
+            raise ValueError(
+                _("must be {k} rows of {k} counts: the confusion matrix and the classes do not fit").format(k=k)
+            )
         counts = [_whole(c, 0, n_test) for row in value for c in row]
         if sum(counts) != n_test:
-            raise ValueError(f"does not count the {n_test:,} test images")
+            raise ValueError(_("does not count the {n:,} test images").format(n=n_test))
         return torch.tensor(counts, dtype=torch.int64).reshape(k, k)
 
     def image(value: object) -> int:
         if type(value) is int and not 0 <= value < n_test:
-            raise ValueError(f"points outside the test set of {n_test:,} images: {shown(value)}")
+            raise ValueError(
+                _("points outside the test set of {n:,} images: {value}").format(n=n_test, value=shown(value))
+            )
         return _whole(value, 0, n_test - 1)
 
     def mistakes(value: object) -> pd.DataFrame:
         if not isinstance(value, list) or len(value) > MAX_MISTAKES:
-            raise ValueError(f"must be a list of at most {MAX_MISTAKES} mistakes")
+            raise ValueError(_("must be a list of at most {most} mistakes").format(most=MAX_MISTAKES))
         rows = []
         for i, m in enumerate(value):
             try:
                 if not isinstance(m, dict):
-                    raise ValueError(f"must be an object, not {shown(m)}")
+                    raise ValueError(_("must be an object, not {value}").format(value=shown(m)))
                 index = _item(m, "index", image)
                 true, said = (_item(m, key, lambda v: _whole(v, 0, k - 1)) for key in ("true", "predicted"))
                 probability = _item(m, "probability", lambda v: _real(v, 0, 1))
             except ValueError as exc:
                 raise ValueError(f"[{i}].{exc}") from None
             if true == said:
-                raise ValueError(f"[{i}] is not a mistake: true and predicted are both {true}")
+                raise ValueError(_("[{i}] is not a mistake: true and predicted are both {true}").format(i=i, true=true))
             rows.append((index, true, said, probability))
         return pd.DataFrame(rows, columns=["index", "true", "predicted", "probability"]).astype(
             {"index": "int64", "true": "int64", "predicted": "int64", "probability": "float64"}
@@ -509,25 +548,32 @@ def _weights(raw: bytes, where: str, status: str, config: TrainConfig) -> Tutori
     try:
         state = load_safetensors(raw)
     except (SafetensorError, ValueError, OSError, RuntimeError, TypeError) as exc:
-        raise RunError(f"{where}: not a valid safetensors file ({str(exc)[:200]}).") from None
+        message = _("{where}: not a valid safetensors file ({error}).")
+        raise RunError(message.format(where=where, error=str(exc)[:200])) from None
     expected = model.state_dict()
     if set(state) != set(expected):
         missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-        raise RunError(f"{where}: weights do not fit the run's network (missing {missing}, unexpected {shown(extra)}).")
+        message = _("{where}: weights do not fit the run's network (missing {missing}, unexpected {extra}).")
+        raise RunError(message.format(where=where, missing=missing, extra=shown(extra)))
     for name, tensor in state.items():
         if not _fits(tensor, expected[name]):
-            raise RunError(
-                f"{where}: {name} has shape {tuple(tensor.shape)} {tensor.dtype}, "
-                f"expected {tuple(expected[name].shape)} floats (float16, bfloat16, float32 or float64)."
-            )
+            raise RunError(_shape_problem(where, name, tensor, expected[name]))
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     if status != Ending.DIVERGED and not all(torch.isfinite(v).all() for v in state.values()):
         raise RunError(
-            f"{where}: the weights hold NaN or infinite numbers, which only a diverged run may have "
-            f"(this run's status is {status})."
+            _(
+                "{where}: the weights hold NaN or infinite numbers, which only a diverged run may have (this run's "
+                "status is {status})."
+            ).format(where=where, status=status)
         )
     model.load_state_dict(state)
     return model.to(memory_format=torch.channels_last)  # as trained: oneDNN's faster kernels
+
+
+def _shape_problem(where: str, name: str, tensor: torch.Tensor, expected: torch.Tensor) -> str:
+    return _(
+        "{where}: {name} has shape {shape} {dtype}, expected {expected} floats (float16, bfloat16, float32 or float64)."
+    ).format(where=where, name=name, shape=tuple(tensor.shape), dtype=tensor.dtype, expected=tuple(expected.shape))
 
 
 def snapshot_key(step: int, name: str) -> str:
@@ -541,29 +587,31 @@ def parse_snapshots(raw: bytes, where: str, meta: RunMeta) -> dict[int, dict[str
     try:
         tensors = load_safetensors(raw)
     except (SafetensorError, ValueError, OSError, RuntimeError, TypeError) as exc:
-        raise RunError(f"{where}: not a valid safetensors file ({str(exc)[:200]}).") from None
+        message = _("{where}: not a valid safetensors file ({error}).")
+        raise RunError(message.format(where=where, error=str(exc)[:200])) from None
     expected = network_of(meta.config).state_dict()
     steps: dict[int, dict[str, torch.Tensor]] = {}
     for key, tensor in tensors.items():
         match = SNAPSHOT_KEY.fullmatch(key)
         if match is None or match[2] not in expected:
-            raise RunError(f"{where}: unexpected tensor {shown(key)}; keys are step_NNNNNN/<weight name>.")
+            message = _("{where}: unexpected tensor {key}; keys are step_NNNNNN/<weight name>.")
+            raise RunError(message.format(where=where, key=shown(key)))
         step, name = int(match[1]), match[2]
         if step > meta.steps:
-            raise RunError(f"{where}: a snapshot at step {step:,} of a run of {meta.steps:,} steps.")
+            message = _("{where}: a snapshot at step {step:,} of a run of {steps:,} steps.")
+            raise RunError(message.format(where=where, step=step, steps=meta.steps))
         if not _fits(tensor, expected[name]):
-            raise RunError(
-                f"{where}: {key} has shape {tuple(tensor.shape)} {tensor.dtype}, "
-                f"expected {tuple(expected[name].shape)} floats (float16, bfloat16, float32 or float64)."
-            )
+            raise RunError(_shape_problem(where, key, tensor, expected[name]))
         if not torch.isfinite(tensor).all():
-            raise RunError(f"{where}: {key} holds NaN or infinite numbers.")
+            raise RunError(_("{where}: {key} holds NaN or infinite numbers.").format(where=where, key=key))
         steps.setdefault(step, {})[name] = tensor.float() if tensor.is_floating_point() else tensor
     if len(steps) > MAX_SNAPSHOTS:
-        raise RunError(f"{where}: {len(steps):,} snapshots; a run keeps at most {MAX_SNAPSHOTS}.")
+        message = _("{where}: {n:,} snapshots; a run keeps at most {most}.")
+        raise RunError(message.format(where=where, n=len(steps), most=MAX_SNAPSHOTS))
     for step, state in steps.items():
         if set(state) != set(expected):
-            raise RunError(f"{where}: the snapshot at step {step:,} lacks {sorted(set(expected) - set(state))}.")
+            message = _("{where}: the snapshot at step {step:,} lacks {missing}.")
+            raise RunError(message.format(where=where, step=step, missing=sorted(set(expected) - set(state))))
     return dict(sorted(steps.items()))
 
 

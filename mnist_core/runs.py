@@ -31,8 +31,9 @@ from .config import TrainConfig
 from .data import TITLES, Dataset
 from .devices import device_label
 from .history import EpochMetrics, History
+from .i18n import DEFAULT, N_, _, using
 from .model import TutorialCNN
-from .outcomes import Ending
+from .outcomes import DAMAGED, Ending
 from .owners import visible
 from .report import Report, build_report
 from .run_schema import (
@@ -119,7 +120,12 @@ def save_run(
     state = {k: v.detach().cpu().contiguous() for k, v in trainer.model.state_dict().items()}
     if status != Ending.DIVERGED and not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
         status, report = Ending.DIVERGED, None  # the last update overflowed: what load_run would refuse otherwise
-        message = f"{message} The weights are no longer finite numbers: the learning rate is too high.".strip()
+        # a run's messages are saved, so they are English (N_): a page shows them through i18n.stored()
+        if message:
+            note = N_("{message} The weights are no longer finite numbers: the learning rate is too high.")
+            message = note.format(message=message).strip()
+        else:
+            message = N_("The weights are no longer finite numbers: the learning rate is too high.")
     finite = lambda *xs: all(math.isfinite(x) for x in xs)  # noqa: E731
     epochs = list(takewhile(lambda e: finite(e.train_loss, e.train_acc, e.test_loss, e.test_acc, e.seconds), h.epochs))
     meta = _meta_of(trainer, status, message, report.test_acc if report else None, epochs, owner)
@@ -137,6 +143,8 @@ def _meta_of(
 ) -> RunMeta:
     """run.json of ``trainer``'s run as it is now."""
     h = trainer.history
+    with using(DEFAULT):  # saved in English, as every text of run.json
+        device = device_label(trainer.device)
     return RunMeta(
         config=trainer.config,
         status=status,
@@ -148,7 +156,7 @@ def _meta_of(
         steps_per_epoch=h.steps_per_epoch,
         lr_schedule=list(h.lr_schedule[:MAX_SCHEDULE]),
         momentum_schedule=list(h.momentum_schedule[:MAX_SCHEDULE]),
-        device=device_label(trainer.device)[:MAX_LABEL],
+        device=device[:MAX_LABEL],
         dataset_title=trainer.dataset.title[:MAX_LABEL],
         dataset_source=trainer.dataset.source[:MAX_LABEL],
         train_seconds=h.train_seconds,
@@ -174,16 +182,18 @@ def _checked_files(
             parse_report(parse_json(raw, "report.json"), "report.json", meta)
             files["report.json"] = raw
         except RunError as exc:
-            meta.message = f"{meta.message} The report could not be kept: {exc}"[:MAX_MESSAGE]
+            message = N_("{message} The report could not be kept: {error}").format(message=meta.message, error=exc)
+            meta.message = message[:MAX_MESSAGE]
     if snapshots:
         raw = save_safetensors({k: v.detach().cpu().contiguous() for k, v in snapshots.items()})
         try:
             if len(raw) > ARCHIVE_FILES["snapshots.safetensors"]:
-                raise RunError(f"{len(raw):,} bytes")
+                raise RunError(N_("{n:,} bytes").format(n=len(raw)))
             parse_snapshots(raw, "snapshots.safetensors", meta)
             files["snapshots.safetensors"] = raw
         except RunError as exc:
-            meta.message = f"{meta.message} The weight snapshots could not be kept: {exc}"[:MAX_MESSAGE]
+            message = N_("{message} The weight snapshots could not be kept: {error}")
+            meta.message = message.format(message=meta.message, error=exc)[:MAX_MESSAGE]
     files["run.json"] = json.dumps(meta.to_dict(), indent=2).encode()  # with the message as it ends up
     return files
 
@@ -238,12 +248,12 @@ def finish_run(
         try:
             report = build_report(trainer.model, dataset)
         except Exception as exc:
-            message += f" The report could not be computed: {exc}"
+            message = N_("{message} The report could not be computed: {error}").format(message=message, error=exc)
     try:
         folder = save_run(trainer, report, root=root, run_id=run_id, snapshots=snapshots, owner=owner)
         return folder, report, message
     except Exception as exc:
-        return None, report, message + f" The run could not be saved: {exc}"
+        return None, report, N_("{message} The run could not be saved: {error}").format(message=message, error=exc)
 
 
 def _read_bounded(path: Path, limit: int) -> bytes:
@@ -252,11 +262,11 @@ def _read_bounded(path: Path, limit: int) -> bytes:
         with path.open("rb") as file:
             content = file.read(limit + 1)
     except FileNotFoundError as exc:
-        raise RunError(f"{path}: missing; this is not a complete run folder.") from exc
+        raise RunError(_("{path}: missing; this is not a complete run folder.").format(path=path)) from exc
     except OSError as exc:
-        raise RunError(f"{path}: cannot be read ({exc}).") from exc
+        raise RunError(_("{path}: cannot be read ({error}).").format(path=path, error=exc)) from exc
     if len(content) > limit:
-        raise RunError(f"{path}: more than a run's {limit:,} bytes.")
+        raise RunError(_("{path}: more than a run's {most:,} bytes.").format(path=path, most=limit))
     return content
 
 
@@ -270,7 +280,7 @@ def load_run(path: Path | str, with_model: bool = True) -> Run:
     """Read a run folder back; ``with_model`` also rebuilds the model from its weights (on the CPU)."""
     path = Path(path)
     if not path.is_dir():
-        raise RunError(f"{path}: no such run folder.")
+        raise RunError(_("{path}: no such run folder.").format(path=path))
     names = [n for n in ARCHIVE_FILES if n in REQUIRED_FILES or (path / n).exists()]
     if not with_model:
         names.remove("weights.safetensors")
@@ -320,8 +330,17 @@ def _check_owner(path: Path, meta: RunMeta, viewer: str | None, verb: str) -> No
     """RunError unless ``viewer`` owns the run (None: the command line, which may do anything)."""
     if viewer is None or (viewer and meta.owner == viewer):
         return
-    whose = "is shared by this server" if not meta.owner else "belongs to another visitor"
-    raise RunError(f"{path.name} {whose}; only its owner can {verb} it.")
+    shared = {  # one sentence per case: words and their order differ between languages
+        "share": _("{run} is shared by this server; only its owner can share it."),
+        "name": _("{run} is shared by this server; only its owner can name it."),
+        "delete": _("{run} is shared by this server; only its owner can delete it."),
+    }
+    others = {
+        "share": _("{run} belongs to another visitor; only its owner can share it."),
+        "name": _("{run} belongs to another visitor; only its owner can name it."),
+        "delete": _("{run} belongs to another visitor; only its owner can delete it."),
+    }
+    raise RunError((others if meta.owner else shared)[verb].format(run=path.name))
 
 
 def _rewrite_meta(path: Path, meta: RunMeta) -> RunMeta:
@@ -358,33 +377,36 @@ def describe_schedule(name: str, schedule: list[tuple[int, float]], most: int = 
     """'lr 0.1 → 0.01 from step 121': a schedule in words (steps are 1-based); long ones lose their middle."""
     if not schedule:
         return ""
-    changes = [f"{value:g} from step {step + 1}" for step, value in schedule[1:]]
+    changes = [_("{value:g} from step {step}").format(value=value, step=step + 1) for step, value in schedule[1:]]
     if len(changes) > most:
         hidden = len(changes) - most + 1
-        changes = [*changes[: most // 2], f"… {hidden} more changes …", *changes[-(most - most // 2 - 1) :]]
+        more = _("… {n} more changes …").format(n=hidden)
+        changes = [*changes[: most // 2], more, *changes[-(most - most // 2 - 1) :]]
     return " → ".join([f"{name} {schedule[0][1]:g}", *changes])
 
 
 # --------------------------------------------------------------------------- comparing and sharing runs
 
 TABLE_FIELDS = ("optimiser", "lr", "epochs", "batch_size", "loop", "channels", "activation", "seed", "init")
-TABLE_COLUMNS = (  # what a learner compares first comes first: how it ended and how well it does
-    "name",
-    "status",
-    "test accuracy",
-    "data set",
+# What a learner compares first comes first: how it ended and how well it does. The columns are keys (English);
+# a page shows them with _(), the config's field names (TABLE_FIELDS) as they are.
+TABLE_COLUMNS = (
+    N_("name"),
+    N_("status"),
+    N_("test accuracy"),
+    N_("data set"),
     *TABLE_FIELDS,
-    "final lr",
-    "lr changes",
-    "training s",
-    "images/s",
-    "steps",
-    "device",
-    "imported",
-    "study",
-    "yours",
-    "shared",
-    "run",
+    N_("final lr"),
+    N_("lr changes"),
+    N_("training s"),
+    N_("images/s"),
+    N_("steps"),
+    N_("device"),
+    N_("imported"),
+    N_("study"),
+    N_("yours"),
+    N_("shared"),
+    N_("run"),
 )
 
 
@@ -396,7 +418,7 @@ def runs_table(root: Path | str | None = None, viewer: str | None = None) -> pd.
         if not visible(meta, viewer):
             continue
         if meta is None:
-            rows.append({"run": path.name, "status": "damaged", "yours": False, "shared": False})
+            rows.append({"run": path.name, "status": DAMAGED, "yours": False, "shared": False})
             continue
         cfg = meta.config
         rows.append(
@@ -429,7 +451,7 @@ def differing_labels(configs: list[TrainConfig]) -> list[str]:
     dicts = [c.to_dict() for c in configs]
     keys = [k for k in dicts[0] if len({repr(d[k]) for d in dicts}) > 1]
     if not keys:
-        return [f"run {i + 1}" for i in range(len(configs))]
+        return [_("run {n}").format(n=i + 1) for i in range(len(configs))]
     return [", ".join(f"{k}={d[k]:g}" if isinstance(d[k], float) else f"{k}={d[k]}" for k in keys) for d in dicts]
 
 
@@ -438,12 +460,13 @@ def delete_run(path: Path | str, viewer: str | None, root: Path | str | None = N
     the command line (None) any."""
     path = Path(path).resolve()
     if path.parent != runs_root(root).resolve() or not (path / "run.json").exists():
-        raise RunError(f"{path.name} is not a run folder here.")
+        raise RunError(_("{run} is not a run folder here.").format(run=path.name))
     try:
         meta = read_meta(path)
     except RunError:
         if viewer is not None:  # whose it is cannot be read: only the command line may remove it
-            raise RunError(f"{path.name} is damaged, so whose it is cannot be read; it was not deleted.") from None
+            message = _("{run} is damaged, so whose it is cannot be read; it was not deleted.")
+            raise RunError(message.format(run=path.name)) from None
     else:
         _check_owner(path, meta, viewer, "delete")
     shutil.rmtree(path)

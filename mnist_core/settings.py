@@ -17,6 +17,7 @@ class Setting:
     default: int | float | str  # its type is the setting's type; "" for a text setting that is unset
     help: str
     low: float | None = None  # numbers below are ignored (the default is used)
+    first: tuple[str, ...] = ()  # variables read before ``name``, the first one set wins (as gettext reads LANG)
 
 
 SETTINGS = {
@@ -41,6 +42,14 @@ SETTINGS = {
         Setting("MNIST_OWNER_DISK_MB", 200.0, "disk one visitor's runs may use (imports included)", low=0),
         Setting("MNIST_RUNS_DISK_MB", 2000.0, "disk all visitors' runs may use together", low=0),
         Setting("MNIST_IDLE_OWNER_S", 86400.0, "a visitor unseen this long may lose old runs when disk is full", low=0),
+        # the command line
+        Setting(
+            "LANG",
+            "",
+            "the command line's language (zh_CN.UTF-8: Simplified Chinese; else English); LANGUAGE, LC_ALL, "
+            "LC_MESSAGES come first where set",
+            first=("LANGUAGE", "LC_ALL", "LC_MESSAGES"),
+        ),
     )
 }
 
@@ -48,7 +57,7 @@ SETTINGS = {
 def get(name: str) -> int | float | str:
     """The setting's value now: the environment's if it is valid, else the default."""
     spec = SETTINGS[name]
-    raw = os.environ.get(name, "").strip()
+    raw = next((v for n in (*spec.first, name) if (v := os.environ.get(n, "").strip())), "")
     if not raw or isinstance(spec.default, str):
         return raw or spec.default
     try:

@@ -15,16 +15,26 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from . import settings
-from .config import TrainConfig, batch_bounds, batches_per_epoch, check_knob, held_out, validation_split
+from .config import (
+    TrainConfig,
+    batch_bounds,
+    batches_per_epoch,
+    check_knob,
+    held_out,
+    problems_sentence,
+    validation_split,
+)
 from .data import Dataset
 from .devices import resolve_device
 from .history import EpochMetrics, History
+from .i18n import N_
 from .model import TutorialCNN, as_input, build_model, evaluating
 from .outcomes import RUNNING, Ending, collapse_note, judge_ending, near_chance, top_answer_share
 
@@ -75,6 +85,10 @@ class Callback:
 
     def on_train_end(self, trainer: Trainer) -> None: ...
 
+
+# A run's messages are saved in run.json, so they are made in English (N_, whatever the language in use) and a page
+# shows them through i18n.stored(), which translates them values and all.
+STOPPED_BY_USER = N_("Stopped by the user")
 
 STEP_LOG_ENV = "MNIST_STEP_LOG"  # a folder: every run trained here writes its steps' times there (StepClock)
 
@@ -134,13 +148,13 @@ class RunControl:
         self._budget = 0  # batches granted by step() while paused
         self._to_epoch_end = False  # step_epoch(): run on until the epoch ends
         self._knobs: dict[str, float] = {}
-        self.stop_status, self.stop_reason = Ending.STOPPED, "Stopped by the user"
+        self.stop_status, self.stop_reason = Ending.STOPPED, STOPPED_BY_USER
 
     @property
     def paused(self) -> bool:
         return self._paused
 
-    def stop(self, status: str = Ending.STOPPED, reason: str = "Stopped by the user") -> None:
+    def stop(self, status: str = Ending.STOPPED, reason: str = STOPPED_BY_USER) -> None:
         """Stop before the next batch; the run ends with ``status`` and a message starting with ``reason``."""
         with self._cond:
             if not self.stop_event.is_set():
@@ -175,7 +189,7 @@ class RunControl:
             p for name, v in (("lr", lr), ("momentum", momentum)) if v is not None and (p := check_knob(name, v))
         ]
         if problems:
-            raise ValueError("; ".join(problems) + ".")
+            raise ValueError(problems_sentence(problems))
         with self._cond:
             self._knobs.update({k: float(v) for k, v in (("lr", lr), ("momentum", momentum)) if v is not None})
 
@@ -210,7 +224,7 @@ class RunControl:
                     minutes = self.max_pause_s / 60
                     self.stop_status, self.stop_reason = (
                         Ending.STOPPED,
-                        f"Paused for over {minutes:g} minutes, so stopped",
+                        N_("Paused for over {minutes:g} minutes, so stopped").format(minutes=minutes),
                     )
                     break
                 self._cond.wait(left)
@@ -312,10 +326,12 @@ class Budget(Callback):
 
     def on_batch_end(self, trainer: Trainer, step: int, epoch: int, loss: float) -> None:
         if self.used(trainer) > self.most_images:
-            trainer.control.stop(Ending.STOPPED, f"Reached this server's limit of {self.most_images:,} images per run")
+            reason = N_("Reached this server's limit of {n:,} images per run").format(n=self.most_images)
+            trainer.control.stop(Ending.STOPPED, reason)
         elif time.monotonic() - self.started > self.most_seconds:
             minutes = self.most_seconds / 60
-            trainer.control.stop(Ending.STOPPED, f"Reached this server's limit of {minutes:g} minutes per run")
+            reason = N_("Reached this server's limit of {minutes:g} minutes per run").format(minutes=minutes)
+            trainer.control.stop(Ending.STOPPED, reason)
 
 
 class Trainer:
@@ -463,13 +479,18 @@ class Trainer:
         try:
             self._run()
         except Exception as exc:  # a failed run is recorded, never lost
-            h.status, h.message = Ending.FAILED, f"Training failed: {type(exc).__name__}: {exc}"
+            h.status = Ending.FAILED
+            h.message = N_("Training failed: {error}").format(error=f"{type(exc).__name__}: {exc}")
         finally:
             for cb in self.callbacks:
                 try:
                     cb.on_train_end(self)
                 except Exception as exc:  # a broken callback must not hide the run's own outcome
-                    h.message = (h.message + f" (callback error: {exc})").strip()
+                    if h.message:
+                        note = N_("{message} (callback error: {error})")
+                    else:
+                        note = N_("(callback error: {error})")
+                    h.message = note.format(message=h.message, error=exc).strip()
         return h
 
     def _run(self) -> None:
@@ -526,11 +547,13 @@ class Trainer:
             if self.stop_event.is_set():
                 h.paused = False
                 h.status = self.control.stop_status
-                h.message = f"{self.control.stop_reason} at step {h.step} of {h.total_steps} (epoch {epoch})."
+                h.message = N_("{reason} at step {step} of {total} (epoch {epoch}).").format(
+                    reason=self.control.stop_reason, step=h.step, total=h.total_steps, epoch=epoch
+                )
                 return
         if h.status == RUNNING:
             h.status = Ending.FINISHED
-            h.message = f"Finished {cfg.epochs} epochs ({h.step} steps)."
+            h.message = N_("Finished {epochs} epochs ({steps} steps).").format(epochs=cfg.epochs, steps=h.step)
             self._judge_finished()
 
     def _pause(self, pending: list[torch.Tensor], epoch: int, trained_s: float) -> tuple[bool, float]:
@@ -580,7 +603,7 @@ class Trainer:
         test_acc = h.epochs[-1].test_acc
         h.status = judge_ending(h.status, test_acc, top_answer_share(answers), k)
         if h.status == Ending.COLLAPSED:
-            h.message += collapse_note(test_acc, k, self.config.optimiser, self.lr)
+            h.message = collapse_note(h.message, test_acc, k, self.config.optimiser, self.lr)
 
     def _set_paused(self, paused: bool) -> None:
         self.history.paused = paused
@@ -600,11 +623,10 @@ class Trainer:
             if not math.isfinite(value):
                 h.status = Ending.DIVERGED
                 h.step = step - 1
-                h.message = (
-                    f"The loss became {value} at step {step} (epoch {epoch}) and training stopped. "
-                    f"The learning rate {self.lr:g} is too high for {self.config.optimiser}: "
-                    "try a lower one (for example 10x lower)."
-                )
+                h.message = N_(
+                    "The loss became {value} at step {step} (epoch {epoch}) and training stopped. The learning rate "
+                    "{lr:g} is too high for {optimiser}: try a lower one (for example 10x lower)."
+                ).format(value=value, step=step, epoch=epoch, lr=self.lr, optimiser=self.config.optimiser)
                 return False
             h.batch_losses.append(value)
             for cb in self.callbacks:
@@ -628,19 +650,25 @@ class _StepTimes(Callback):
     """When each batch ended (after the device finished it); stops the run once ``enough`` steps took
     ``budget_s``, so that a big network is timed in a second or two."""
 
-    def __init__(self, enough: int, budget_s: float) -> None:
+    def __init__(self, enough: int, budget_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.ends: list[float] = []
-        self.enough, self.budget_s = enough, budget_s
+        self.enough, self.budget_s, self.clock = enough, budget_s, clock
 
     def on_batch_end(self, trainer: Trainer, step: int, epoch: int, loss: float) -> None:
         if trainer.device.type == "cuda":
             torch.cuda.synchronize(trainer.device)
-        self.ends.append(time.perf_counter())
+        self.ends.append(self.clock())
         if len(self.ends) >= self.enough and self.ends[-1] - self.ends[0] > self.budget_s:
             trainer.control.stop()
 
 
-def estimate_epoch_seconds(config: TrainConfig, n_fit: int, steps: int = 8, budget_s: float = 0.5) -> float:
+def estimate_epoch_seconds(
+    config: TrainConfig,
+    n_fit: int,
+    steps: int = 8,
+    budget_s: float = 0.5,
+    clock: Callable[[], float] = time.perf_counter,
+) -> float:
     """Seconds of training one epoch of ``n_fit`` images will take with ``config`` (its network, batch size,
     optimiser, loop style and device), from up to ``steps`` real steps of the loop on random digits in this
     process, at its thread count (fewer past ``budget_s``). The first two steps (warm-up, a CUDA graph's
@@ -652,9 +680,9 @@ def estimate_epoch_seconds(config: TrainConfig, n_fit: int, steps: int = 8, budg
     digits = Dataset(
         "estimate", "random digits", "generated", images, labels, images[:1], labels[:1], tuple("0123456789")
     )
-    clock = _StepTimes(enough=4, budget_s=budget_s)
+    times = _StepTimes(enough=4, budget_s=budget_s, clock=clock)
     timed = TrainConfig(**{**config.to_dict(), "epochs": 1, "validation": 0.0, "record_every": 0})
-    Trainer(timed, digits, [clock]).run()
+    Trainer(timed, digits, [times]).run()
     # The fastest step, as timeit does: a step another process slowed says nothing of the network
-    gaps = [b - a for a, b in zip(clock.ends[1:], clock.ends[2:])]
+    gaps = [b - a for a, b in zip(times.ends[1:], times.ends[2:])]
     return min(gaps) * batches_per_epoch(n_fit, config.batch_size) if gaps else float("nan")

@@ -39,9 +39,10 @@ import pandas as pd
 from optuna.storages._heartbeat import get_heartbeat_thread  # public only through study.optimize
 
 from . import settings
-from .config import TrainConfig, check_knob, log_values
+from .config import TrainConfig, check_knob, log_values, problems_sentence
 from .data import Dataset
 from .history import EpochMetrics
+from .i18n import N_, _
 from .jobs import JobQueue, QueueError
 from .model import TUTORIAL_CHANNELS
 from .outcomes import Ending
@@ -93,35 +94,39 @@ class SearchSpace:
         """Raise ValueError with a message a learner can act on."""
         problems = [p for v in (self.lr_low, self.lr_high) if (p := check_knob("lr", v))]
         if not problems and self.lr_low > self.lr_high:
-            problems.append("the lowest learning rate must not be above the highest")
-        for name, values, field_name in (
-            ("optimiser", self.optimisers, "optimiser"),
-            ("batch size", self.batch_sizes, "batch_size"),
-            ("epochs", self.epochs, "epochs"),
-            ("activation", self.activations, "activation"),
+            problems.append(_("the lowest learning rate must not be above the highest"))
+        for none_chosen, values, field_name in (
+            (_("choose at least one optimiser"), self.optimisers, "optimiser"),
+            (_("choose at least one batch size"), self.batch_sizes, "batch_size"),
+            (_("choose at least one epochs"), self.epochs, "epochs"),
+            (_("choose at least one activation"), self.activations, "activation"),
         ):
             if not values:
-                problems.append(f"choose at least one {name}")
+                problems.append(none_chosen)
             problems += [p for v in values if (p := check_knob(field_name, v))]
         if not self.widths:
-            problems.append("choose at least one width")
+            problems.append(_("choose at least one width"))
         problems += [
-            f"a width of {w:g} makes conv layers of {scaled_channels(w)}; {p}"
+            _("a width of {width:g} makes conv layers of {channels}; {problem}").format(
+                width=w, channels=scaled_channels(w), problem=p
+            )
             for w in self.widths
             if (p := check_knob("channels", scaled_channels(w)))
         ]
         if self.sampler not in SAMPLERS:
-            problems.append(f"the search method must be one of {', '.join(SAMPLERS)}")
+            problems.append(_("the search method must be one of {methods}").format(methods=", ".join(SAMPLERS)))
         if not 0 < self.validation <= TrainConfig.knob("validation").high:
             problems.append(
-                "a study needs a validation split (a share above 0 and at most "
-                f"{TrainConfig.knob('validation').high:g}): it selects on it, never on the test set"
+                _(
+                    "a study needs a validation split (a share above 0 and at most {most:g}): it selects on it, never "
+                    "on the test set"
+                ).format(most=TrainConfig.knob("validation").high)
             )
         problems += [p for name in ("dataset", "seed") if (p := check_knob(name, getattr(self, name)))]
         if not 1 <= self.grid_per_decade <= 10:
-            problems.append("a grid tries 1 to 10 learning rates per decade")
+            problems.append(_("a grid tries 1 to 10 learning rates per decade"))
         if problems:
-            raise ValueError("; ".join(dict.fromkeys(problems)) + ".")
+            raise ValueError(problems_sentence(list(dict.fromkeys(problems))))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -285,13 +290,14 @@ def open_study(
     if isinstance(storage, str):
         storage = open_storage(storage)
     if not name or len(name) > 100:
-        raise ValueError("a study needs a name of 1 to 100 characters.")
+        raise ValueError(_("a study needs a name of 1 to 100 characters."))
     existing = name in study_names(storage)
     if existing and name not in study_names(storage, owner):
-        raise ValueError("another visitor has a study of that name; choose another name.")
+        raise ValueError(_("another visitor has a study of that name; choose another name."))
     if not existing:
         if space is None:
-            raise ValueError(f"there is no study {name!r} in this storage; start it with `python -m mnist_core tune`.")
+            message = _("there is no study {name} in this storage; start it with `python -m mnist_core tune`.")
+            raise ValueError(message.format(name=repr(name)))
         space.validate()
         study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True)
         if "space" not in study.user_attrs:
@@ -300,12 +306,16 @@ def open_study(
                 study.set_user_attr("owner", owner)
     stored = optuna.load_study(study_name=name, storage=storage).user_attrs.get("space")
     if stored is None:
-        raise ValueError(f"the study {name!r} was not made by this app (it has no search space).")
+        raise ValueError(
+            _("the study {name} was not made by this app (it has no search space).").format(name=repr(name))
+        )
     stored_space = SearchSpace.from_dict(stored)
     if space is not None and stored_space != space:
         raise ValueError(
-            f"the study {name!r} already searches another space ({describe_space(stored_space)}); "
-            "join it without search-space flags (tune-worker), or give a new study name."
+            _(
+                "the study {name} already searches another space ({space}); join it without search-space flags "
+                "(tune-worker), or give a new study name."
+            ).format(name=repr(name), space=describe_space(stored_space))
         )
     study = optuna.load_study(
         study_name=name, storage=storage, sampler=make_sampler(stored_space, sampler_seed), pruner=make_pruner()
@@ -314,13 +324,24 @@ def open_study(
 
 
 def describe_space(space: SearchSpace) -> str:
-    """The space in a few words: 'lr 0.001..1 (log), optimiser Descent|ADAM, batch 128, 3 epochs, TPE'."""
-    lr = f"lr {space.lr_low:g}" if space.lr_low == space.lr_high else f"lr {space.lr_low:g}..{space.lr_high:g} (log)"
-    parts = [lr, f"optimiser {'|'.join(space.optimisers)}", f"batch {'|'.join(map(str, space.batch_sizes))}"]
-    parts.append(f"{'|'.join(map(str, space.epochs))} epochs")
+    """The space in a few words: 'lr 0.001..1 (log), optimiser Descent|ADAM, batch 128, 3 epochs, TPE' (in the
+    language in use)."""
+    if space.lr_low == space.lr_high:
+        lr = _("lr {lr:g}").format(lr=space.lr_low)
+    else:
+        lr = _("lr {low:g}..{high:g} (log)").format(low=space.lr_low, high=space.lr_high)
+    parts = [
+        lr,
+        _("optimiser {optimisers}").format(optimisers="|".join(space.optimisers)),
+        _("batch {sizes}").format(sizes="|".join(map(str, space.batch_sizes))),
+        _("{epochs} epochs").format(epochs="|".join(map(str, space.epochs))),
+    ]
     if space.widths != (1.0,) or space.activations != ("relu",):
-        parts.append(f"width ×{'|'.join(f'{w:g}' for w in space.widths)}, {'|'.join(space.activations)}")
-    return ", ".join(parts) + f", {space.sampler}, validation {space.validation:.0%}"
+        widths = "|".join(f"{w:g}" for w in space.widths)
+        parts.append(_("width ×{widths}, {activations}").format(widths=widths, activations="|".join(space.activations)))
+    return _("{parts}, {method}, validation {share:.0%}").format(
+        parts=_(", ").join(parts), method=space.sampler, share=space.validation
+    )
 
 
 def trials_left(study: optuna.Study, space: SearchSpace, wanted: int) -> int:
@@ -360,10 +381,11 @@ def prune_now(trial: optuna.Trial, metrics: EpochMetrics, planned_epochs: int) -
 
 
 def prune_reason(study_name: str, trial: int, metrics: EpochMetrics) -> str:
-    return (
-        f"Pruned by study {study_name!r} (trial {trial}): validation accuracy {metrics.val_acc:.1%} after epoch "
-        f"{metrics.epoch} was below the median of earlier trials"
-    )
+    """Why a trial's run stopped, as its run.json saves it: in English (N_), shown with i18n.stored()."""
+    return N_(
+        "Pruned by study {study} (trial {trial}): validation accuracy {accuracy:.1%} after epoch {epoch} was below the "
+        "median of earlier trials"
+    ).format(study=repr(study_name), trial=trial, accuracy=metrics.val_acc, epoch=metrics.epoch)
 
 
 def _tell(study: optuna.Study, trial: optuna.Trial, *values: float, **state) -> None:
@@ -405,7 +427,10 @@ def finish_trial(
             meta = tag_run(run_dir, study.study_name, trial.number, message=run_message)
             test_acc = meta.test_acc
         except (RunError, OSError) as exc:
-            message = f"{message} Its run could not be tagged with the study: {exc}".strip()
+            message = N_("{message} Its run could not be tagged with the study: {error}").format(
+                message=message, error=exc
+            )
+            message = message.strip()
     attrs["test_acc"] = test_acc  # kept for the best trial's one report; never a selection criterion
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
@@ -449,7 +474,7 @@ def run_trials(
     is saved as an ordinary run under ``root``, tagged with the study. ``threads``: the CPU threads the first
     trial starts with; each trial then tunes its count and the next starts where it ended (None: as set)."""
     results, tuner = [], None
-    for _ in range(trials_left(study, space, n_trials)):
+    for _trial in range(trials_left(study, space, n_trials)):
         if stop_event is not None and stop_event.is_set():
             break
         trial = ask(study)
@@ -463,10 +488,10 @@ def run_trials(
             try:
                 trainer.run()
             except KeyboardInterrupt:
-                trainer.history.status, trainer.history.message = Ending.STOPPED, "Stopped with Ctrl-C."
+                trainer.history.status, trainer.history.message = Ending.STOPPED, N_("Stopped with Ctrl-C.")
                 stop_event = stop_event or threading.Event()
                 stop_event.set()
-            run_dir, _, message = finish_run(trainer, dataset, root=root)
+            run_dir, _report, message = finish_run(trainer, dataset, root=root)
             h = trainer.history
             result = finish_trial(study, trial, params, config, h.epochs, h.status, run_dir, pruning.pruned, message)
         tuner = tuning[0] if tuning and tuning[0].active else tuner
@@ -533,19 +558,22 @@ class StudyDriver:
     def _run(self) -> None:
         try:
             study, space = open_study(self.storage, self.study_name)
-            for _ in range(trials_left(study, space, self.n_trials)):
+            for _trial in range(trials_left(study, space, self.n_trials)):
                 if self.stop_event.is_set():
                     break
                 self.results.append(self._trial(study, space))
             else:
                 return
+            # its messages are English (N_), as the queue's are: the page shows them with i18n.stored()
             if self.stopped_trial is not None:
-                stopped = f"Stopped: trial {self.stopped_trial} was saved as stopped, and no new trial starts."
+                stopped = N_("Stopped: trial {trial} was saved as stopped, and no new trial starts.").format(
+                    trial=self.stopped_trial
+                )
             else:  # Stop came as one trial ended and before the next began
-                stopped = "Stopped between two trials: none was training, and no new trial starts."
+                stopped = N_("Stopped between two trials: none was training, and no new trial starts.")
             self.message = self.message or stopped
         except Exception as exc:  # the page shows it; the study keeps what it had
-            self.message = f"The study stopped: {type(exc).__name__}: {exc}"
+            self.message = N_("The study stopped: {error}").format(error=f"{type(exc).__name__}: {exc}")
         finally:
             self.current = None
 
@@ -562,7 +590,7 @@ class StudyDriver:
             job = self.queue.submit(config, owner=self.owner, run_owner=self.run_owner, address=self.address)
         except (QueueError, ValueError) as exc:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            self.message = f"The queue refused a trial: {exc}"
+            self.message = N_("The queue refused a trial: {error}").format(error=exc)
             self.stop_event.set()
             return TrialResult(trial.number, params, "failed", None, None, 0, str(exc))
         self.current = CurrentTrial(trial.number, params, job.id)
@@ -583,8 +611,9 @@ class StudyDriver:
         run_message = None
         if pruned_at is not None:  # the queue's stop says "Stopped by the user": say who stopped it and why
             h = job.history
-            run_message = f"{prune_reason(study.study_name, trial.number, pruned_at)}; stopped at step {h.step} of "
-            run_message += f"{h.total_steps}."
+            run_message = N_("{reason}; stopped at step {step} of {total}.").format(
+                reason=prune_reason(study.study_name, trial.number, pruned_at), step=h.step, total=h.total_steps
+            )
         pruned = pruned_at is not None
         if job.outcome == Ending.STOPPED and not pruned and self.stop_event.is_set():
             self.stopped_trial = trial.number
@@ -610,7 +639,7 @@ def start_study(
     with _drivers_lock:
         old = _drivers.get(owner)
         if old is not None and old.running:
-            raise QueueError("A study of yours is running: stop it before starting another.")
+            raise QueueError(_("A study of yours is running: stop it before starting another."))
         driver = StudyDriver(queue, owner, storage, study_name, n_trials, run_owner, address)
         driver = _drivers[owner] = driver.start()
         return driver
@@ -624,7 +653,20 @@ def driver_of(owner: str) -> StudyDriver | None:
 
 # --------------------------------------------------------------------------- what a study found
 
-STATE_WORDS = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running", "WAITING": "waiting"}
+# A trial's state in trials_table: keys the page compares (English); shown with _()
+STATE_WORDS = {
+    "COMPLETE": N_("complete"),
+    "PRUNED": N_("pruned"),
+    "FAIL": N_("failed"),
+    "RUNNING": N_("running"),
+    "WAITING": N_("waiting"),
+}
+STOPPED_TRIAL = N_("stopped")  # a trial the user stopped (failed in Optuna's eyes)
+
+
+# trials_table's columns besides the trial's parameters: keys the page indexes (English), shown with _()
+TRIAL, STATE, VAL_ACCURACY, EPOCHS = N_("trial"), N_("state"), N_("val accuracy"), N_("epochs")
+TRAINING_S, WORKER, RUN = N_("training s"), N_("worker"), N_("run")
 
 
 def trials_table(study: optuna.Study) -> pd.DataFrame:
@@ -638,25 +680,23 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
         done = t.user_attrs.get("epochs_done", len(t.intermediate_values))
         state = STATE_WORDS.get(t.state.name, t.state.name.lower())
         if state == "failed" and t.user_attrs.get("status") in USER_STOPS:
-            state = "stopped"  # by the user (Stop, Ctrl-C): not the trial's fault
+            state = STOPPED_TRIAL  # by the user (Stop, Ctrl-C): not the trial's fault
         rows.append(
             {
-                "trial": t.number,
-                "state": state,
+                TRIAL: t.number,
+                STATE: state,
                 **t.params,
-                "val accuracy": _number(t.value if t.value is not None else _last(t.intermediate_values)),
-                "epochs": f"{done}/{planned}" if planned else str(done),
-                "training s": sum(t.user_attrs.get("epoch_seconds", [])),
-                "worker": t.user_attrs.get("worker", ""),
-                "run": t.user_attrs.get("run") or "",
+                VAL_ACCURACY: _number(t.value if t.value is not None else _last(t.intermediate_values)),
+                EPOCHS: f"{done}/{planned}" if planned else str(done),
+                TRAINING_S: sum(t.user_attrs.get("epoch_seconds", [])),
+                WORKER: t.user_attrs.get("worker", ""),
+                RUN: t.user_attrs.get("run") or "",
             }
         )
     table = pd.DataFrame(rows)
     if table.empty:
         return table
-    return table.sort_values(["val accuracy", "trial"], ascending=[False, True], na_position="last").reset_index(
-        drop=True
-    )
+    return table.sort_values([VAL_ACCURACY, TRIAL], ascending=[False, True], na_position="last").reset_index(drop=True)
 
 
 def _last(values: dict[int, float]) -> float | None:
@@ -716,23 +756,25 @@ def best_trial(study: optuna.Study) -> BestTrial | None:
 
 
 def format_params(params: dict[str, Any]) -> str:
-    return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()) or "(none)"
+    return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()) or _("(none)")
 
 
 def study_figures(study: optuna.Study) -> dict[str, Any]:
-    """Optuna's plotly views of the study, by title; those that need more finished trials are left out."""
+    """Optuna's plotly views of the study, by title (English, marked N_: a page shows it with _()); those that need
+    more finished trials are left out. The figures' own texts are Optuna's, in English, but for the value's axis."""
     import optuna.visualization as vis
 
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
         return {}
-    figures = {"History": vis.plot_optimization_history(study, target_name="val accuracy")}
+    target = _(VAL_ACCURACY)  # the axis of the value the study maximises, in the language in use
+    figures = {N_("History"): vis.plot_optimization_history(study, target_name=target)}
     params = {name for t in complete for name in t.params}
     if params:
-        figures["Parallel coordinates"] = vis.plot_parallel_coordinate(study, target_name="val accuracy")
-        figures["Slice"] = vis.plot_slice(study, target_name="val accuracy")
+        figures[N_("Parallel coordinates")] = vis.plot_parallel_coordinate(study, target_name=target)
+        figures[N_("Slice")] = vis.plot_slice(study, target_name=target)
     if len(params) >= 2 and len(complete) >= IMPORTANCE_AFTER:
-        figures["Importances"] = vis.plot_param_importances(study, target_name="val accuracy")
+        figures[N_("Importances")] = vis.plot_param_importances(study, target_name=target)
     for figure in figures.values():
         figure.update_layout(height=380, margin={"t": 40, "b": 40, "l": 60, "r": 20})
     return figures

@@ -13,6 +13,7 @@ import torch
 
 from .data import Dataset
 from .history import EpochMetrics
+from .i18n import N_, _
 from .model import LayerRow
 
 LIVE_POINTS = 1000  # per curve of the live chart: it is repainted several times a second; the shape needs no more
@@ -117,7 +118,8 @@ def class_counts(dataset: Dataset) -> pd.DataFrame:
 
 
 def batch_shapes(dataset: Dataset, batch: int = 128) -> pd.DataFrame:
-    """The tutorial's data steps on a real batch: the shapes in PyTorch's and Flux's order."""
+    """The tutorial's data steps on a real batch: the shapes in PyTorch's and Flux's order, in the language in use
+    (no code reads its columns: they are headers)."""
     x = dataset.train_images[:batch]  # (N, 28, 28) uint8
     y = dataset.train_labels[:batch]
     n = len(x)
@@ -125,18 +127,29 @@ def batch_shapes(dataset: Dataset, batch: int = 128) -> pd.DataFrame:
     one_hot = torch.nn.functional.one_hot(y, len(dataset.classes))
     return pd.DataFrame(
         [
-            ["images as loaded", str(tuple(x.shape)), str((28, 28, n)), "x_train[:, :, 1:N] in Flux"],
             [
-                "add channel dimension",
+                _("images as loaded"),
+                str(tuple(x.shape)),
+                str((28, 28, n)),
+                _("{code} in Flux").format(code="x_train[:, :, 1:N]"),
+            ],
+            [
+                _("add channel dimension"),
                 str(tuple(with_channel.shape)),
                 str((28, 28, 1, n)),
                 "Flux.unsqueeze(x, 3)  <->  x.unsqueeze(1)",
             ],
-            ["labels", str(tuple(y.shape)), str((n,)), "integers 0-9"],
-            ["one-hot labels", str(tuple(one_hot.shape)), str((len(dataset.classes), n)), "onehotbatch(y, 0:9)"],
+            [_("labels"), str(tuple(y.shape)), str((n,)), _("integers 0-9")],
+            [_("one-hot labels"), str(tuple(one_hot.shape)), str((len(dataset.classes), n)), "onehotbatch(y, 0:9)"],
         ],
-        columns=["step", "PyTorch (NCHW)", "Flux (WHCN)", "code"],
+        columns=[_("step"), "PyTorch (NCHW)", "Flux (WHCN)", _("code")],
     )
+
+
+# The columns of the layer tables: keys (English), shown with _()
+FLUX_LAYER, OUTPUT_NCHW, OUTPUT_WHCN = N_("Flux layer"), N_("output NCHW"), N_("output WHCN")
+SPATIAL, PARAMETERS, MULTIPLY_ADDS = N_("spatial"), N_("parameters"), N_("multiply-adds")
+LAYER, OUTPUT = N_("layer"), N_("output")
 
 
 def layer_dataframe(rows: list[LayerRow]) -> pd.DataFrame:
@@ -144,35 +157,35 @@ def layer_dataframe(rows: list[LayerRow]) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "#": [r.index for r in rows],
-            "Flux layer": [r.flux for r in rows],
+            FLUX_LAYER: [r.flux for r in rows],
             "PyTorch": [r.pytorch for r in rows],
-            "output NCHW": [str(r.shape_nchw) for r in rows],
-            "output WHCN": [str(r.shape_whcn) for r in rows],
-            "spatial": [r.spatial for r in rows],
-            "parameters": [r.params for r in rows],
-            "multiply-adds": [r.macs for r in rows],
+            OUTPUT_NCHW: [str(r.shape_nchw) for r in rows],
+            OUTPUT_WHCN: [str(r.shape_whcn) for r in rows],
+            SPATIAL: [r.spatial for r in rows],
+            PARAMETERS: [r.params for r in rows],
+            MULTIPLY_ADDS: [r.macs for r in rows],
         }
     )
 
 
 def duration(seconds: float) -> str:
-    """A time as a reader wants it: 0.15 s, 12 s, 3.5 min, 1.2 h."""
+    """A time as a reader wants it: 0.15 s, 12 s, 3.5 min, 1.2 h (in the language in use)."""
     if seconds < 10:
-        return f"{seconds:.2g} s"
+        return _("{seconds:.2g} s").format(seconds=seconds)
     if seconds < 120:
-        return f"{seconds:.0f} s"
+        return _("{seconds:.0f} s").format(seconds=seconds)
     if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
+        return _("{minutes:.1f} min").format(minutes=seconds / 60)
+    return _("{hours:.1f} h").format(hours=seconds / 3600)
 
 
 def network_brief(rows: list[LayerRow]) -> pd.DataFrame:
     """The layer table in three narrow columns, for a sidebar-wide column: each layer's kind, output, parameters."""
     return pd.DataFrame(
         {
-            "layer": [r.flux.split("(")[0] for r in rows],
-            "output": [" × ".join(map(str, r.shape_nchw[1:])) for r in rows],
-            "parameters": [r.params for r in rows],
+            LAYER: [r.flux.split("(")[0] for r in rows],
+            OUTPUT: [" × ".join(map(str, r.shape_nchw[1:])) for r in rows],
+            PARAMETERS: [r.params for r in rows],
         }
     )
 

@@ -36,6 +36,7 @@ import torch
 from . import protocol as p
 from .config import TrainConfig
 from .history import EpochMetrics
+from .i18n import _
 from .model import TutorialCNN, as_input, evaluating
 from .run_schema import MAX_SNAPSHOTS, network_of, snapshot_key
 from .runs import load_run, load_snapshots, read_meta
@@ -117,7 +118,9 @@ def digit_image(digit: torch.Tensor | np.ndarray | Sequence[int]) -> torch.Tenso
     # a copy of an array: a read-only one (np.frombuffer) makes torch warn
     image = digit if isinstance(digit, torch.Tensor) else torch.as_tensor(np.array(digit))
     if image.numel() != p.DIGIT_PIXELS:
-        raise ValueError(f"a digit has {p.DIGIT_PIXELS} pixels (28x28), not {image.numel()}")
+        raise ValueError(
+            _("a digit has {pixels} pixels (28x28), not {n}").format(pixels=p.DIGIT_PIXELS, n=image.numel())
+        )
     return image.reshape(28, 28).round().clamp(0, 255).to(torch.uint8)
 
 
@@ -235,7 +238,9 @@ def model_at(run_dir: Path | str, step: int) -> TutorialCNN:
     run = load_run(run_dir)
     if step == run.meta.steps and run.weights_finite:
         return run.model
-    raise ValueError(f"the run kept no weights of step {step}; it has {saved_steps(run_dir)}")
+    raise ValueError(
+        _("the run kept no weights of step {step}; it has {steps}").format(step=step, steps=saved_steps(run_dir))
+    )
 
 
 def replay(run_dir: Path | str, digit: torch.Tensor | np.ndarray | Sequence[int]) -> list[DigitView]:

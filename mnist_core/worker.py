@@ -36,6 +36,7 @@ from .config import TrainConfig
 from .data import DATASETS, Dataset, load_dataset
 from .health import HealthMonitor, HealthStats
 from .history import EpochMetrics
+from .i18n import N_, _
 from .lr_find import SUGGESTION_RULE, lr_find
 from .outcomes import Ending
 from .runs import finish_run, save_run
@@ -46,7 +47,9 @@ from .watch import DigitView, DigitWatcher, SnapshotRecorder, digit_image, repla
 SEND_EVERY_S = 0.1  # how often new losses are sent; the first loss of a run goes at once
 CHECKPOINT_EVERY_S = 5.0  # at an epoch end, the run folder is written if the last write is older than this
 RECYCLE_AFTER = 25  # jobs per process
-NOTHING_TRAINED = "Stopped before training began; nothing was trained."
+# A job's messages are saved (run.json, the queue's Job) and read back later, so they are made in English (N_): a
+# page shows them through i18n.stored(), which translates them, values and all.
+NOTHING_TRAINED = N_("Stopped before training began; nothing was trained.")
 
 
 class Sender(Callback):
@@ -185,7 +188,7 @@ class WarmProcess:
             elif isinstance(message, p.Quit):
                 self.inbox.put(message)
         if self.control is not None:
-            self.control.stop(Ending.INTERRUPTED, "The web server went away; training ended")
+            self.control.stop(Ending.INTERRUPTED, N_("The web server went away; training ended"))
         self.inbox.put(p.Quit())
 
     @staticmethod
@@ -241,7 +244,9 @@ class WarmProcess:
             # The range test builds its own Trainer; a run gets this one.
             trainer = None if job.task == "lr-find" else Trainer(config, dataset, callbacks=callbacks, control=control)
         except Exception as exc:  # a data set that cannot load, a device that is missing, a digit not in the set
-            self.send(p.Done(status=Ending.FAILED, message=f"Could not start: {exc}", run_dir=None))
+            self.send(
+                p.Done(status=Ending.FAILED, message=N_("Could not start: {error}").format(error=exc), run_dir=None)
+            )
             return Ending.FAILED
         if control.stop_event.is_set():  # stopped before the first batch: nothing to save
             self.send(p.Done(status=Ending.CANCELLED, message=NOTHING_TRAINED, run_dir=None))
@@ -251,7 +256,7 @@ class WarmProcess:
         trainer.run()
         if tuner is not None and tuner.active:  # not a run stopped before its first batch, nor one on a GPU
             self.tuner = tuner
-        run_dir, _, message = finish_run(
+        run_dir, _report, message = finish_run(
             trainer, dataset, job.root, job.job_id, snapshots=recorder.tensors(), owner=job.owner
         )
         if run_dir is not None and image is not None:
@@ -264,14 +269,19 @@ class WarmProcess:
         try:
             result = lr_find(config, dataset, control=control)
         except (ValueError, RuntimeError) as exc:
-            self.send(p.Done(status=Ending.FAILED, message=f"The learning-rate range test failed: {exc}", run_dir=None))
+            message = N_("The learning-rate range test failed: {error}").format(error=exc)
+            self.send(p.Done(status=Ending.FAILED, message=message, run_dir=None))
             return Ending.FAILED
         self.send(
             p.LrCurve(result.lrs, result.losses, result.smoothed, result.suggested_lr, result.ending)
         )  # fmt: skip
-        message = (
-            f"Suggested learning rate {result.suggested_lr:.3g} for {config.optimiser} ({SUGGESTION_RULE}); "
-            f"{len(result.lrs)} batches in {result.seconds:.1f} s."
+        message = N_("Suggested learning rate {lr:.3g} for {optimiser} ({rule}); {batches} batches in {seconds:.1f} s.")
+        message = message.format(
+            lr=result.suggested_lr,
+            optimiser=config.optimiser,
+            rule=SUGGESTION_RULE,
+            batches=len(result.lrs),
+            seconds=result.seconds,
         )
         self.send(p.Done(status=Ending.FINISHED, message=message, run_dir=None))
         return Ending.FINISHED
@@ -295,10 +305,10 @@ class WarmProcess:
     def checkpoint(trainer: Trainer, job: p.Job, with_report: bool, snapshots: dict | None = None) -> None:
         """Write the run folder as it is now, marked "interrupted": if this process dies, that is the truth."""
         h = trainer.history
-        message = (
-            f"The training process ended at step {h.step} of {h.total_steps} (epoch {h.epoch}) before the run did; "
-            "this is what it had learned by its last save."
-        )
+        message = N_(
+            "The training process ended at step {step} of {total} (epoch {epoch}) before the run did; this is what "
+            "it had learned by its last save."
+        ).format(step=h.step, total=h.total_steps, epoch=h.epoch)
         try:
             report = None
             if with_report:
@@ -317,8 +327,9 @@ def watched_digit(watch: int | list[int], dataset: Dataset) -> torch.Tensor:
     if isinstance(watch, int):
         if not 0 <= watch < dataset.n_test:
             raise ValueError(
-                f"the digit to watch is test image {watch:,}, but {dataset.title} has {dataset.n_test:,} test images "
-                f"(0 to {dataset.n_test - 1:,})"
+                _(
+                    "the digit to watch is test image {index:,}, but {title} has {n:,} test images (0 to {last:,})"
+                ).format(index=watch, title=_(dataset.title), n=dataset.n_test, last=dataset.n_test - 1)
             )
         return dataset.test_images[watch]
     return digit_image(watch)

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from helpers import blobs_dataset, write_idx
 
 from mnist_core.data import Dataset, load_sample
+
+# The tests read the command line's English: a machine set to another language must not change that (the tests
+# of the Chinese command line ask for it themselves).
+for _name in ("LANGUAGE", "LC_ALL", "LC_MESSAGES"):
+    os.environ.pop(_name, None)
+os.environ["LANG"] = "C.UTF-8"
 
 
 @pytest.fixture(scope="session")

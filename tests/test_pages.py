@@ -236,7 +236,7 @@ def test_bad_fashion_data_is_a_message(runs_dir, monkeypatch, tmp_path):
     monkeypatch.setattr(data, "DEBIAN_FASHION_DIR", tmp_path / "none")
     monkeypatch.setattr(data, "_check_network", lambda url, timeout=3: (_ for _ in ()).throw(data.DataError("offline")))
     at = open_page()
-    at.sidebar.selectbox[0].set_value("fashion-mnist").run()
+    next(s for s in at.sidebar.selectbox if s.label == "Data set").set_value("fashion-mnist").run()
     assert not at.exception
     assert any("dataset-fashion-mnist" in e.value for e in at.error)
 

@@ -412,11 +412,17 @@ def test_the_tutorials_default_trains_number_for_number_as_before_the_network_kn
 
 
 def test_an_epochs_time_is_estimated_from_a_few_real_steps():
-    """The Train page's estimate: positive, proportional to the epoch's batches, larger for a far wider net."""
+    """The Train page's estimate: the fastest of a few real steps (the first, warm-up, left out) times the epoch's
+    batches, and fewer steps once they pass the time budget. A counting clock makes the figures exact."""
     from mnist_core.train import estimate_epoch_seconds
 
-    tutorial = estimate_epoch_seconds(TrainConfig(), n_fit=128 * 100)
-    assert 0 < tutorial < math.inf
-    wide = estimate_epoch_seconds(TrainConfig(channels="128,128,128,128", batch_norm=True), n_fit=128 * 100)
-    assert wide > 5 * tutorial  # 1.2 M parameters and ~60x the multiply-adds of the tutorial's 15,594
+    def clock(step_s: float, calls: list):
+        return lambda: calls.append(1) or len(calls) * step_s
+
+    calls: list = []
+    assert estimate_epoch_seconds(TrainConfig(), 128 * 100, clock=clock(0.01, calls)) == pytest.approx(1.0)
+    assert len(calls) == 10  # 8 steps, and the 2 of warm-up
+    calls = []
+    slow = estimate_epoch_seconds(TrainConfig(channels="16,32,64,64"), 64 * 50, clock=clock(0.2, calls))
+    assert len(calls) == 4 and slow == pytest.approx(0.2 * 25)  # 0.6 s past the 0.5 s budget after 4 steps
     assert estimate_epoch_seconds(TrainConfig(), n_fit=0) == 0

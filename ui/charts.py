@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from mnist_core.history import EpochMetrics
+from mnist_core.i18n import _
 from mnist_core.model import LayerRow
 from mnist_core.visual import needs_log_scale, smooth, thin
 
@@ -39,10 +40,10 @@ def loss_figure(
         "height": height,
         "margin": {"t": 40, "b": 40},
         "legend": {"orientation": "h", "y": 1.16},
-        "xaxis": {"title": {"text": "step (batch)"}, **({"range": [0, total_steps]} if total_steps else {})},
-        "yaxis": {"title": {"text": "cross-entropy loss"}, "rangemode": "tozero"},
+        "xaxis": {"title": {"text": _("step (batch)")}, **({"range": [0, total_steps]} if total_steps else {})},
+        "yaxis": {"title": {"text": _("cross-entropy loss")}, "rangemode": "tozero"},
         "yaxis2": {
-            "title": {"text": "test accuracy"},
+            "title": {"text": _("test accuracy")},
             "overlaying": "y",
             "side": "right",
             "range": [0, 1],
@@ -66,19 +67,19 @@ def _loss_traces(batch_losses: list[float], epochs: list[EpochMetrics], full_los
         # Lines, not WebGL markers: a browser without a GPU (or a busy one) redraws an SVG path several times
         # faster than a WebGL context, and the faint raw line over a bold smoothed one reads like TensorBoard.
         data.append(
-            _trace("scatter", steps, raw, "batch loss", mode="lines", line={"width": 1, "color": BLUE}, opacity=0.35)
+            _trace("scatter", steps, raw, _("batch loss"), mode="lines", line={"width": 1, "color": BLUE}, opacity=0.35)
         )
-        data.append(_trace("scatter", steps, smoothed, "smoothed", mode="lines", line={"width": 2.5, "color": BLUE}))
+        data.append(_trace("scatter", steps, smoothed, _("smoothed"), mode="lines", line={"width": 2.5, "color": BLUE}))
     if full_losses:
         s, v = zip(*full_losses)
-        data.append(_trace("scatter", s, v, "loss on whole train set", mode="lines+markers"))
+        data.append(_trace("scatter", s, v, _("loss on whole train set"), mode="lines+markers"))
     if epochs:
         data.append(
             _trace(
                 "scatter",
                 [e.step for e in epochs],
                 [e.test_acc for e in epochs],
-                "test accuracy",
+                _("test accuracy"),
                 mode="lines+markers",
                 line={"dash": "dot"},
                 yaxis="y2",
@@ -97,7 +98,7 @@ def lr_markers(lr_schedule: list[tuple[int, float]]) -> tuple[list[dict], list[d
              "line": {"color": "#ff7f0e", "width": 1.5, "dash": "dash"}}
         )  # fmt: skip
         notes.append(
-            {"x": step, "xref": "x", "y": 1, "yref": "paper", "yanchor": "bottom", "text": f"lr {lr:g}",
+            {"x": step, "xref": "x", "y": 1, "yref": "paper", "yanchor": "bottom", "text": _("lr {lr:g}").format(lr=lr),
              "showarrow": False, "font": {"color": "#ff7f0e", "size": 11}}
         )  # fmt: skip
     return shapes, notes
@@ -106,20 +107,21 @@ def lr_markers(lr_schedule: list[tuple[int, float]]) -> tuple[list[dict], list[d
 def lr_find_figure(lrs: list[float], losses: list[float], smoothed: list[float], suggested: float) -> dict:
     """The learning-rate range test: loss against lr on a log axis, the suggestion marked."""
     data = [
-        _trace("scatter", lrs, losses, "batch loss", mode="lines", line={"width": 1, "color": BLUE}, opacity=0.35),
-        _trace("scatter", lrs, smoothed, "smoothed", mode="lines", line={"width": 2.5, "color": BLUE}),
+        _trace("scatter", lrs, losses, _("batch loss"), mode="lines", line={"width": 1, "color": BLUE}, opacity=0.35),
+        _trace("scatter", lrs, smoothed, _("smoothed"), mode="lines", line={"width": 2.5, "color": BLUE}),
     ]
     mark = {"type": "line", "xref": "x", "yref": "paper", "x0": suggested, "x1": suggested, "y0": 0, "y1": 1,
             "line": {"color": "#2ca02c", "width": 2, "dash": "dash"}}  # fmt: skip
     note = {"x": math.log10(suggested), "xref": "x", "y": 1, "yref": "paper", "yanchor": "bottom",
-            "text": f"suggested {suggested:.2g}", "showarrow": False, "font": {"color": "#2ca02c"}}  # fmt: skip
+            "text": _("suggested {lr:.2g}").format(lr=suggested), "showarrow": False,
+            "font": {"color": "#2ca02c"}}  # fmt: skip
     top = min(max(smoothed) * 1.1, smoothed[0] * 3)  # the explosion at the end would flatten the rest
     layout = {
         "height": 260,
         "margin": {"t": 30, "b": 40, "l": 50, "r": 10},
         "showlegend": False,
-        "xaxis": {"type": "log", "title": {"text": "lr (log scale)"}},
-        "yaxis": {"title": {"text": "loss"}, "range": [0, top]},
+        "xaxis": {"type": "log", "title": {"text": _("lr (log scale)")}},
+        "yaxis": {"title": {"text": _("loss")}, "range": [0, top]},
         "shapes": [mark],
         "annotations": [note],
     }
@@ -139,13 +141,13 @@ def honest_loss_axis(figure: dict, losses) -> dict:
         top = max(v for v in losses if math.isfinite(v))
         geometric = np.exp(smooth(np.log(np.clip(np.asarray(losses, dtype=np.float64), 1e-12, None))))
         for trace in figure["data"]:
-            if trace.get("name") == "smoothed":
+            if trace.get("name") == _("smoothed"):  # the name loss_figure gave it, in the same language
                 trace["y"] = geometric[np.asarray(trace["x"], dtype=int) - 1].tolist()
-        figure["layout"]["yaxis"] = {"title": {"text": "cross-entropy loss (log scale)"}, **LOG_AXIS}
+        figure["layout"]["yaxis"] = {"title": {"text": _("cross-entropy loss (log scale)")}, **LOG_AXIS}
         figure["layout"]["annotations"] = [
             *figure["layout"].get("annotations", []),
-            {"text": f"log scale: the loss reached {top:,.3g}", "xref": "paper", "yref": "paper", "x": 0,
-             "y": 1, "yanchor": "bottom", "xanchor": "left", "showarrow": False, "font": {"color": "#d62728"}},
+            {"text": _("log scale: the loss reached {top:,.3g}").format(top=top), "xref": "paper", "yref": "paper",
+             "x": 0, "y": 1, "yanchor": "bottom", "xanchor": "left", "showarrow": False, "font": {"color": "#d62728"}},
         ]  # fmt: skip
     return figure
 
@@ -156,19 +158,19 @@ ACCURACY_AXIS = {"range": [0, 1.02], "tickformat": ".0%", "dtick": 0.2}  # whole
 
 def epoch_figure(epochs: list[EpochMetrics]) -> go.Figure:
     """Per-epoch train and test loss and accuracy."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(_("loss"), _("accuracy")))
     x = [e.epoch for e in epochs]
     for name, key, col in (
-        ("train loss", "train_loss", 1),
-        ("test loss", "test_loss", 1),
-        ("train accuracy", "train_acc", 2),
-        ("test accuracy", "test_acc", 2),
+        (_("train loss"), "train_loss", 1),
+        (_("test loss"), "test_loss", 1),
+        (_("train accuracy"), "train_acc", 2),
+        (_("test accuracy"), "test_acc", 2),
     ):
         fig.add_trace(go.Scatter(x=x, y=[getattr(e, key) for e in epochs], mode="lines+markers", name=name), 1, col)
-    fig.update_xaxes(title_text="epoch", tickformat="d", dtick=1 if len(epochs) <= 20 else None)
+    fig.update_xaxes(title_text=_("epoch"), tickformat="d", dtick=1 if len(epochs) <= 20 else None)
     losses = [v for e in epochs for v in (e.train_loss, e.test_loss)]
     if needs_log_scale(losses):
-        fig.update_yaxes(**LOG_AXIS, title_text="log scale", row=1, col=1)
+        fig.update_yaxes(**LOG_AXIS, title_text=_("log scale"), row=1, col=1)
     fig.update_yaxes(**ACCURACY_AXIS, row=1, col=2)
     fig.update_layout(height=340, margin={"t": 40, "b": 40})
     return fig
@@ -196,12 +198,18 @@ def confusion_figure(confusion: np.ndarray, classes: list[str]) -> go.Figure:
             customdata=confusion.reshape(-1),
             mode="markers",
             marker={"size": 30, "opacity": 0.01, "symbol": "square"},
-            hovertemplate="true %{y}, predicted %{x}: %{customdata}<extra>click to see them</extra>",
+            # Plotly's %{...} tokens go in as values: a translation may move them, never break them
+            hovertemplate=_("true {true}, predicted {predicted}: {count}").format(
+                true="%{y}", predicted="%{x}", count="%{customdata}"
+            )
+            + "<extra>"
+            + _("click to see them")
+            + "</extra>",
             showlegend=False,
         )
     )
-    fig.update_xaxes(title_text="predicted", type="category")
-    fig.update_yaxes(title_text="true", autorange="reversed", type="category")
+    fig.update_xaxes(title_text=_("predicted"), type="category")
+    fig.update_yaxes(title_text=_("true"), autorange="reversed", type="category")
     fig.update_layout(height=520, margin={"t": 20, "b": 40}, clickmode="event+select")
     return fig
 
@@ -211,40 +219,51 @@ def probability_figure(probs: np.ndarray, classes: list[str], height: int = 260)
     colors = ["#d62728" if i == best else "#1f77b4" for i in range(len(probs))]
     fig = go.Figure(go.Bar(x=list(classes), y=probs, marker_color=colors, text=[f"{p:.0%}" for p in probs]))
     fig.update_xaxes(type="category")
-    fig.update_yaxes(range=[0, 1], tickformat=".0%", title_text="probability")
+    fig.update_yaxes(range=[0, 1], tickformat=".0%", title_text=_("probability"))
     fig.update_layout(height=height, margin={"t": 10, "b": 30})
     return fig
 
 
 def class_count_figure(counts: pd.DataFrame) -> go.Figure:
+    splits = {"train": _("train"), "test": _("test")}  # mnist_core.visual.class_counts's split words
     fig = go.Figure(
-        [go.Bar(x=part["class"], y=part["count"], name=split) for split, part in counts.groupby("split", sort=False)]
+        [
+            go.Bar(x=part["class"], y=part["count"], name=splits.get(split, split))
+            for split, part in counts.groupby("split", sort=False)
+        ]
     )
     fig.update_xaxes(type="category")
-    fig.update_layout(barmode="group", height=300, margin={"t": 10, "b": 30}, yaxis_title="images")
+    fig.update_layout(barmode="group", height=300, margin={"t": 10, "b": 30}, yaxis_title=_("images"))
     return fig
 
 
 def shrink_figure(rows: list[LayerRow]) -> go.Figure:
     """How the feature maps shrink (28 -> 14 -> 7 -> 4 -> 2) while the channels grow."""
     convs = [r for r in rows if len(r.shape_nchw) == 4 and r.shape_nchw[2] > 1]  # the conv layers
-    names = ["input"] + [f"conv {r.index}" for r in convs]
+    names = [_("input")] + [_("conv {index}").format(index=r.index) for r in convs]
     sizes = [28] + [r.shape_nchw[2] for r in convs]
     channels = [1] + [r.shape_nchw[1] for r in convs]
     fig = make_subplots(specs=[[{"secondary_y": True}]])
-    fig.add_trace(go.Bar(x=names, y=sizes, name="width = height", text=[f"{s}x{s}" for s in sizes]), secondary_y=False)
+    fig.add_trace(
+        go.Bar(x=names, y=sizes, name=_("width = height"), text=[f"{s}x{s}" for s in sizes]), secondary_y=False
+    )
     fig.add_trace(
         go.Scatter(
-            x=names, y=channels, name="channels", mode="lines+markers+text", text=channels, textposition="top center"
+            x=names,
+            y=channels,
+            name=_("channels"),
+            mode="lines+markers+text",
+            text=channels,
+            textposition="top center",  # untranslated: a Plotly option
         ),
         secondary_y=True,
     )
     # ticks at the values themselves: whole pixels and channel counts, never -1.31 or 28.9
     fig.update_yaxes(
-        title_text="feature map side (pixels)", tickvals=sorted(set(sizes)), range=[0, 30], secondary_y=False
+        title_text=_("feature map side (pixels)"), tickvals=sorted(set(sizes)), range=[0, 30], secondary_y=False
     )
     fig.update_yaxes(
-        title_text="channels", tickvals=sorted(set(channels)), range=[0, max(channels) * 1.25], secondary_y=True
+        title_text=_("channels"), tickvals=sorted(set(channels)), range=[0, max(channels) * 1.25], secondary_y=True
     )
     fig.update_layout(height=320, margin={"t": 20, "b": 30}, legend={"orientation": "h", "y": 1.15})
     return fig
@@ -252,13 +271,13 @@ def shrink_figure(rows: list[LayerRow]) -> go.Figure:
 
 def compare_figure(runs: list, labels: list[str]) -> go.Figure:
     """Smoothed per-batch loss and per-epoch test accuracy of several runs on one chart."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss per batch (smoothed)", "test accuracy per epoch"))
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(_("loss per batch (smoothed)"), _("test accuracy per epoch")))
     palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
     for i, (run, label) in enumerate(zip(runs, labels)):
         color = palette[i % len(palette)]
         losses = run.history.batch_losses
         if losses:
-            steps, _ = thin(losses, MAX_POINTS)
+            steps, _kept = thin(losses, MAX_POINTS)
             fig.add_trace(
                 go.Scattergl(
                     x=steps,
@@ -285,11 +304,11 @@ def compare_figure(runs: list, labels: list[str]) -> go.Figure:
                 1,
                 2,
             )
-    fig.update_xaxes(title_text="step", row=1, col=1)
-    fig.update_xaxes(title_text="epoch", row=1, col=2)
+    fig.update_xaxes(title_text=_("step"), row=1, col=1)
+    fig.update_xaxes(title_text=_("epoch"), row=1, col=2)
     spiky = any(needs_log_scale(run.history.batch_losses) for run in runs)
     fig.update_yaxes(
-        title_text="cross-entropy (log scale)" if spiky else "cross-entropy",
+        title_text=_("cross-entropy (log scale)") if spiky else _("cross-entropy"),
         **(LOG_AXIS if spiky else {"rangemode": "tozero"}),
         row=1,
         col=1,
@@ -320,8 +339,8 @@ def health_figure(log: list) -> dict:
         "height": 280,
         "margin": {"t": 30, "b": 40},
         "legend": {"orientation": "h", "y": 1.15},
-        "xaxis": {"title": {"text": "step (batch)"}},
-        "yaxis": {"title": {"text": "update / weights"}, "type": "log", "exponentformat": "power"},
+        "xaxis": {"title": {"text": _("step (batch)")}},
+        "yaxis": {"title": {"text": _("update / weights")}, "type": "log", "exponentformat": "power"},
         "shapes": [healthy],
     }
     return {"data": data, "layout": layout}
@@ -352,13 +371,17 @@ def feature_map_picker(maps: np.ndarray, chosen: tuple[int, int, int], columns: 
     across = mosaic.shape[1]
     fig.add_trace(
         go.Scatter(
-            x=[x for _, x in where],
-            y=[y for y, _ in where],
+            x=[x for _y, x in where],
+            y=[y for y, _x in where],
             customdata=[list(cell) for cell in cells],
             mode="markers",
             marker={"size": max(4, 640 // across), "opacity": 0.01, "symbol": "square"},
-            hovertemplate="map %{customdata[0]}, row %{customdata[1]}, column %{customdata[2]}"
-            "<extra>click to work it out</extra>",
+            hovertemplate=_("map {map}, row {row}, column {column}").format(
+                map="%{customdata[0]}", row="%{customdata[1]}", column="%{customdata[2]}"
+            )
+            + "<extra>"
+            + _("click to work it out")
+            + "</extra>",
             showlegend=False,
         )
     )
@@ -385,7 +408,8 @@ def numbers_figure(matrix: np.ndarray, title: str, window: tuple[int, int, int] 
             showscale=False,
             text=None if big else np.round(matrix, 2),
             texttemplate=None if big else "%{text}",
-            hovertemplate="row %{y}, column %{x}: %{z:.4f}<extra></extra>",
+            hovertemplate=_("row {row}, column {column}: {value}").format(row="%{y}", column="%{x}", value="%{z:.4f}")
+            + "<extra></extra>",
         )
     )
     if window is not None:

@@ -1,11 +1,17 @@
 // One digit inside the network: the digit, every conv layer's feature maps and the 10 probabilities, drawn
 // on one canvas from small arrays (bytes, base64) and repainted in place a few times a second while it trains.
-// Data (from ui/digit_view.py): {digit, label, classes, step, layers: [{name, c, h, w, data}], probs}.
+// Data (from ui/digit_view.py): {digit, label, classes, step, layers: [{name, c, h, w, data}], probs, strings}:
+// strings are the canvas's words in the visitor's language, with {name}s to fill in.
 
 const BLUE = "#1f77b4";
 const GREEN = "#2ca02c";
 const RED = "#d62728";
 const views = new WeakMap(); // parentElement -> {canvas}
+
+// A message with its {name}s filled in: a translation may put them in another order.
+function fill(template, values) {
+  return template.replace(/\{(\w+)\}/g, (whole, name) => (name in values ? String(values[name]) : whole));
+}
 
 // Greyscale (h, w) blocks of bytes (base64, as sent), `count` of them one after another, each drawn as an image
 // `scale` times its pixels. All blocks go through one scratch canvas per view and one ImageData per size, both
@@ -60,6 +66,7 @@ function measure(view) {
 
 function draw(view) {
   const { canvas, data } = view;
+  const { strings } = data;
   if (!view.look) measure(view);
   const { text, font, width } = view.look;
   const gap = 3;
@@ -88,12 +95,12 @@ function draw(view) {
 
   // the digit itself, 84 px, and the step it is seen at
   blocks(view, ctx, data.digit, 1, 28, 28, () => [0, 18, 84]);
-  ctx.fillText(data.label === null ? "your digit" : `a test ${data.classes[data.label]}`, 0, 0);
-  ctx.fillText(`after step ${data.step}`, 90, 18);
+  ctx.fillText(data.label === null ? strings.drawn : fill(strings.test, { digit: data.classes[data.label] }), 0, 0);
+  ctx.fillText(fill(strings.step, { step: data.step }), 90, 18);
 
   // the probabilities: one bar per class, the model's answer in green (red when wrong), the true class bold
   const best = data.probs.indexOf(Math.max(...data.probs));
-  ctx.fillText("probabilities", 0, probsTop);
+  ctx.fillText(strings.probabilities, 0, probsTop);
   for (let k = 0; k < data.probs.length; k++) {
     const by = probsTop + 18 + k * 18;
     ctx.fillStyle = text;
@@ -115,7 +122,7 @@ function draw(view) {
   data.layers.forEach((layer, i) => {
     const { cell, perRow, lines } = rows[i];
     ctx.fillStyle = text;
-    ctx.fillText(`${layer.name}: ${layer.c} maps of ${layer.h}x${layer.w}`, left, y);
+    ctx.fillText(fill(strings.maps, { layer: layer.name, count: layer.c, h: layer.h, w: layer.w }), left, y);
     y += 18;
     const top = y;
     blocks(view, ctx, layer.data, layer.c, layer.h, layer.w, (c) => [
@@ -138,7 +145,6 @@ export default function ({ parentElement, data }) {
     root.className = "digit-view";
     const canvas = document.createElement("canvas");
     canvas.setAttribute("role", "img");
-    canvas.setAttribute("aria-label", "one digit's feature maps and probabilities");
     root.append(canvas);
     parentElement.appendChild(root);
     view = { canvas, data };
@@ -156,6 +162,8 @@ export default function ({ parentElement, data }) {
     views.set(parentElement, view);
   }
   measure(view); // once per render from the page: a theme change shows at the page's next redraw
+  const name = data.strings.canvas; // the canvas's name for a screen reader, in the page's language
+  if (view.canvas.getAttribute("aria-label") !== name) view.canvas.setAttribute("aria-label", name);
   show(view, data);
   return () => {
     window.removeEventListener("mnist:feed", view.onFeed);

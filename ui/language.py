@@ -13,10 +13,13 @@ from mnist_core.i18n import LANGUAGES, best_match, set_language
 LANGUAGE_KEY = "language"  # the session's language code
 LANGUAGE_COOKIE = "mnist_language"
 # Written by the browser itself: a year, the whole site, never sent elsewhere
-_COOKIE_SCRIPT = """<script>  # untranslated: code
+_COOKIE_SCRIPT = (
+    "<script>"  # untranslated: code
+    """
   const secure = location.protocol === "https:" ? "; Secure" : "";
   document.cookie = `%s=${%s}; path=/; max-age=31536000; SameSite=Strict${secure}`;
 </script>"""
+)
 
 
 def _cookie() -> str | None:

@@ -4,7 +4,7 @@
 // Data (from ui/live_chart.py): {chart: {total, steps, raw, smooth, accSteps, acc, fullSteps, full, lr, lrStart,
 // spike}, ...}. The learner picks the loss axis (auto: log when `spike`) and TensorBoard's smoothing weight
 // above the canvas; both are kept in localStorage, so every run and page visit draws the same way.
-// height, feed, mode, progress. With a feed (mnist_core/feed.py) the chart follows a running job by itself:
+// height, feed, mode, progress, strings. With a feed (mnist_core/feed.py) the chart follows a running job by itself:
 // it fetches the job's feed file every `poll` seconds, repaints, shows the progress line, and asks the page
 // to redraw (a "mode" trigger) only when the feed's mode is not the one the page was drawn for.
 
@@ -15,6 +15,34 @@ const RED = "#ff2b2b"; // test accuracy: the colour Streamlit's Plotly theme giv
 const charts = new WeakMap(); // parentElement -> {canvas, tip, data, observer}
 const DEFAULT_SMOOTHING = 0.9; // the weight of data.smooth, smoothed over every batch by the server
 const SETTINGS_KEY = "mnist.liveChart";
+// The chart's words: data.strings, in the visitor's language (ui/live_chart.py, chart_strings); these English ones
+// only for a page that sends none (benchmarks/bench_live_chart.py draws the chart alone).
+const ENGLISH = {
+  stepAxis: "step (batch)",
+  lossAxis: "cross-entropy loss",
+  lossAxisLog: "cross-entropy loss (log scale)",
+  accuracy: "test accuracy",
+  lr: "lr {lr}",
+  clipped: "▲ some batches are off the top (highest {value})",
+  batchLoss: "batch loss",
+  smoothed: "smoothed",
+  full: "loss on whole train set",
+  tipStep: "step {step}",
+  tipBatchLoss: "batch loss {value}",
+  tipSmoothed: "smoothed {value}",
+  tipAccuracy: "test accuracy {accuracy}% (step {step})",
+  scale: "Loss axis",
+  scaleAuto: "auto (log on a spike)",
+  scaleLinear: "linear",
+  scaleLog: "log",
+  smoothing: "Smoothing",
+  chart: "live loss chart",
+};
+
+// A message with its {name}s filled in: a translation may put them in another order.
+function fill(template, values) {
+  return template.replace(/\{(\w+)\}/g, (whole, name) => (name in values ? String(values[name]) : whole));
+}
 
 function loadSettings() {
   try {
@@ -120,7 +148,7 @@ function measure(chart) {
 }
 
 function draw(chart) {
-  const { canvas, data } = chart;
+  const { canvas, data, strings } = chart;
   if (!chart.look) measure(chart);
   const { text, font } = chart.look;
   const L = layout(chart);
@@ -154,14 +182,14 @@ function draw(chart) {
   ctx.textBaseline = "top";
   const xStep = niceStep(L.total, Math.max(2, Math.floor((box.right - box.left) / 90)));
   for (let s = 0; s <= L.total; s += xStep) ctx.fillText(fmt(s), L.x(s), box.bottom + 5);
-  ctx.fillText("step (batch)", (box.left + box.right) / 2, box.bottom + 20);
+  ctx.fillText(strings.stepAxis, (box.left + box.right) / 2, box.bottom + 20);
   ctx.save();
   ctx.translate(14, (box.top + box.bottom) / 2); ctx.rotate(-Math.PI / 2);
-  ctx.textBaseline = "middle"; ctx.fillText(L.log ? "cross-entropy loss (log scale)" : "cross-entropy loss", 0, 0);
+  ctx.textBaseline = "middle"; ctx.fillText(L.log ? strings.lossAxisLog : strings.lossAxis, 0, 0);
   ctx.restore();
   ctx.save();
   ctx.translate(L.width - 10, (box.top + box.bottom) / 2); ctx.rotate(Math.PI / 2);
-  ctx.textBaseline = "middle"; ctx.fillText("test accuracy", 0, 0);
+  ctx.textBaseline = "middle"; ctx.fillText(strings.accuracy, 0, 0);
   ctx.restore();
 
   // learning-rate changes: dashed lines with the new value on top; the newest labels first, and a label that
@@ -173,7 +201,7 @@ function draw(chart) {
   for (let i = data.lr.length - 1; i >= 0; i--) {
     const [step, lr] = data.lr[i];
     ctx.beginPath(); ctx.moveTo(L.x(step), box.top); ctx.lineTo(L.x(step), box.bottom); ctx.stroke();
-    const label = "lr " + lr;
+    const label = fill(strings.lr, { lr });
     const half = ctx.measureText(label).width / 2;
     const at = Math.min(L.x(step), L.width - half);
     if (at + half + 4 <= free) {
@@ -205,13 +233,13 @@ function draw(chart) {
   }
   if (L.clipped !== null) {
     ctx.fillStyle = "#d62728"; ctx.textAlign = "left"; ctx.textBaseline = "top";
-    ctx.fillText(`▲ some batches are off the top (highest ${fmt(L.clipped)})`, box.left + 6, box.top + 2);
+    ctx.fillText(fill(strings.clipped, { value: fmt(L.clipped) }), box.left + 6, box.top + 2);
   }
 
   // legend
-  const items = [["batch loss", BLUE, 0.35], ["smoothed", BLUE, 1]];
-  if (data.full.length) items.push(["loss on whole train set", GREEN, 1]);
-  if (data.acc.length) items.push(["test accuracy", RED, 1]);
+  const items = [[strings.batchLoss, BLUE, 0.35], [strings.smoothed, BLUE, 1]];
+  if (data.full.length) items.push([strings.full, GREEN, 1]);
+  if (data.acc.length) items.push([strings.accuracy, RED, 1]);
   ctx.textAlign = "left"; ctx.textBaseline = "middle";
   let lx = box.left;
   for (const [name, colour, alpha] of items) {
@@ -225,7 +253,7 @@ function draw(chart) {
 }
 
 function showTip(chart, event) {
-  const { canvas, tip, data, L } = chart;
+  const { canvas, tip, data, L, strings } = chart;
   if (!L || !data.steps.length) return;
   const rect = canvas.getBoundingClientRect();
   const px = event.clientX - rect.left;
@@ -235,11 +263,17 @@ function showTip(chart, event) {
   while (i < data.steps.length - 1 && data.steps[i + 1] <= step) i++;
   let lr = data.lrStart;
   for (const [at, value] of data.lr) if (at < data.steps[i]) lr = value; // a change at step s applies from s + 1
-  let lines = [`step ${data.steps[i]}`, `batch loss ${fmt(data.raw[i])}`, `smoothed ${fmt(data.smoothLine[i])}`];
-  if (lr !== null && lr !== undefined) lines.push(`lr ${lr}`);
+  let lines = [
+    fill(strings.tipStep, { step: data.steps[i] }),
+    fill(strings.tipBatchLoss, { value: fmt(data.raw[i]) }),
+    fill(strings.tipSmoothed, { value: fmt(data.smoothLine[i]) }),
+  ];
+  if (lr !== null && lr !== undefined) lines.push(fill(strings.lr, { lr }));
   let j = -1;
   for (let k = 0; k < data.accSteps.length; k++) if (data.accSteps[k] <= step) j = k;
-  if (j >= 0) lines.push(`test accuracy ${(100 * data.acc[j]).toFixed(2)}% (step ${data.accSteps[j]})`);
+  if (j >= 0) {
+    lines.push(fill(strings.tipAccuracy, { accuracy: (100 * data.acc[j]).toFixed(2), step: data.accSteps[j] }));
+  }
   tip.textContent = lines.join("\n");
   tip.style.display = "block";
   tip.style.left = Math.min(px + 12, L.width - 190) + "px";
@@ -334,19 +368,18 @@ async function poll(chart) {
 }
 
 // The learner's two choices above the canvas: the loss axis and the smoothing weight (TensorBoard's slider).
+// Their words are written by `relabel`, at every render from the page (the visitor may change the language).
 function toolbar(settings, changed) {
   const tools = document.createElement("div");
   tools.className = "tools";
   const scale = document.createElement("select");
-  scale.setAttribute("aria-label", "Loss axis");
-  for (const [value, words] of [["auto", "auto (log on a spike)"], ["linear", "linear"], ["log", "log"]]) {
-    const option = new Option(words, value, false, value === settings.scale);
+  for (const value of ["auto", "linear", "log"]) {
+    const option = new Option("", value, false, value === settings.scale);
     scale.append(option);
   }
   scale.addEventListener("change", () => { settings.scale = scale.value; changed(); });
   const weight = document.createElement("input");
   Object.assign(weight, { type: "range", min: "0", max: "0.99", step: "0.01", value: String(settings.smoothing) });
-  weight.setAttribute("aria-label", "Smoothing");
   const shown = document.createElement("output");
   shown.textContent = settings.smoothing.toFixed(2);
   weight.addEventListener("input", () => {
@@ -354,13 +387,29 @@ function toolbar(settings, changed) {
     shown.textContent = settings.smoothing.toFixed(2);
     changed();
   });
+  const words = { scale: new Text(""), smoothing: new Text("") };
   const label = (text, ...children) => {
     const element = document.createElement("label");
     element.append(text, ...children);
     return element;
   };
-  tools.append(label("Loss axis ", scale), label("Smoothing ", weight, shown));
-  return tools;
+  tools.append(label(words.scale, scale), label(words.smoothing, weight, shown));
+  return { tools, scale, weight, words };
+}
+
+// The toolbar's and the canvas's words in the language of the page's latest render.
+function relabel(chart) {
+  const { strings, toolbar: tools } = chart;
+  set(tools.words.scale, "data", strings.scale + " ");
+  set(tools.words.smoothing, "data", strings.smoothing + " ");
+  const named = (element, name) => {
+    if (element.getAttribute("aria-label") !== name) element.setAttribute("aria-label", name);
+  };
+  named(tools.scale, strings.scale);
+  named(tools.weight, strings.smoothing);
+  named(chart.canvas, strings.chart);
+  const names = { auto: strings.scaleAuto, linear: strings.scaleLinear, log: strings.scaleLog };
+  for (const option of tools.scale.options) set(option, "text", names[option.value]);
 }
 
 export default function ({ parentElement, data, setTriggerValue }) {
@@ -382,14 +431,15 @@ export default function ({ parentElement, data, setTriggerValue }) {
     const progress = div("progress", text, track, notes, warning);
     const canvas = document.createElement("canvas");
     canvas.setAttribute("role", "img");
-    canvas.setAttribute("aria-label", "live loss chart");
     const settings = loadSettings();
     const tools = toolbar(settings, () => {
       saveSettings(settings);
       if (chart.curves) show(chart, chart.curves, chart.shown.progress, chart.shown.notes, chart.shown.warning);
     });
-    parentElement.appendChild(div("live-chart", outcome, progress, tools, canvas, tip));
-    chart = { canvas, tip, progress, track, bar, words, warning, outcome, settings, timer: null, feed: null };
+    parentElement.appendChild(div("live-chart", outcome, progress, tools.tools, canvas, tip));
+    chart = {
+      canvas, tip, progress, track, bar, words, warning, outcome, settings, toolbar: tools, timer: null, feed: null,
+    };
     chart.observer = new ResizeObserver(() => {
       measure(chart);
       draw(chart);
@@ -400,6 +450,8 @@ export default function ({ parentElement, data, setTriggerValue }) {
     charts.set(parentElement, chart);
   }
   measure(chart); // once per render from the page: a theme change shows at the page's next redraw
+  chart.strings = { ...ENGLISH, ...(data.strings || {}) };
+  relabel(chart);
   chart.height = data.height;
   chart.mode = data.mode;
   chart.outcome.style.display = "none"; // the page draws a run's end itself

@@ -19,6 +19,7 @@ from pathlib import Path
 import streamlit as st
 
 from mnist_core.feed import FEED_POLL_S
+from mnist_core.i18n import _
 
 _HERE = Path(__file__).parent
 _component = st.components.v2.component(
@@ -27,6 +28,32 @@ _component = st.components.v2.component(
     css=(_HERE / "live_chart.css").read_text(),
     isolate_styles=False,  # in the page's own DOM: the browser tests and benchmarks read the canvas's data-*
 )
+
+
+def chart_strings() -> dict[str, str]:
+    """The chart's words in the visitor's language: the canvas draws them (live_chart.js fills in the ``{name}``s
+    itself, and has these English ones for a page without them)."""
+    return {
+        "stepAxis": _("step (batch)"),
+        "lossAxis": _("cross-entropy loss"),
+        "lossAxisLog": _("cross-entropy loss (log scale)"),
+        "accuracy": _("test accuracy"),
+        "lr": _("lr {lr}"),
+        "clipped": _("▲ some batches are off the top (highest {value})"),
+        "batchLoss": _("batch loss"),
+        "smoothed": _("smoothed"),
+        "full": _("loss on whole train set"),
+        "tipStep": _("step {step}"),
+        "tipBatchLoss": _("batch loss {value}"),
+        "tipSmoothed": _("smoothed {value}"),
+        "tipAccuracy": _("test accuracy {accuracy}% (step {step})"),
+        "scale": _("Loss axis"),
+        "scaleAuto": _("auto (log on a spike)"),
+        "scaleLinear": _("linear"),
+        "scaleLog": _("log"),
+        "smoothing": _("Smoothing"),
+        "chart": _("live loss chart"),
+    }
 
 
 def live_chart(
@@ -53,6 +80,7 @@ def live_chart(
         "notes": list(notes),
         "warning": warning,
         "poll": poll,
+        "strings": chart_strings(),
     }
     # Sized to its content: the lines above the canvas come and go with the feed (an epoch's line, a knob change,
     # a warning); a height fixed when the page drew it cut the canvas's axis off as they came.

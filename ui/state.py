@@ -14,6 +14,7 @@ import streamlit as st
 
 from mnist_core.data import DataError
 from mnist_core.feed import Feed
+from mnist_core.i18n import N_, _
 from mnist_core.jobs import Job, JobQueue
 from mnist_core.owners import default_run, is_mine, mark_seen, owner_id, visible
 from mnist_core.run_schema import RunError, RunMeta
@@ -122,7 +123,9 @@ def client_address() -> str | None:
 # The browser makes its own secret (32 random bytes) if it has none, then reloads once so that the server
 # reads it from the cookie; a browser that refuses the cookie reloads only once (sessionStorage says so).
 # Two tabs opened at once share whichever secret was stored first: the second finds the cookie set.
-_COOKIE_SCRIPT = """<script>
+_COOKIE_SCRIPT = (
+    "<script>"  # untranslated: code
+    """
 (() => {
   const name = "%s", has = document.cookie.split("; ").some((c) => c.startsWith(name + "="));
   if (!has) {
@@ -137,6 +140,7 @@ _COOKIE_SCRIPT = """<script>
   }
 })();
 </script>"""
+)
 
 
 def keep_owner_cookie() -> None:
@@ -159,7 +163,7 @@ def session_job() -> Job | None:
     return job_queue().latest_of(owner())
 
 
-@st.cache_resource(max_entries=32, show_spinner="Loading the run...")
+@st.cache_resource(max_entries=32, show_spinner=False)  # get_run's spinner is in the visitor's language
 def _cached_run(path: str, saved_at: float) -> Run:
     """Keyed by the folder and its run.json's time: a run replaced under the same name is read anew."""
     return load_run(path)
@@ -172,7 +176,7 @@ def visible_runs() -> list[tuple[Path, RunMeta]]:
 
 
 def run_ids() -> list[str]:
-    return [path.name for path, _ in visible_runs()]
+    return [path.name for path, _meta in visible_runs()]
 
 
 def get_run(run_id: str) -> Run | None:
@@ -181,22 +185,24 @@ def get_run(run_id: str) -> Run | None:
     path = runs_root() / run_id
     try:
         if not visible(read_meta(path), viewer()):
-            raise RunError("it belongs to another visitor, who has not shared it.")
-        return _cached_run(str(path), path.joinpath("run.json").stat().st_mtime)
+            raise RunError(_("it belongs to another visitor, who has not shared it."))
+        saved_at = path.joinpath("run.json").stat().st_mtime
+        with st.spinner(_("Loading the run...")):  # shown only if it takes a while
+            return _cached_run(str(path), saved_at)
     except (RunError, OSError) as exc:
-        st.error(f"Run `{run_id}` cannot be read.")
+        st.error(_("Run `{run_id}` cannot be read.").format(run_id=run_id))
         st.text(str(exc))  # it may quote what a file holds: text, never markdown
         return None
 
 
-def run_picker(label: str = "Run", key: str = "run_picker") -> str | None:
+def run_picker(label: str = N_("Run"), key: str = "run_picker") -> str | None:
     """A select box of the runs this browser may see, newest first, its own marked; None while none is chosen.
 
     It starts on this session's choice or latest run, else on this browser's newest run, else on the best
     finished shared run of the data set in use (never a collapsed or diverged one).
     """
     runs = visible_runs()
-    ids = [path.name for path, _ in runs]
+    ids = [path.name for path, _meta in runs]
     if not ids:
         return None
     me = viewer()
@@ -208,15 +214,18 @@ def run_picker(label: str = "Run", key: str = "run_picker") -> str | None:
         current = job.id if job is not None else None
     if current not in ids:
         current = default_run(runs, me, st.session_state.get("dataset_name", "mnist"))
+
+    def shown(run_id: str) -> str:
+        whose = _("{run_id} (yours)") if run_id in mine else _("{run_id} (shared)")
+        return (f"{names[run_id]} · " if run_id in names else "") + whose.format(run_id=run_id)
+
     choice = st.selectbox(
-        label,
+        _(label),
         ids,
         index=ids.index(current) if current in ids else None,
         key=key,
-        format_func=lambda run_id: (
-            (f"{names[run_id]} · " if run_id in names else "") + f"{run_id} ({'yours' if run_id in mine else 'shared'})"
-        ),
-        placeholder="Choose a run",
+        format_func=shown,
+        placeholder=_("Choose a run"),
     )
     if choice is not None:
         st.session_state["selected_run"] = choice
@@ -228,10 +237,14 @@ def chosen_run(label: str, key: str, empty: str) -> Run:
     run_id = run_picker(label, key=key)
     if run_id is None:
         if run_ids():
-            st.info("Choose a run above: none of yours is saved yet, and no shared run has finished well.")
+            st.info(_("Choose a run above: none of yours is saved yet, and no shared run has finished well."))
         else:
             st.info(empty)
-            st.page_link("app_pages/3_Train.py", label="Go to Train", icon=":material/show_chart:")
+            st.page_link(
+                "app_pages/3_Train.py",  # untranslated: a page's path
+                label=_("Go to Train"),
+                icon=":material/show_chart:",
+            )
         st.stop()
     run = get_run(run_id)
     if run is None:

@@ -20,8 +20,9 @@ def set_slider(page: Page, label: str, key: str, expected: str) -> None:
     expect(thumb).to_have_attribute("aria-valuetext", expected)
 
 
-def wait_for_app(page: Page) -> None:
-    expect(page.get_by_test_id("stSidebar")).to_contain_text("Device", timeout=60_000)
+def wait_for_app(page: Page, device: str = "Device") -> None:
+    """Until the sidebar names the device (``device``: that word in the page's language)."""
+    expect(page.get_by_test_id("stSidebar")).to_contain_text(device, timeout=60_000)
 
 
 def last_step(page: Page) -> int:
