@@ -1,5 +1,7 @@
 """Entry point: the page list, the shared sidebar, and the home page (what the app is, data and device)."""
 
+import re
+
 import streamlit as st
 
 from mnist_core.i18n import N_, _
@@ -58,7 +60,7 @@ def home() -> None:
     col1, col2, col3 = st.columns(3)
     col1.metric(_("Training images"), number(dataset.n_train))
     col2.metric(_("Test images"), number(dataset.n_test))
-    col3.metric(_("Device"), device.split(" (")[0])
+    col3.metric(_("Device"), re.split(r" \(|（", device)[0])  # "CPU (2 threads)", "CPU（2 个线程）": "CPU"
     st.caption(_("Data from {source}. Device: {device}.").format(source=stored(dataset.source), device=device))
     if dataset.source_kind == "sample":
         st.info(

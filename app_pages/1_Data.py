@@ -17,12 +17,14 @@ st.caption(dataset.describe())  # in the visitor's language
 st.subheader(_("Sample images"))
 left, right = st.columns([1, 3])
 SPLITS = {"train": _("train"), "test": _("test")}
-split = left.radio(_("Split"), list(SPLITS), horizontal=True, format_func=SPLITS.get)
+split = left.radio(_("Split"), list(SPLITS), horizontal=True, format_func=SPLITS.get, key="data_split")
 images, labels = (
     (dataset.train_images, dataset.train_labels) if split == "train" else (dataset.test_images, dataset.test_labels)
 )
 last_start = max(len(images) - 32, 0)  # 32 images are shown from the first one on
-start = left.number_input(_("First of 32 images (0-{last:,})").format(last=last_start), 0, last_start, 0, step=32)
+start = left.number_input(
+    _("First of 32 images (0-{last:,})").format(last=last_start), 0, last_start, 0, step=32, key="data_start"
+)
 shown = range(start, min(start + 32, len(images)))
 right.image(
     [upscale(images[i], 3) for i in shown],

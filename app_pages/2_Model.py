@@ -63,6 +63,7 @@ which = st.selectbox(
     choices,
     index=choices.index(default) if default in choices else 0,
     format_func=lambda choice: _(choice) if choice == UNTRAINED else choice,
+    key="model_choice",  # a key, not the label: a change of language keeps the choice
 )
 if which == choices[0]:
     model = build_model(seed=0, **knobs_network())  # the network Train's knobs describe
@@ -95,7 +96,9 @@ else:
             )
         )
 
-index = st.number_input(_("Test image (0-{last})").format(last=dataset.n_test - 1), 0, dataset.n_test - 1, 0)
+index = st.number_input(
+    _("Test image (0-{last})").format(last=dataset.n_test - 1), 0, dataset.n_test - 1, 0, key="model_image"
+)
 image = dataset.test_images[index : index + 1]
 guess, probs = first_prediction(model, image)
 left, right = st.columns([1, 3])

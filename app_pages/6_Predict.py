@@ -50,7 +50,13 @@ except Exception:  # optional, and it must not take the page down if it fails to
     st_canvas = None
 
 SOURCES = {"upload": _("Upload an image"), "draw": _("Draw it")}
-source = st.radio(_("Digit from"), list(SOURCES) if st_canvas else ["upload"], horizontal=True, format_func=SOURCES.get)
+source = st.radio(
+    _("Digit from"),
+    list(SOURCES) if st_canvas else ["upload"],
+    horizontal=True,
+    format_func=SOURCES.get,
+    key="predict_source",
+)
 image = None
 # load_image, digits_from_canvas and preprocess raise nothing but DigitError, whose message is for the user.
 try:
@@ -72,7 +78,9 @@ try:
         else:
             image = digits_from_canvas(drawn.image_data)
     else:
-        upload = st.file_uploader(_("A photo or scan of one digit (PNG or JPEG)"), type=["png", "jpg", "jpeg"])
+        upload = st.file_uploader(
+            _("A photo or scan of one digit (PNG or JPEG)"), type=["png", "jpg", "jpeg"], key="predict_upload"
+        )
         if upload is None:
             st.info(
                 _(

@@ -17,7 +17,7 @@ import functools
 import gettext
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -26,11 +26,17 @@ LANGUAGES = {"en": "English", "zh_CN": "简体中文"}  # code: the language's o
 DEFAULT = "en"
 DOMAIN = "mnist"
 LOCALES = Path(__file__).parent / "locales"
-_language: contextvars.ContextVar[str] = contextvars.ContextVar("language", default=DEFAULT)
+_language: contextvars.ContextVar[str | None] = contextvars.ContextVar("language", default=None)
+# Where no language was set in this thread: asked of the UI (a Streamlit callback or fragment runs in a thread of
+# its own, before or without the page's first lines); None: English
+_fallback: Callable[[], str | None] | None = None
 _PLACEHOLDER = re.compile(r"\{(\w+)(?:![rsa])?(?::[^{}]*)?\}")
 # In a saved message, a placeholder stands for one word or number ("8,000,000", "0.01"), except these, which
 # may hold a phrase: so that a short message ("step {step}") never swallows a sentence that starts like it.
-_PHRASES = {"message", "reason", "error", "problem", "detail", "why", "text", "name", "study", "title", "source"}
+_PHRASES = {
+    "message", "reason", "error", "errors", "problem", "detail", "why", "what", "rule", "text", "name", "study",
+    "title", "source", "folder", "path",
+}  # fmt: skip
 
 
 def N_(message: str) -> str:
@@ -59,7 +65,16 @@ def translations(language: str) -> gettext.NullTranslations:
 
 
 def language() -> str:
-    return _language.get()
+    code = _language.get()
+    if code is None and _fallback is not None:
+        code = _fallback()
+    return code if code in LANGUAGES else DEFAULT
+
+
+def set_fallback(ask: Callable[[], str | None]) -> None:
+    """Where a thread has no language of its own, ``ask()`` names it (ui/language.py: the session's)."""
+    global _fallback
+    _fallback = ask
 
 
 def set_language(code: str) -> None:
@@ -84,6 +99,11 @@ def _(message: str) -> str:
 
 def ngettext(singular: str, plural: str, n: int) -> str:
     return translations(language()).ngettext(singular, plural, n)
+
+
+def pgettext(context: str, message: str) -> str:
+    """``message`` in the sense ``context`` names, where one English word has two ("step": of a table, of training)."""
+    return translations(language()).pgettext(context, message)
 
 
 def best_match(locale: str | None) -> str:
@@ -148,7 +168,8 @@ def _stored_one(text: str) -> str | None:
         if m := pattern.fullmatch(text):
             values = m.groupdict()
             translated = _PLACEHOLDER.sub(lambda p: "{" + p.group(1) + "}", catalog.gettext(message))
-            return translated.format(**{k: stored(v) for k, v in values.items()})
+            # A phrase may be a message of its own; a word (a field's name, a number) stays as it was written
+            return translated.format(**{k: stored(v) if k in _PHRASES else v for k, v in values.items()})
     return None
 
 

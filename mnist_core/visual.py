@@ -13,7 +13,7 @@ import torch
 
 from .data import Dataset
 from .history import EpochMetrics
-from .i18n import N_, _
+from .i18n import N_, _, pgettext
 from .model import LayerRow
 
 LIVE_POINTS = 1000  # per curve of the live chart: it is repainted several times a second; the shape needs no more
@@ -142,7 +142,7 @@ def batch_shapes(dataset: Dataset, batch: int = 128) -> pd.DataFrame:
             [_("labels"), str(tuple(y.shape)), str((n,)), _("integers 0-9")],
             [_("one-hot labels"), str(tuple(one_hot.shape)), str((len(dataset.classes), n)), "onehotbatch(y, 0:9)"],
         ],
-        columns=[_("step"), "PyTorch (NCHW)", "Flux (WHCN)", _("code")],
+        columns=[pgettext("a step of the tutorial", "step"), "PyTorch (NCHW)", "Flux (WHCN)", _("code")],
     )
 
 

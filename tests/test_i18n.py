@@ -162,3 +162,27 @@ def test_the_home_page_in_chinese_and_the_switch_back(runs_dir):
     assert at.selectbox(key="language").value == "zh_CN"
     at.selectbox(key="language").set_value("en").run()
     assert at.title[0].value == "Watch a neural network learn"
+
+
+def test_a_callback_and_a_fragment_speak_the_sessions_language(runs_dir):
+    """A button's callback runs before the page's first line, and a fragment reruns alone: both in the
+    session's language (i18n's fallback asks the session). A run started in Chinese records Chinese, so its
+    live lines are written in it."""
+    from ui.state import job_queue
+
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["language"] = "zh_CN"
+    # AppTest formats a radio's options again in this thread (its format_func): in the page's language too
+    with i18n.using("zh_CN"):
+        at.run()
+        at.switch_page("app_pages/3_Train.py").run()
+        at.slider(key="keep_epochs").set_value(1).run()
+        next(b for b in at.button if b.label == i18n._("Start training")).click().run()
+    assert not at.exception, at.exception
+    job = job_queue().latest_of(at.session_state["owner"])
+    assert job is not None and job.language == "zh_CN"
+
+
+def test_a_saved_message_keeps_its_words_and_translates_its_phrases():
+    with i18n.using("zh_CN"):
+        assert "status" in i18n.stored("run.json: status is missing.")  # a field's name is not translated

@@ -122,7 +122,9 @@ function draw(view) {
   data.layers.forEach((layer, i) => {
     const { cell, perRow, lines } = rows[i];
     ctx.fillStyle = text;
-    ctx.fillText(fill(strings.maps, { layer: layer.name, count: layer.c, h: layer.h, w: layer.w }), left, y);
+    const index = /^conv (\d+)$/.exec(layer.name); // a machine name: "conv 2"
+    const shown = index && strings.conv ? fill(strings.conv, { index: index[1] }) : layer.name;
+    ctx.fillText(fill(strings.maps, { layer: shown, count: layer.c, h: layer.h, w: layer.w }), left, y);
     y += 18;
     const top = y;
     blocks(view, ctx, layer.data, layer.c, layer.h, layer.w, (c) => [

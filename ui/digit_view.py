@@ -33,6 +33,7 @@ def digit_view_data(
         "step": _("after step {step}"),
         "probabilities": _("probabilities"),
         "maps": _("{layer}: {count} maps of {h}x{w}"),
+        "conv": _("conv {index}"),  # the layers' names, "conv 1" ... (digit_view.js)
         "canvas": _("one digit's feature maps and probabilities"),
     }
     shown = [_(c) for c in classes]  # a data set's class names ("Trouser"), translated where the catalog has them

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from mnist_core.config import NETWORK_KNOBS, TrainConfig
 from mnist_core.data import Dataset
 from mnist_core.explain import pixel_sum
 from mnist_core.health import HealthStats, health_flags, health_summary
-from mnist_core.i18n import N_, _
+from mnist_core.i18n import N_, _, language
 from mnist_core.jobs import Job
 from mnist_core.model import build_model, layer_table
 from mnist_core.train import estimate_epoch_seconds
@@ -39,7 +40,7 @@ def sentence(text: str) -> str:
     with a Latin letter, and ended with the stop of its script ("." for English, "。" for Chinese)."""
     if text[:1].isascii() and text[:1].isalpha():
         text = text[:1].upper() + text[1:]
-    return text + ("." if text[-1:].isascii() else "。")
+    return text + ("。" if language() == "zh_CN" else ".")
 
 
 def knobs_network() -> dict:
@@ -201,12 +202,19 @@ def _number(value: float | None, fmt: str) -> str:
     return format(value, fmt) if math.isfinite(value) else _("not finite")
 
 
+def layer_name(name: str) -> str:
+    """A layer's machine name ("conv 2", "dense") as the visitor reads it."""
+    if m := re.fullmatch(r"conv (\d+)", name):
+        return _("conv {index}").format(index=int(m.group(1)))
+    return _("dense") if name == "dense" else name
+
+
 def health_table(stats: HealthStats) -> pd.DataFrame:
     """The latest reading per layer, for the page to show (its columns in the visitor's language)."""
     return pd.DataFrame(
         [
             {
-                _("layer"): name,
+                _("layer"): layer_name(name),
                 _("gradient norm"): _number(h.grad_norm, ".3g"),
                 _("update / weights"): _number(h.update_ratio, ".1e"),
                 _("dead ReLU channels"): _number(h.dead_share, ".0%"),

@@ -8,7 +8,7 @@ import json
 
 import streamlit as st
 
-from mnist_core.i18n import LANGUAGES, best_match, set_language
+from mnist_core.i18n import LANGUAGES, best_match, set_fallback, set_language
 
 LANGUAGE_KEY = "language"  # the session's language code
 LANGUAGE_COOKIE = "mnist_language"
@@ -25,6 +25,18 @@ _COOKIE_SCRIPT = (
 def _cookie() -> str | None:
     value = st.context.cookies.get(LANGUAGE_COOKIE)  # AppTest has no browser, hence no cookies
     return value if value in LANGUAGES else None
+
+
+def _session_language() -> str | None:
+    """The session's language, in a thread of a Streamlit session (a callback, a fragment); else None."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    if get_script_run_ctx(suppress_warning=True) is None:
+        return None
+    return st.session_state.get(LANGUAGE_KEY)
+
+
+set_fallback(_session_language)
 
 
 def choose_language() -> str:
