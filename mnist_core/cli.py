@@ -33,7 +33,7 @@ from .history import EpochMetrics
 from .i18n import N_, _
 from .lr_find import SUGGESTION_RULE, LrFindResult, lr_find
 from .model import build_model, first_prediction, format_layer_table, layer_table
-from .outcomes import Ending
+from .outcomes import STATUS_WORDS, Ending
 from .report import Report, build_report
 from .run_schema import RunError
 from .runs import Run, finish_run, load_run
@@ -78,16 +78,7 @@ class ProgressBar(Callback):
         self.stream.flush()
 
 
-# How a run ended, and a trial: the words run.json and the study keep, in the reader's language
-ENDING_WORDS = {
-    Ending.FINISHED: N_("finished"),
-    Ending.STOPPED: N_("stopped"),
-    Ending.COLLAPSED: N_("collapsed"),
-    Ending.DIVERGED: N_("diverged"),
-    Ending.FAILED: N_("failed"),
-    Ending.INTERRUPTED: N_("interrupted"),
-    Ending.CANCELLED: N_("cancelled"),
-}
+# How a trial ended: the words the study keeps, in the reader's language (a run's: outcomes.STATUS_WORDS)
 TRIAL_WORDS = {"complete": N_("complete"), "pruned": N_("pruned"), "failed": N_("failed")}
 
 
@@ -149,7 +140,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             trainer.history.message = N_("Stopped with Ctrl-C.")
         h = trainer.history
         folder, report, message = finish_run(trainer, dataset, root=args.runs_dir)
-    print("\n" + _("{status}: {message}").format(status=_word(h.status, ENDING_WORDS), message=i18n.stored(message)))
+    print("\n" + _("{status}: {message}").format(status=_word(h.status, STATUS_WORDS), message=i18n.stored(message)))
     print(
         _("training time {seconds:.2f}s, {speed:,.0f} images/s").format(seconds=h.train_seconds, speed=h.images_per_sec)
     )
@@ -188,7 +179,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     status, message = run.meta.get("status"), run.meta.get("message", "")
     print(
         _("run {run}: {status} ({message})").format(
-            run=run.run_id, status=_word(status, ENDING_WORDS), message=i18n.stored(message)
+            run=run.run_id, status=_word(status, STATUS_WORDS), message=i18n.stored(message)
         )
     )
     print(dataset.describe())

@@ -176,6 +176,21 @@ def epoch_figure(epochs: list[EpochMetrics]) -> go.Figure:
     return fig
 
 
+def click_layer(x, y, customdata, size: int, hover: str, hint: str) -> go.Scatter:
+    """Almost invisible square markers over a heatmap's cells: Streamlit reports clicks on points only, and a
+    heatmap has none. ``hover`` may hold Plotly's %{...} tokens (put in as values, so that a translation may move
+    them but never break them); ``hint`` says what a click does."""
+    return go.Scatter(
+        x=x,
+        y=y,
+        customdata=customdata,
+        mode="markers",
+        marker={"size": size, "opacity": 0.01, "symbol": "square"},
+        hovertemplate=hover + "<extra>" + hint + "</extra>",
+        showlegend=False,
+    )
+
+
 def confusion_figure(confusion: np.ndarray, classes: list[str]) -> go.Figure:
     """The confusion matrix as a heatmap; an almost invisible marker on each cell makes cells clickable
     (Streamlit reports clicks on points, and a heatmap has none)."""
@@ -192,20 +207,15 @@ def confusion_figure(confusion: np.ndarray, classes: list[str]) -> go.Figure:
         )
     )
     fig.add_trace(
-        go.Scatter(
-            x=[classes[j] for i in range(k) for j in range(k)],
-            y=[classes[i] for i in range(k) for j in range(k)],
-            customdata=confusion.reshape(-1),
-            mode="markers",
-            marker={"size": 30, "opacity": 0.01, "symbol": "square"},
-            # Plotly's %{...} tokens go in as values: a translation may move them, never break them
-            hovertemplate=_("true {true}, predicted {predicted}: {count}").format(
+        click_layer(
+            [classes[j] for i in range(k) for j in range(k)],
+            [classes[i] for i in range(k) for j in range(k)],
+            confusion.reshape(-1),
+            30,
+            _("true {true}, predicted {predicted}: {count}").format(
                 true="%{y}", predicted="%{x}", count="%{customdata}"
-            )
-            + "<extra>"
-            + _("click to see them")
-            + "</extra>",
-            showlegend=False,
+            ),
+            _("click to see them"),
         )
     )
     fig.update_xaxes(title_text=_("predicted"), type="category")
@@ -370,19 +380,15 @@ def feature_map_picker(maps: np.ndarray, chosen: tuple[int, int, int], columns: 
     fig = go.Figure(go.Heatmap(z=mosaic, colorscale="gray", showscale=False, hoverinfo="skip"))
     across = mosaic.shape[1]
     fig.add_trace(
-        go.Scatter(
-            x=[x for _y, x in where],
-            y=[y for y, _x in where],
-            customdata=[list(cell) for cell in cells],
-            mode="markers",
-            marker={"size": max(4, 640 // across), "opacity": 0.01, "symbol": "square"},
-            hovertemplate=_("map {map}, row {row}, column {column}").format(
+        click_layer(
+            [x for _y, x in where],
+            [y for y, _x in where],
+            [list(cell) for cell in cells],
+            max(4, 640 // across),
+            _("map {map}, row {row}, column {column}").format(
                 map="%{customdata[0]}", row="%{customdata[1]}", column="%{customdata[2]}"
-            )
-            + "<extra>"
-            + _("click to work it out")
-            + "</extra>",
-            showlegend=False,
+            ),
+            _("click to work it out"),
         )
     )
     y, x = where[cells.index(chosen)]
