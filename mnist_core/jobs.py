@@ -322,7 +322,7 @@ class JobQueue:
                 job.feed_url = self.feed.url(job.feed_token)
             self._jobs[job.id] = job
             self._waiting.append(job)
-            self._publish(job)
+            self._publish_places()  # every waiting job's line: "place 1 of N" counts the newcomer too
             self._cond.notify_all()
         return job
 

@@ -23,6 +23,13 @@ NAMES = {
 }  # fmt: skip
 WORD = re.compile(r"(?<![\w./-])[A-Za-z]{3,}(?![\w./-])")
 CALL = re.compile(r"[\w.!]+\([^()]*\)")  # code named in a sentence: Flux.train!(loss, ps, data, opt)
+KEYWORD = re.compile(r"\b\w+=\S*")  # code's keyword arguments (stride=2, keepdim=True), as the layer table shows
+
+
+def settled(page: Page) -> None:
+    """Until the page's script has run to its end: Streamlit's running indicator has come and gone."""
+    page.wait_for_timeout(300)
+    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=120_000)
 
 
 def english_words(page: Page) -> set[str]:
@@ -38,7 +45,7 @@ def english_words(page: Page) -> set[str]:
             return copy.innerText;
         }).join('\\n')"""
     )
-    return {w for w in WORD.findall(CALL.sub(" ", text)) if w not in NAMES}
+    return {w for w in WORD.findall(KEYWORD.sub(" ", CALL.sub(" ", text))) if w not in NAMES}
 
 
 def test_a_chinese_browser_gets_every_page_in_chinese_and_can_switch(browser, server):
@@ -58,7 +65,7 @@ def test_a_chinese_browser_gets_every_page_in_chinese_and_can_switch(browser, se
         page.goto(f"{server['url']}/{name}")
         wait_for_app(page, device)
         expect(page.locator("[data-testid=stMain] h1").first).to_have_text(titles[name], timeout=120_000)
-        page.wait_for_timeout(500)  # the rest of the page after its title
+        settled(page)  # all of the page, not only its title
         left[name] = english_words(page)
     assert not any(left.values()), {name: sorted(words) for name, words in left.items() if words}
 
