@@ -5,10 +5,13 @@ their owner) are read-only. Run names and messages may come from someone's archi
 spans (an imported run's name holds only letters, digits and -._), messages and errors with ``st.text``.
 """
 
+from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
 import pandas as pd
 import streamlit as st
 
-from mnist_core.i18n import _, stored
+from mnist_core.i18n import _, stored, when
 from mnist_core.outcomes import outcome
 from mnist_core.run_archive import export_run, export_runs, import_run
 from mnist_core.run_schema import MAX_NAME, MAX_NOTE, RunError
@@ -96,6 +99,7 @@ COLUMNS = {
     "device": Column(_("device")),
     "imported": st.column_config.CheckboxColumn(_("imported"), help=_("added from an archive")),
     "study": st.column_config.TextColumn(_("study"), help=_("the Tune study and trial number that trained it")),
+    "started": Column(_("started")),
     "run": Column(_("run")),
 }
 
@@ -106,6 +110,15 @@ def in_language(column: pd.Series) -> pd.Series:
     return column.map(lambda v: words.get(v, v) if isinstance(v, str) else v)
 
 
+def started(column: pd.Series) -> pd.Series:
+    """When each run started, as the reader's language writes a date, in their time zone (the browser's)."""
+    try:
+        zone = ZoneInfo(st.context.timezone or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo("UTC")
+    return column.map(lambda t: when(datetime.fromtimestamp(t, zone)) if t == t and t else "")  # t == t: not NaN
+
+
 def ticked(table, key: str) -> list[str]:
     """Draw ``table`` with row selection; the ids of the ticked rows."""
     hidden = ["yours", "shared"] + (["name"] if not table["name"].astype(bool).any() else [])  # no names: no column
@@ -113,6 +126,7 @@ def ticked(table, key: str) -> list[str]:
         status=table["status"].map(lambda s: _(outcome(s).label)),
         **{"data set": in_language(table["data set"])},  # untranslated: a column's name
         device=in_language(table["device"]),
+        started=started(table["started"]),
     )
     generation = st.session_state["runs_generation"]
     event = st.dataframe(

@@ -406,6 +406,7 @@ TABLE_COLUMNS = (
     N_("study"),
     N_("yours"),
     N_("shared"),
+    N_("started"),
     N_("run"),
 )
 
@@ -439,6 +440,7 @@ def runs_table(root: Path | str | None = None, viewer: str | None = None) -> pd.
                 "study": f"{meta.study} #{meta.trial}" if meta.study else "",
                 "yours": bool(viewer) and meta.owner == viewer,
                 "shared": meta.shared,
+                "started": meta.started_at or None,  # time.time(); a page writes it in the reader's language
             }
         )
     return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))

@@ -186,3 +186,18 @@ def test_a_callback_and_a_fragment_speak_the_sessions_language(runs_dir):
 def test_a_saved_message_keeps_its_words_and_translates_its_phrases():
     with i18n.using("zh_CN"):
         assert "status" in i18n.stored("run.json: status is missing.")  # a field's name is not translated
+
+
+def test_the_runs_table_writes_when_a_run_started_in_the_readers_language(runs_dir, blobs):
+    from helpers import trained_run
+
+    trained_run(runs_dir, blobs, epochs=1)
+    for code, written in (("en", r"[A-Z][a-z]{2} \d{1,2}, \d{4}, "), ("zh_CN", r"\d{4}年\d{1,2}月\d{1,2}日 ")):
+        at = AppTest.from_file(APP, default_timeout=120)
+        at.session_state["language"] = code
+        with i18n.using(code):
+            at.run()
+            at.switch_page("app_pages/5_Runs.py").run()
+        assert not at.exception, at.exception
+        (started,) = at.dataframe[0].value["started"]
+        assert re.match(written, started), started
