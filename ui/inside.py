@@ -85,7 +85,7 @@ def network_card(config: TrainConfig, n_fit: int) -> None:
         "  \n".join(
             _("{layer}: {output} · {weights:,} weights").format(layer=b.layer, output=b.output, weights=b.parameters)
             if b.parameters
-            else f"{b.layer}: {b.output}"
+            else _("{layer}: {output}").format(layer=b.layer, output=b.output)
             for b in brief.itertuples(index=False)
         )
     )
