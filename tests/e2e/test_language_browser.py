@@ -27,9 +27,19 @@ KEYWORD = re.compile(r"\b\w+=\S*")  # code's keyword arguments (stride=2, keepdi
 
 
 def settled(page: Page) -> None:
-    """Until the page's script has run to its end: Streamlit's running indicator has come and gone."""
-    page.wait_for_timeout(300)
-    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=120_000)
+    """Until the page's script has run to its end: no running indicator, and its text the same on three polls
+    in a row (a page draws in steps after its title)."""
+    page.wait_for_function(
+        """() => {
+            const text = document.querySelector('[data-testid=stMain]').innerText;
+            const busy = document.querySelector('[data-testid=stStatusWidget]') !== null;
+            window.__same = !busy && text === window.__last ? (window.__same || 0) + 1 : 0;
+            window.__last = text;
+            return window.__same >= 3;
+        }""",
+        polling=200,
+        timeout=120_000,
+    )
 
 
 def english_words(page: Page) -> set[str]:
